@@ -1,0 +1,47 @@
+# Two entry points for a fresh machine: `make repro` (the pipeline) and `make test` (the suite).
+# Both create or reuse .venv and install Python and Debian dependencies idempotently.
+
+VENV   ?= .venv
+PYTHON ?= python3.11
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.paha-installed
+APT_PACKAGES := ffmpeg espeak-ng
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-deps repro test lint bench clean-venv
+
+setup: system-deps $(STAMP)
+
+# Debian packages: installed only when a tool is missing.
+system-deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+# The venv is (re)built when pyproject.toml changes. torch first, by exact version, so pip takes
+# the local CPU wheel rather than resolving a CUDA build from the registry.
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python benchmarks/extract.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,55 @@
+"""Writing stage outputs so that an interrupted stage never leaves a half-written artifact.
+
+A directory output is built under a temporary sibling and swapped in by rename at the end; a file
+is written to a temporary sibling and renamed. The previous artifact stays intact until the new
+one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces ``final`` when the block succeeds.
+
+    Files inside should be referred to by their final paths (see :func:`final_path`).
+    On an exception the temporary directory is removed and ``final`` is left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def final_path(path: str | os.PathLike, tmp: Path, final: str | os.PathLike) -> str:
+    """Map a path under the temporary directory ``tmp`` to where it will be under ``final``."""
+    return str(Path(final) / Path(path).relative_to(tmp))
+
+
+def write_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (temp file, then rename), keys sorted, 2-space indented."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,1 @@
+"""DVC stage entry points: ``python -m stages.NAME``; each reads its own params section."""

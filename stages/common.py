@@ -1,0 +1,34 @@
+"""Argument parsing and error reporting shared by the stage entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from pipeline.config import ConfigError, Params, load_params
+from pipeline.media import MediaError
+from pipeline.tables import TableError
+
+log = logging.getLogger("paha")
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    return parser
+
+
+def run_stage(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,
+              argv: list[str] | None = None) -> int:  # fmt: skip
+    """Parse arguments, load params, run ``main``; known input errors exit 2 with one line."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        main(args, params)
+    except (ConfigError, TableError, MediaError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
