@@ -12,6 +12,7 @@ Features are aligned with the video: one row per video frame, shape ``(n_frames,
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import librosa
@@ -28,7 +29,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     if not path.exists():
         raise MediaError(f"{path}: audio file not found")
     try:
-        wave, _ = librosa.load(path, sr=sample_rate, mono=True)
+        with warnings.catch_warnings():  # librosa warns before falling back to audioread
+            warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+            wave, _ = librosa.load(path, sr=sample_rate, mono=True)
     except Exception as error:  # soundfile/audioread raise many types for a bad file
         raise MediaError(f"{path}: unreadable audio ({error})") from None
     return wave.astype(np.float32)

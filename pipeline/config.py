@@ -80,7 +80,7 @@ class CorpusParams(Section):
 # ---------------------------------------------------------------- cut
 class CutParams(Section):
     fps: float = Field(25.0, gt=0)
-    size: int = Field(256, ge=16, description="side of the square output clips, pixels")
+    size: int = Field(256, ge=64, description="side of the square output clips, pixels")
     crop: Literal["person", "center", "pad"] = "person"
     person_scale: float = Field(
         1.0, gt=0, description="crop side as a multiple of the source height (person policy)"

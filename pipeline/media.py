@@ -146,7 +146,13 @@ def cut_audio(
     dst.parent.mkdir(parents=True, exist_ok=True)
     n_samples = int(round((end_s - start_s) * sample_rate))
     stream = ffmpeg.input(str(src), ss=f"{start_s:.4f}", t=f"{end_s - start_s:.4f}")
-    audio = stream.audio.filter("apad", whole_len=n_samples).filter("atrim", end_sample=n_samples)
+    # Resample and downmix first so that the padding and trimming count output samples.
+    audio = (
+        stream.audio.filter("aresample", sample_rate)
+        .filter("aformat", sample_rates=sample_rate, channel_layouts="mono")
+        .filter("apad", whole_len=n_samples)
+        .filter("atrim", end_sample=n_samples)
+    )
     tmp = tmp_path(dst)
     out = ffmpeg.output(audio, str(tmp), ac=1, ar=sample_rate, acodec="pcm_s16le")
     _run(out, f"{src} -> {dst}")
@@ -166,7 +172,10 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | None = None) -
     if not indices:
         h, w = (reader[0].shape[:2]) if count else (0, 0)
         return np.zeros((0, h, w, 3), dtype=np.uint8)
-    return reader.get_batch(indices).asnumpy()
+    try:
+        return reader.get_batch(indices).asnumpy()
+    except (RuntimeError, decord.DECORDError) as error:  # decord fails on frames < 64 px wide
+        raise MediaError(f"{path}: cannot decode frames ({str(error).splitlines()[0]})") from None
 
 
 def count_frames(path: str | os.PathLike) -> int:
