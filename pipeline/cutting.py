@@ -105,7 +105,8 @@ def cut_clip(
             raise MediaError(f"{source}: empty interval {start_s:.2f}-{end_s:.2f} s")
         if info.duration_s and end_s > info.duration_s + 0.5:
             raise MediaError(
-                f"{source}: interval ends at {end_s:.2f} s after the media ({info.duration_s:.2f} s)"
+                f"{source}: interval ends at {end_s:.2f} s, "
+                f"after the media ({info.duration_s:.2f} s)"
             )
         if params.crop == "pad":
             box = (0.0, 0.0, float(info.width), float(info.height))

@@ -57,7 +57,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         info = ffmpeg.probe(path)
     except ffmpeg.Error as error:
         detail = (error.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise MediaError(f"{path}: unreadable media ({detail[-1] if detail else 'ffprobe'})")
+        last = detail[-1] if detail else "ffprobe failed"
+        raise MediaError(f"{path}: unreadable media ({last})") from None
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -84,7 +85,8 @@ def _run(stream, what: str) -> None:
         stream.run(quiet=True, overwrite_output=True)
     except ffmpeg.Error as error:
         lines = (error.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise MediaError(f"{what}: ffmpeg failed ({lines[-1] if lines else 'no message'})") from None
+        last = lines[-1] if lines else "no message"
+        raise MediaError(f"{what}: ffmpeg failed ({last})") from None
 
 
 def tmp_path(path: Path) -> Path:
@@ -116,9 +118,9 @@ def cut_video(
     stream = ffmpeg.input(str(src), ss=f"{start_s:.4f}", t=f"{end_s - start_s + 1.0:.4f}")
     video = stream.video.filter("fps", fps=fps)
     if pad:
-        video = video.filter(
-            "scale", width, height, force_original_aspect_ratio="decrease"
-        ).filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2")
+        video = video.filter("scale", width, height, force_original_aspect_ratio="decrease").filter(
+            "pad", width, height, "(ow-iw)/2", "(oh-ih)/2"
+        )
     else:
         if crop is not None:
             x0, y0, w, h = crop
@@ -137,7 +139,7 @@ def cut_audio(
     src: str | os.PathLike, dst: str | os.PathLike, start_s: float, end_s: float,
     sample_rate: int = 16000,
 ) -> None:  # fmt: skip
-    """Cut ``[start_s, end_s)`` of ``src``'s first audio stream to mono 16-bit WAV at ``sample_rate``.
+    """Cut ``[start_s, end_s)`` of ``src``'s first audio stream to mono 16-bit WAV.
 
     The result is padded with silence or trimmed to exactly ``(end_s - start_s) * sample_rate``
     samples, so audio and video of a clip have the same duration.

@@ -37,24 +37,7 @@ RAW = pa.schema(
     ]
 )
 
-RAW_# ``curate`` output: the clip table plus what each filter measured and the reviewer's decision.
-CURATED = pa.schema(
-    list(CLIPS)
-    + [
-        ("duration_s", pa.float64()),
-        ("scene_cuts", pa.int32()),
-        ("face_ratio", pa.float64()),  # fraction of analysed frames with a face
-        ("face_jitter", pa.float64()),  # median face-centre step / face size
-        ("body_ratio", pa.float64()),  # fraction of analysed frames with shoulders + head
-        ("silence_ratio", pa.float64()),
-        ("clipping_ratio", pa.float64()),
-        ("snr_db", pa.float64()),
-        ("override", pa.string()),  # "", "keep" or "reject" (reviewer's overrides file)
-        ("note", pa.string()),
-    ]
-)
-
-POSE = pa.schema(
+RAW_POSE = pa.schema(
     [
         ("video_id", pa.string()),
         ("frame", pa.int32()),
@@ -86,6 +69,23 @@ CLIPS = pa.schema(
         ("split", pa.string()),  # "train", "test" or "" (not kept / not yet split)
         ("kept", pa.bool_()),
         ("reasons", pa.list_(pa.string())),  # why a clip was rejected (empty when kept)
+    ]
+)
+
+# ``curate`` output: the clip table plus what each filter measured and the reviewer's decision.
+CURATED = pa.schema(
+    list(CLIPS)
+    + [
+        ("duration_s", pa.float64()),
+        ("scene_cuts", pa.int32()),
+        ("face_ratio", pa.float64()),  # fraction of analysed frames with a face
+        ("face_jitter", pa.float64()),  # median face-centre step / face size
+        ("body_ratio", pa.float64()),  # fraction of analysed frames with shoulders + head
+        ("silence_ratio", pa.float64()),
+        ("clipping_ratio", pa.float64()),
+        ("snr_db", pa.float64()),
+        ("override", pa.string()),  # "", "keep" or "reject" (reviewer's overrides file)
+        ("note", pa.string()),
     ]
 )
 

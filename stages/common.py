@@ -16,7 +16,7 @@ log = logging.getLogger("paha")
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")
     return parser
 
 

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.media import MediaError, count_frames, cut_audio, cut_video, probe, read_frames, write_video
+from pipeline.media import (
+    MediaError,
+    count_frames,
+    cut_audio,
+    cut_video,
+    probe,
+    read_frames,
+    write_video,
+)
 
 
 def test_probe_reports_streams(video_factory):
