@@ -34,3 +34,34 @@ class PoseBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources."""
+
+    def __enter__(self) -> PoseBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    """Validate a clip's frames ``(T, H, W, 3)`` uint8 RGB; return them C-contiguous."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
+    return np.ascontiguousarray(frames)
+
+
+def drop_outside(poses: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Mark keypoints outside the frame, or with score 0, as missing (score 0, x = y = 0).
+
+    ``poses`` ``(..., 133, 3)`` in pixels of a ``width`` x ``height`` frame; inside means
+    ``0 <= x <= width`` and ``0 <= y <= height``. Every backend applies the same rule, so "found"
+    means the same thing whichever backend produced a pose. Returns a new float32 array.
+    """
+    poses = np.array(poses, dtype=np.float32)
+    x, y = poses[..., 0], poses[..., 1]
+    inside = (x >= 0) & (x <= width) & (y >= 0) & (y <= height) & np.isfinite(x) & np.isfinite(y)
+    missing = ~inside | ~(poses[..., 2] > 0)
+    poses[missing] = 0.0
+    return poses
