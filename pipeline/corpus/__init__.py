@@ -1,0 +1,1 @@
+"""Corpus sources: the built-in rendered sample corpus (and, elsewhere, PATS and local videos)."""
