@@ -4,6 +4,8 @@
 VENV   ?= .venv
 PYTHON ?= python3.11
 BIN    := $(VENV)/bin
+# Stage commands in dvc.yaml call `python`: it must be the venv's.
+RUN    := PATH="$(abspath $(BIN)):$$PATH"
 STAMP  := $(VENV)/.paha-installed
 APT_PACKAGES := ffmpeg espeak-ng
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -32,16 +34,16 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 repro: setup
-	$(BIN)/dvc repro
+	$(RUN) dvc repro
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(RUN) python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: setup
-	$(BIN)/python benchmarks/extract.py
+	$(RUN) python benchmarks/extract.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -12,6 +13,11 @@ from pipeline.media import MediaError
 from pipeline.tables import TableError
 
 log = logging.getLogger("paha")
+
+# MediaPipe/TFLite print per-graph info lines to stderr; keep warnings and errors only. Set
+# before any worker process starts so that workers inherit it.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
