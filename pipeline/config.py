@@ -72,6 +72,7 @@ class CorpusParams(Section):
     source: Literal["sample", "pats", "local"] = "sample"
     seed: int = 0
     fps: float = Field(25.0, gt=0)
+    workers: int = Field(2, ge=1)
     sample: SampleCorpusParams = SampleCorpusParams()
     pats: PatsParams = PatsParams()
     local: LocalParams = LocalParams()

@@ -35,12 +35,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,11 +45,11 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.config import CurateParams
 from pipeline.keypoints import BODY_INDEX, N_KEYPOINTS, validate_pose
 from pipeline.media import MediaError, count_frames, read_frames
+from pipeline.parallel import map_ordered, worker_state
 from pipeline.tables import CLIPS, CURATED
 
 # --- Definitions of the measurements (not thresholds: changing them changes what is measured).
@@ -681,29 +678,14 @@ class CurateResult:
     sheets: dict[str, SheetDetections] = field(default_factory=dict)
 
 
-def _build(factory: Callable[[], Any], stack: ExitStack) -> Any:
-    """Call a detector factory; enter it if it is a context manager, else close() it at the end."""
-    obj = factory()
-    if hasattr(obj, "__enter__") and hasattr(obj, "__exit__"):
-        return stack.enter_context(obj)
-    if callable(getattr(obj, "close", None)):
-        stack.callback(obj.close)
-    return obj
+def _init_worker(face_factory: FaceFactory, pose_factory: PoseFactory) -> dict[str, Any]:
+    """Build one worker's detectors (closed by ``map_ordered`` when it runs in-process)."""
+    return {"face": face_factory(), "pose": pose_factory()}
 
 
-# Per-process detectors of a pool worker (built once by _init_worker, freed at process exit).
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(face_factory: FaceFactory, pose_factory: PoseFactory) -> None:
-    stack = ExitStack()
-    _WORKER["stack"] = stack  # kept alive for the worker's lifetime
-    _WORKER["face"] = _build(face_factory, stack)
-    _WORKER["pose"] = _build(pose_factory, stack)
-
-
-def _measure_in_worker(row: dict, root: Path, params: CurateParams) -> ClipMeasurement:
-    return measure_clip(row, root, params, _WORKER["face"], _WORKER["pose"])
+def _measure_in_worker(job: tuple[dict[str, Any], Path, CurateParams]) -> ClipMeasurement:
+    row, root, params = job
+    return _measure_or_name(row, root, params, worker_state["face"], worker_state["pose"])
 
 
 def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -723,44 +705,18 @@ def _measure_all(
     workers: int,
     progress: bool,
 ) -> list[ClipMeasurement]:
-    """Measure ``rows`` in input order, in this process or in a pool of ``workers``."""
+    """Measure ``rows`` in input order, in this process or in a pool of ``workers``.
+
+    Each worker builds its own detectors from the (picklable) factories: detectors hold native
+    threads (MediaPipe, ONNX) that must not be shared or forked.
+    """
     if not rows:  # e.g. cut rejected everything: do not load detectors for nothing
         return []
-    results: list[ClipMeasurement | None] = [None] * len(rows)
-    bar = tqdm(total=len(rows), desc="curate", unit="clip", disable=not progress)
-    with bar:
-        if workers <= 1 or len(rows) <= 1:
-            with ExitStack() as stack:
-                face, pose = _build(face_factory, stack), _build(pose_factory, stack)
-                for k, row in enumerate(rows):
-                    results[k] = _measure_or_name(row, root, params, face, pose)
-                    bar.update()
-        else:
-            # spawn, not fork: detectors hold native threads (MediaPipe, ONNX) that fork can
-            # deadlock; each worker builds its own detectors from the (picklable) factories.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(rows)),
-                mp_context=context,
-                initializer=_init_worker,
-                initargs=(face_factory, pose_factory),
-            ) as pool:
-                futures = {
-                    pool.submit(_measure_in_worker, row, root, params): k
-                    for k, row in enumerate(rows)
-                }
-                for future in as_completed(futures):
-                    k = futures[future]
-                    try:
-                        results[k] = future.result()
-                    except Exception as error:
-                        for other in futures:
-                            other.cancel()
-                        raise RuntimeError(
-                            f"curate: measuring clip {rows[k]['clip_id']!r} failed: {error}"
-                        ) from error
-                    bar.update()
-    return [r for r in results if r is not None]
+    return map_ordered(
+        _measure_in_worker, [(row, root, params) for row in rows], workers=workers,
+        initializer=_init_worker, initargs=(face_factory, pose_factory),
+        desc="curate" if progress else None,
+    )  # fmt: skip
 
 
 def _measure_or_name(row, root, params, face, pose) -> ClipMeasurement:
@@ -789,7 +745,7 @@ def curate(
         face_detector_factory: builds a face detector (``detect``, see :func:`measure_clip`).
         pose_backend_factory: builds a pose backend (``estimate``). Both are called once per
             worker process; with more than one worker they must be picklable (a class, a
-            module-level function or a ``functools.partial``). Context managers are entered.
+            module-level function or a ``functools.partial``). Objects with close() are closed.
         workers: processes (default ``params.workers``); 1 measures in this process.
         progress: show a tqdm progress bar.
 

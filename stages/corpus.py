@@ -30,7 +30,9 @@ def gather(params: Params, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if corpus.source == "sample":
         from pipeline.corpus.sample import render_sample_corpus
 
-        sample = render_sample_corpus(corpus.sample, corpus.seed, corpus.fps, out_dir / "sample")
+        sample = render_sample_corpus(
+            corpus.sample, corpus.seed, corpus.fps, out_dir / "sample", corpus.workers
+        )
         return sample.raw, sample.poses
     if corpus.source == "pats":
         from pipeline.corpus.pats import pats_corpus

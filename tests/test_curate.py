@@ -43,17 +43,17 @@ FPS = 25.0
 class FakeFaceDetector:
     """A face wherever the frame's top-left pixel is bright (the test videos set it)."""
 
-    entered = False
+    instances: list = []  # every detector built, to check that curate closes them
 
-    def __enter__(self):
-        self.entered = True
-        return self
+    def __init__(self):
+        self.closed = False
+        FakeFaceDetector.instances.append(self)
 
-    def __exit__(self, *exc):
-        return False
+    def close(self):
+        self.closed = True
 
     def detect(self, frames: np.ndarray) -> np.ndarray:
-        assert self.entered, "curate must enter a detector that is a context manager"
+        assert not self.closed, "detector used after close()"
         boxes = np.full((len(frames), 5), np.nan, dtype=np.float32)
         bright = frames[:, 2, 2, 0] > 128
         boxes[bright] = [20, 10, 44, 34, 0.9]
@@ -405,7 +405,7 @@ def corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 def test_measure_clip(corpus):
     root, clips = corpus
     row = clips.set_index("clip_id", drop=False).loc["good"].to_dict()
-    m = measure_clip(row, root, _params(), FakeFaceDetector().__enter__(), FakePoseBackend())
+    m = measure_clip(row, root, _params(), FakeFaceDetector(), FakePoseBackend())
     assert m.errors == ()
     assert m.n_frames == 40 and m.duration_s == pytest.approx(1.6)
     assert m.scene_cuts == 0 and m.face_ratio == 1.0 and m.body_ratio == 1.0
@@ -434,7 +434,7 @@ def test_measure_clip_unreadable(corpus, tmp_path):
 def test_measure_clip_without_fps_says_so(corpus):
     root, clips = corpus
     row = {**clips.set_index("clip_id", drop=False).loc["good"].to_dict(), "fps": 0.0}
-    m = measure_clip(row, root, _params(), FakeFaceDetector().__enter__(), FakePoseBackend())
+    m = measure_clip(row, root, _params(), FakeFaceDetector(), FakePoseBackend())
     assert m.errors == ("bad clip table row: fps 0.0",) and math.isnan(m.duration_s)
 
 
@@ -470,9 +470,12 @@ def _check_result(result, clips: pd.DataFrame) -> None:
 
 def test_curate_serial(corpus):
     root, clips = corpus
+    FakeFaceDetector.instances.clear()
     result = curate(clips, root, _params(), FakeFaceDetector, FakePoseBackend, progress=False)
     _check_result(result, clips)
     assert result.override_warnings == []
+    # One detector for the in-process run, closed when it ends.
+    assert len(FakeFaceDetector.instances) == 1 and FakeFaceDetector.instances[0].closed
 
 
 def test_curate_in_process_pool_with_overrides(corpus, tmp_path):

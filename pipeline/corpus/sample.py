@@ -15,10 +15,8 @@ samples and keypoints. Speakers render in parallel (two processes).
 
 from __future__ import annotations
 
-import multiprocessing
 import tempfile
 import wave
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import pandas as pd
 from pipeline import tables
 from pipeline.config import SampleCorpusParams
 from pipeline.media import write_video
+from pipeline.parallel import map_ordered
 
 from .character import Character, background, draw, figure
 from .motion import GestureStyle, audio_motion, ground_truth
@@ -40,7 +39,6 @@ MARGIN_S = 0.15  # silence kept either side of a clip's speech
 SENTENCE_PAUSE_S = 0.35  # pause between two sentences of one clip
 LEAD_S = 0.5  # silence before the first and after the last clip
 NOISE_FLOOR = 3e-4  # std of the background noise (about -70 dBFS)
-WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -319,29 +317,26 @@ def render_speaker(
     return SpeakerRender(speaker, language, str(path), intervals, keypoints)
 
 
+def _render_job(job: tuple) -> SpeakerRender:
+    return render_speaker(*job)
+
+
 def _render_all(
-    params: SampleCorpusParams, seed: int, fps: float, out_dir: Path
+    params: SampleCorpusParams, seed: int, fps: float, out_dir: Path, workers: int
 ) -> list[SpeakerRender]:
     jobs = [(i, params, seed, fps, str(out_dir)) for i in range(params.n_speakers)]
-    if len(jobs) == 1:
-        return [render_speaker(*jobs[0])]
-    # "fork" where available: spawned workers would re-import the caller's __main__, which a
-    # stage script run without a main guard cannot survive; the workers only use numpy, cv2,
-    # librosa and ffmpeg subprocesses, none of which depend on the parent's threads.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(WORKERS, len(jobs)), mp_context=context) as pool:
-        futures = [pool.submit(render_speaker, *job) for job in jobs]
-        return [f.result() for f in futures]
+    # fork: the workers only use numpy, cv2, librosa and ffmpeg subprocesses, none of which
+    # depend on the parent's threads, and fork does not re-import the caller's __main__.
+    return map_ordered(_render_job, jobs, workers=workers, desc="render", start_method="fork")
 
 
 def render_sample_corpus(
-    params: SampleCorpusParams, seed: int, fps: float, out_dir: Path
+    params: SampleCorpusParams, seed: int, fps: float, out_dir: Path, workers: int = 2
 ) -> SampleCorpus:
     """Render the sample corpus into ``out_dir`` and return its interval and pose tables."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    renders = _render_all(params, seed, fps, out_dir)
+    renders = _render_all(params, seed, fps, out_dir, workers)
     rows, poses = [], []
     for r in renders:
         for k, (start, end) in enumerate(r.intervals):
