@@ -43,7 +43,7 @@ lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: setup
-	$(RUN) python benchmarks/extract.py
+	$(RUN) python -m benchmarks.extract
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,7 +3,7 @@
 Runs the stage's own per-clip work (pose backend + face detection + audio features) on the kept
 clips of ``data/curated/clips.parquet`` (run ``make repro`` first) and prints a table:
 
-    .venv/bin/python benchmarks/extract.py [--backends mediapipe annotations] [--workers 2]
+    python -m benchmarks.extract [--backends mediapipe annotations] [--workers 2]
 
 Wall time includes starting the worker processes, as the stage pays it too.
 """
