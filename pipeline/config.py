@@ -140,11 +140,112 @@ class ExtractParams(Section):
         return self
 
 
+# ---------------------------------------------------------------- train_vae
+class TrainVaeParams(Section):
+    """The VAE: a pretrained AutoencoderKL from a local folder, or a small one trained here."""
+
+    pretrained: str | None = None  # local diffusers AutoencoderKL folder (paper: SD's VAE)
+    size: int = Field(64, ge=16, description="training resolution of the frames, pixels")
+    block_out_channels: list[int] = [32, 64, 64]
+    layers_per_block: int = Field(1, ge=1)
+    latent_channels: int = Field(4, ge=1)
+    norm_num_groups: int = Field(8, ge=1)
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    kl_weight: float = Field(1e-6, ge=0)
+    eval_frames: int = Field(64, ge=1, description="test-split frames for the PSNR report")
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- train_univdm
+class ParParams(Section):
+    """Parts-Aware Re-weighting (Section 4.1.2, Eq. 2-3)."""
+
+    enabled: bool = True  # False: plain MSE (the paper's "w/o PAR" ablation)
+    tau: float = Field(0.8, ge=0, le=1, description="keypoint score threshold")
+    radius_at_512: float = Field(10.0, gt=0, description="circle radius r at 512 px; scaled")
+    omega1: float = Field(10.0, gt=0, description="weight of hand/face areas")
+    omega2: float = Field(2.0, gt=0, description="weight of the body area")
+    sigma_at_512: float = Field(
+        4.0, ge=0, description="Gaussian smoothing sigma T(.) at 512 px, pixels; scaled"
+    )
+    figures: int = Field(3, ge=0, description="Fig. 3-style figures written for training clips")
+
+
+class UNetParams(Section):
+    """Size of the diffusers UNetSpatioTemporalConditionModel backbone (group norm of 32:
+    every block width must be a multiple of 32)."""
+
+    block_out_channels: list[int] = [32, 64]
+    layers_per_block: int = Field(1, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    cross_attention_dim: int = Field(64, ge=8)
+
+    @model_validator(mode="after")
+    def _check_widths(self) -> UNetParams:
+        bad = [c for c in self.block_out_channels if c % 32 or c % self.attention_head_dim]
+        if bad:
+            raise ValueError(
+                f"block_out_channels {bad} must be multiples of 32 (group norm) and of "
+                f"attention_head_dim {self.attention_head_dim}"
+            )
+        return self
+
+
+class TrainUnivdmParams(Section):
+    size: int = Field(64, ge=16, description="video resolution, pixels (square)")
+    frames: int = Field(8, ge=2, description="frames per training window t")
+    audio_context: int = Field(2, ge=0, description="m: audio frames each side in A(f)")
+    first_frame_prob: float = Field(
+        0.5, ge=0, le=1, description="probability a window is first-frame conditioned"
+    )
+    clip: str | None = None  # local CLIP vision model folder; None: no image embedding
+    unet: UNetParams = UNetParams()
+    par: ParParams = ParParams()
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(2, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    num_train_timesteps: int = Field(1000, ge=2)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="latest checkpoints kept (+ negatives')")
+    log_every: int = Field(10, ge=1)
+    preview_steps: int = Field(10, ge=1, description="DDIM steps of the end-of-training preview")
+    workers: int = Field(0, ge=0, description="data-loader worker processes")
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- negatives
+class NegativesParams(Section):
+    checkpoint_step: int = Field(
+        200, ge=1, description="UniVDM checkpoint for the negatives (paper: 60k of 100k)"
+    )
+
+
 class Params(Section):
     corpus: CorpusParams = CorpusParams()
     cut: CutParams = CutParams()
     curate: CurateParams = CurateParams()
     extract: ExtractParams = ExtractParams()
+    train_vae: TrainVaeParams = TrainVaeParams()
+    train_univdm: TrainUnivdmParams = TrainUnivdmParams()
+    negatives: NegativesParams = NegativesParams()
+
+    @model_validator(mode="after")
+    def _check_negatives_step(self) -> Params:
+        if self.negatives.checkpoint_step > self.train_univdm.steps:
+            raise ValueError(
+                f"negatives.checkpoint_step ({self.negatives.checkpoint_step}) is after the "
+                f"last training step (train_univdm.steps = {self.train_univdm.steps})"
+            )
+        return self
 
 
 def _format_error(path: Path, error: ValidationError) -> str:
