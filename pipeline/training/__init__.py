@@ -1,0 +1,1 @@
+"""Training of the pipeline's networks: data windows and loops."""

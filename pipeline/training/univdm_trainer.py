@@ -1,0 +1,273 @@
+"""The UniVDM training loop with PAR (Section 4.1, Appendix B.1-B.2).
+
+Each step (DDPM, epsilon prediction, Eq. 1 with the PAR mask of Eq. 3):
+
+1. encode the window's frames and its reference frame with the frozen VAE,
+   ``z_0: (B, t, C, h, w)``, ``f_ref: (B, C, h, w)``;
+2. draw ``t ~ U{0, T-1}`` and noise ``eps``, ``z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps``;
+3. condition on the first frame for a random part of the batch (unified noise input);
+4. ``loss = mean(M * (eps - eps_theta(z_t, t, f_ref, A))^2)`` with ``M`` the PAR weights
+   averaged to latent resolution (ones without PAR); the reference slot has no loss.
+
+It runs through ``accelerate`` (CPU here; one or many GPUs with DDP via ``accelerate launch``),
+saves safetensors checkpoints every ``save_every`` steps and at ``protect_steps`` (the negatives'
+checkpoint), resumes from the latest one whose training fingerprint matches, and stops with
+:class:`TrainingDiverged` on a non-finite loss, leaving the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler
+from torch.utils.data import DataLoader, Sampler
+
+from pipeline.checkpoints import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from pipeline.config import TrainUnivdmParams
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import encode_frames
+from pipeline.par import masked_mse, par_loss, to_latent
+from pipeline.training.windows import AREAS
+
+log = logging.getLogger("paha.train_univdm")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train_univdm` did."""
+
+    first_step: int  # the step training (re)started from
+    last_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoints: list[int] = field(default_factory=list)
+    ema: Any = None  # the AveragedModel when params.ema_decay is set (its .module: the weights)
+
+
+class _StepRange(Sampler[int]):
+    """Item indices ``[first * batch, last * batch)``: step s sees items of step s only."""
+
+    def __init__(self, first: int, last: int, batch: int):
+        self.first, self.last, self.batch = first, last, batch
+
+    def __iter__(self):
+        return iter(range(self.first * self.batch, self.last * self.batch))
+
+    def __len__(self) -> int:
+        return (self.last - self.first) * self.batch
+
+
+def noise_scheduler(params: TrainUnivdmParams) -> DDPMScheduler:
+    """The DDPM training scheduler (1000 steps in the paper)."""
+    return DDPMScheduler(num_train_timesteps=params.num_train_timesteps,
+                         beta_schedule=params.beta_schedule, prediction_type="epsilon",
+                         clip_sample=False)  # fmt: skip
+
+
+def fingerprint(
+    params: TrainUnivdmParams, data_ids: Iterable[str], extra: dict | None = None
+) -> str:
+    """Hash of what a checkpoint was trained on; a run resumes only from a matching one.
+
+    ``steps``, ``save_every``, logging and preview settings are left out: extending a run or
+    saving more often must still resume it.
+    """
+    settings = params.model_dump(exclude={"steps", "save_every", "keep_checkpoints", "log_every",
+                                          "preview_steps", "workers"})  # fmt: skip
+    blob = json.dumps({"params": settings, "data": sorted(data_ids), "extra": extra or {}},
+                      sort_keys=True)  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _warmup(warmup_steps: int) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+
+
+def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def encode_batch(vae, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """VAE latents of a batch: video ``(B, t, C, h, w)`` and reference ``(B, C, h, w)``."""
+    video = batch["video"]
+    b, t = video.shape[:2]
+    with torch.no_grad():
+        latents = encode_frames(vae, video.flatten(0, 1))
+        reference = encode_frames(vae, batch["reference"])
+    return latents.unflatten(0, (b, t)), reference
+
+
+def first_frame_condition(latents: torch.Tensor, flags: torch.Tensor):
+    """Condition latents ``(B, t, C, h, w)`` and mask ``(B, t)``: frame 0 where ``flags``."""
+    mask = torch.zeros(latents.shape[:2], device=latents.device, dtype=latents.dtype)
+    mask[:, 0] = flags.to(latents.dtype)
+    condition = latents * mask[:, :, None, None, None]
+    return condition, mask
+
+
+def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[str, torch.Tensor],
+                    par_enabled: bool, generator: torch.Generator | None = None,
+                    image_encoder=None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One step's losses: ``loss`` (what is optimised) plus diagnostics.
+
+    ``loss`` is the PAR-weighted MSE (plain MSE when ``par_enabled`` is False);
+    ``mse`` is the unweighted MSE; ``mse_hand/face/body`` the unweighted MSE inside each area.
+    """
+    latents, reference = encode_batch(vae, batch)
+    b, t, c, h, w = latents.shape
+    device = latents.device
+    noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+    steps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator,
+                          device=device)  # fmt: skip
+    noisy = add_noise(scheduler, latents, noise, steps)
+    condition, mask = first_frame_condition(latents, batch["first_frame"].to(device))
+    image_embeds = image_encoder(batch["reference"].to(device)) if image_encoder else None
+    pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds)
+    # (B, t, C, h, w) -> (B, C, t, h, w): PAR weights broadcast over channels.
+    pred_c, noise_c = pred.transpose(1, 2).float(), noise.transpose(1, 2).float()
+    weights = to_latent(batch["par_weights"].to(device), h)  # (B, t, h, w)
+    losses = {
+        "loss": par_loss(pred_c, noise_c, weights if par_enabled else None),
+        "loss_par": par_loss(pred_c, noise_c, weights).detach(),
+        "mse": par_loss(pred_c, noise_c, None).detach(),
+    }
+    areas = to_latent(batch["areas"].to(device).float(), h) > 0  # (B, 3, t, h, w)
+    for index, name in enumerate(AREAS):
+        losses[f"mse_{name}"] = masked_mse(pred_c.detach(), noise_c, areas[:, index])
+    return losses
+
+
+def add_noise(scheduler: DDPMScheduler, latents, noise, steps):
+    """Eq. 1's forward process ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps``.
+
+    ``latents`` and ``noise`` are ``(B, t, C, h, w)``; ``steps`` ``(B,)``: one timestep per sample
+    shared by its frames (diffusers' ``add_noise`` expects one per leading index).
+    """
+    abar = scheduler.alphas_cumprod.to(latents.device)[steps].to(latents.dtype)
+    abar = abar.view(-1, 1, 1, 1, 1)
+    return abar.sqrt() * latents + (1 - abar).sqrt() * noise
+
+
+def train_univdm(
+    model: UniVDM, vae, dataset, params: TrainUnivdmParams, checkpoint_root: str | Path,
+    run_fingerprint: str, protect_steps: Iterable[int] = (), logger: Any | None = None,
+    image_encoder=None, accelerator=None,
+) -> TrainResult:  # fmt: skip
+    """Train (or resume training) ``model`` up to ``params.steps``.
+
+    Args:
+        model: the UniVDM; its weights are replaced by the checkpoint's when resuming.
+        vae: frozen AutoencoderKL used to encode frames.
+        dataset: a :class:`~pipeline.training.windows.WindowDataset` (item i fixed by seed).
+        params: the ``train_univdm`` section.
+        checkpoint_root: folder of ``step-*`` checkpoints (a persistent DVC output).
+        run_fingerprint: :func:`fingerprint` of this run; other checkpoints are not resumed.
+        protect_steps: steps whose checkpoints are saved and never pruned (negatives').
+        logger: object with ``log_metric(name, value)`` and ``next_step()`` (DVCLive's Live).
+        image_encoder: callable images -> CLIP embeddings, or None.
+        accelerator: an ``accelerate.Accelerator`` (one is made from params when None).
+    """
+    from accelerate import Accelerator
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    root = Path(checkpoint_root)
+    protect = set(protect_steps)
+    if accelerator is None:
+        accelerator = Accelerator(mixed_precision=params.mixed_precision)
+    torch.manual_seed(params.seed)
+    # Tiny weights decaying towards zero turn into denormals, which make CPU math many times
+    # slower; flushing them changes nothing measurable.
+    torch.set_flush_denormal(True)
+    if params.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
+                                  weight_decay=params.weight_decay)  # fmt: skip
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(params.warmup_steps))
+    ema = None
+    if params.ema_decay:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
+
+    start = 0
+    latest = latest_checkpoint(root)
+    if latest is not None:
+        state = json.loads((latest / "state.json").read_text())
+        if state.get("extra", {}).get("fingerprint") == run_fingerprint:
+            start = load_checkpoint(latest, model, optimizer, ema, lr_scheduler)["step"]
+            log.info("resuming from %s (step %d)", latest, start)
+        else:
+            log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
+            for _, path in list_checkpoints(root):
+                _remove_tree(path)
+    result = TrainResult(first_step=start, last_step=start, ema=ema)
+    if start >= params.steps:
+        return result
+
+    scheduler = noise_scheduler(params)
+    vae.requires_grad_(False).eval()
+    vae.to(accelerator.device)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    loader = DataLoader(dataset, batch_size=params.batch_size, collate_fn=_collate,
+                        sampler=_StepRange(start, params.steps, params.batch_size),
+                        num_workers=params.workers)  # fmt: skip
+    generator = torch.Generator(device=accelerator.device)
+    model.train()
+    saved_steps = []
+    for step, batch in enumerate(loader, start=start + 1):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        # Noise and timesteps depend on (seed, step) only: a resumed run draws what the
+        # uninterrupted run would have drawn.
+        generator.manual_seed(params.seed * 1_000_003 + step)
+        with accelerator.autocast():
+            losses = training_losses(model, scheduler, vae, batch, params.par.enabled,
+                                     generator, image_encoder)  # fmt: skip
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            good = latest_checkpoint(root)
+            raise TrainingDiverged(f"train_univdm: loss is {loss.item()} at step {step}; the last "
+                                   f"good checkpoint is {good or 'none'}")  # fmt: skip
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update_parameters(accelerator.unwrap_model(model))
+        row = {name: float(v.detach()) for name, v in losses.items() if torch.isfinite(v).item()}
+        row["lr"] = lr_scheduler.get_last_lr()[0]
+        result.history.append({"step": step, **row})
+        if logger is not None and accelerator.is_main_process and step % params.log_every == 0:
+            for name, value in row.items():
+                logger.log_metric(name, value)
+            logger.next_step()
+        if step % params.save_every == 0 or step in protect or step == params.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(root, step, accelerator.unwrap_model(model), optimizer, ema,
+                                lr_scheduler, extra={"fingerprint": run_fingerprint})  # fmt: skip
+                prune_checkpoints(root, params.keep_checkpoints, protect)
+            saved_steps.append(step)
+        result.last_step = step
+    result.checkpoints = saved_steps
+    return result
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,149 @@
+"""Stage ``train_univdm``: train UniVDM with Parts-Aware Re-weighting on the curated corpus.
+
+Reads the curated clips, the extracted poses and audio features and the VAE; writes safetensors
+checkpoints under ``data/models/univdm/checkpoints`` (a persistent output: an interrupted run
+resumes from the latest), the final weights in ``data/models/univdm/final``, DVCLive logs, a few
+Fig. 3-style PAR figures and a preview (unguided DDIM sample of a test clip, mp4 + PNG strip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.checkpoints import checkpoint_for_step
+from pipeline.config import Params
+from pipeline.media import read_frames
+from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
+from pipeline.models.vae import decode_latents, encode_frames, resolve_vae, vae_downsample_factor
+from pipeline.outputs import atomic_directory, write_json
+from pipeline.par import par_figure
+from pipeline.preview import write_preview
+from pipeline.sampling import ddim_sample
+from pipeline.training.univdm_trainer import fingerprint, noise_scheduler, train_univdm
+from pipeline.training.windows import (
+    WindowDataset,
+    load_clip_records,
+    resize_frames,
+    to_model_range,
+)
+from stages.common import run_stage, stage_parser
+
+log = logging.getLogger("paha.train_univdm")
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Short hash of a module's weights (a retrained VAE must not resume old checkpoints)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_model(params: Params, vae, audio_dim: int, clip_dim: int | None) -> UniVDM:
+    train = params.train_univdm
+    factor = vae_downsample_factor(vae)
+    if train.size % factor:
+        raise ValueError(f"train_univdm.size {train.size} is not a multiple of the VAE's {factor}")
+    unet = train.unet
+    config = UniVDMConfig(
+        latent_channels=int(vae.config.latent_channels), latent_size=train.size // factor,
+        frames=train.frames, audio_dim=audio_dim, audio_context=train.audio_context,
+        clip_dim=clip_dim, fps=params.cut.fps, block_out_channels=list(unet.block_out_channels),
+        layers_per_block=unet.layers_per_block, cross_attention_dim=unet.cross_attention_dim,
+        attention_head_dim=unet.attention_head_dim,
+    )  # fmt: skip
+    return UniVDM(config)
+
+
+def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Path) -> None:
+    """Unguided DDIM sample of the first test clip's first window, from its first frame."""
+    train = params.train_univdm
+    records = load_clip_records(args.clips, args.features, "test", min_frames=train.frames)
+    record = records[0]
+    truth = resize_frames(read_frames(record.path, list(range(train.frames))), train.size)
+    reference = encode_frames(vae, to_model_range(truth[:1]))
+    audio = audio_windows(torch.from_numpy(record.audio.astype(np.float32)), 0, train.frames,
+                          train.audio_context)[None]  # fmt: skip
+    embeds = image_encoder(to_model_range(truth[:1])) if image_encoder else None
+    generator = torch.Generator().manual_seed(train.seed)
+    model.eval()
+    latents = ddim_sample(model, noise_scheduler(train), reference, audio, train.preview_steps,
+                          generator, image_embeds=embeds)  # fmt: skip
+    frames = decode_latents(vae, latents[0])  # (t, 3, S, S) in [-1, 1]
+    frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    write_preview(frames, record.audio_path, 0.0, params.cut.fps, out_dir / "preview.mp4",
+                  out_dir / "preview.png", truth=truth)  # fmt: skip
+
+
+def main(args: argparse.Namespace, params: Params) -> None:
+    from dvclive import Live
+
+    train = params.train_univdm
+    records = load_clip_records(args.clips, args.features, "train", min_frames=train.frames)
+    vae = resolve_vae(args.vae)
+    image_encoder = None
+    if train.clip:
+        from pipeline.models.image_encoder import ClipImageEncoder
+
+        image_encoder = ClipImageEncoder(train.clip)
+    model = build_model(params, vae, records[0].audio.shape[1],
+                        image_encoder.dim if image_encoder else None)  # fmt: skip
+    dataset = WindowDataset(records, train.size, train.frames, train.audio_context, train.par,
+                            train.first_frame_prob, train.seed)  # fmt: skip
+    run_id = fingerprint(train, [r.clip_id for r in records],
+                         {"vae": weights_digest(vae), "model": model.config.to_json()})  # fmt: skip
+    out = Path(args.out)
+    started = time.perf_counter()
+    with Live(dir=args.live, resume=True, save_dvc_exp=False, dvcyaml=None) as live:
+        result = train_univdm(model, vae, dataset, train, out / "checkpoints", run_id,
+                              protect_steps={params.negatives.checkpoint_step}, logger=live,
+                              image_encoder=image_encoder)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if result.last_step < train.steps:
+        raise RuntimeError(f"train_univdm stopped at step {result.last_step} of {train.steps}")
+    checkpoint_for_step(out / "checkpoints", params.negatives.checkpoint_step)  # must exist
+    final = result.ema.module if result.ema is not None else model  # EMA weights when used
+    with atomic_directory(out / "final") as tmp:
+        final.save(tmp)
+    with atomic_directory(args.samples) as tmp:
+        for record in records[: train.par.figures]:
+            frame = resize_frames(read_frames(record.path, [0]), train.size)[0]
+            pose = record.poses[0].copy()
+            pose[:, :2] *= train.size / record.width
+            par_figure(frame, pose, train.par, tmp / f"par_{record.clip_id}.png")
+        preview(model, vae, params, args, image_encoder, tmp)
+    history = result.history
+    summary = {"steps": train.steps, "resumed_from": result.first_step,
+               "seconds_this_run": round(elapsed, 1)}  # fmt: skip
+    if history:
+        head, tail = history[:10], history[-10:]
+        summary["loss_first10"] = float(np.mean([h["loss"] for h in head]))
+        summary["loss_last10"] = float(np.mean([h["loss"] for h in tail]))
+        summary["mse_last10"] = float(np.mean([h["mse"] for h in tail]))
+    write_json(summary, args.metrics)
+    log.info("train_univdm: %s", summary)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--clips", default="data/curated/clips.parquet")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--vae", default="data/models/vae")
+    p.add_argument("--out", default="data/models/univdm")
+    p.add_argument("--samples", default="data/samples/univdm")
+    p.add_argument("--live", default="data/dvclive/train_univdm")
+    p.add_argument("--metrics", default="data/metrics/train_univdm.json")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main, parser()))

@@ -1,0 +1,227 @@
+"""Parts-Aware Re-weighting (Eq. 2-3): exact masks on hand-made keypoints, the loss, the figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+
+from pipeline.config import ParParams
+from pipeline.keypoints import N_KEYPOINTS
+from pipeline.par import (
+    awareness_mask,
+    masked_mse,
+    par_figure,
+    par_loss,
+    par_weights,
+    part_areas,
+    scaled_radius,
+    scaled_sigma,
+    score_map,
+    to_latent,
+)
+
+FACE0, FACE1 = 23, 24  # two face keypoints
+LHAND0 = 91  # left wrist (hand keypoint)
+RHAND0 = 112
+NOSE, LSHOULDER, RSHOULDER, LWRIST = 0, 5, 6, 9
+
+
+def blank() -> tuple[np.ndarray, np.ndarray]:
+    """All keypoints missing: (133, 2) coordinates and (133,) scores."""
+    return np.zeros((N_KEYPOINTS, 2)), np.zeros(N_KEYPOINTS)
+
+
+def mask(kp, sc, size=32, tau=0.5, r=3.0, omega1=10.0, omega2=2.0, sigma=0.0):
+    return awareness_mask(kp, sc, size, tau, r, omega1, omega2, sigma)
+
+
+# Pixel centres (dx, dy) with dx^2 + dy^2 <= 9, counted row by row by hand:
+# dy = 0: |dx| <= 3 -> 7; dy = +-1: dx^2 <= 8 -> |dx| <= 2 -> 5 each; dy = +-2: dx^2 <= 5 -> 5
+# each; dy = +-3: dx = 0 -> 1 each. Total 7 + 10 + 10 + 2 = 29.
+DISC_R3 = 29
+
+
+def test_one_keypoint_gives_a_disc_of_omega1_times_score():
+    kp, sc = blank()
+    kp[LHAND0], sc[LHAND0] = (10, 12), 0.9
+    m = mask(kp, sc)
+    assert m.dtype == np.float32 and m.shape == (32, 32)
+    inside = m != 1.0
+    assert inside.sum() == DISC_R3
+    assert m[12, 10] == np.float32(10.0 * 0.9)  # row = y, column = x
+    assert np.all(m[inside] == np.float32(9.0))
+    # Extremes of the disc: exactly r away along the axes is inside, diagonal (2, 3) is not.
+    assert m[12, 13] == m[15, 10] == m[9, 10] == m[12, 7] == np.float32(9.0)
+    assert m[14, 13] == 1.0
+    areas = part_areas(kp, sc, 32, 0.5, 3.0)
+    assert areas["hand"].sum() == DISC_R3 and not areas["face"].any() and not areas["body"].any()
+
+
+def test_sub_pixel_centre_and_non_square_frame():
+    kp, sc = blank()
+    kp[FACE0], sc[FACE0] = (4.5, 2.5), 1.0  # between four pixel centres, at distance 0.707
+    m = mask(kp, sc, size=(6, 9), r=1.0)
+    assert m.shape == (6, 9)
+    assert sorted(zip(*np.nonzero(m != 1.0), strict=True)) == [(2, 4), (2, 5), (3, 4), (3, 5)]
+
+
+def test_disc_is_clipped_at_the_frame_border():
+    kp, sc = blank()
+    kp[FACE0], sc[FACE0] = (0, 0), 1.0
+    # The quadrant dx, dy >= 0 of the r = 3 disc: rows dy = 0..3 hold 4, 3, 3, 1 pixels.
+    assert (mask(kp, sc) != 1.0).sum() == 4 + 3 + 3 + 1
+    kp[FACE0] = (-10, -10)
+    assert np.all(mask(kp, sc) == 1.0)
+
+
+def test_overlapping_discs_sum_their_scores():
+    kp, sc = blank()
+    kp[FACE0], sc[FACE0] = (10, 10), 0.6
+    kp[FACE1], sc[FACE1] = (14, 10), 0.7
+    m = mask(kp, sc, omega1=1.0)
+    assert m[10, 12] == np.float32(0.6 + 0.7)  # 2 px from both centres
+    assert m[10, 8] == np.float32(0.6)  # only the first disc
+    assert m[10, 16] == np.float32(0.7)  # only the second disc
+    s, area = score_map(kp, sc, 32, 0.5, 3.0)
+    # Pixel centres within 3 of both: x = 12 (dx = 2, 2): |dy| <= 2 -> 5; x = 11, 13: dy = 0.
+    assert (s == 0.6 + 0.7).sum() == 7
+    assert area.sum() == 2 * DISC_R3 - 7
+    assert np.isclose(s.sum(), (0.6 + 0.7) * DISC_R3)
+
+
+def test_keypoint_at_or_below_tau_is_ignored():
+    kp, sc = blank()
+    kp[FACE0], sc[FACE0] = (10, 10), 0.5  # == tau: not strictly greater
+    kp[RHAND0], sc[RHAND0] = (20, 20), 0.3
+    assert np.all(mask(kp, sc, tau=0.5) == 1.0)
+    sc[FACE0] = 0.5001
+    assert (mask(kp, sc, tau=0.5) != 1.0).sum() == DISC_R3
+
+
+def test_empty_frame_gives_ones():
+    kp, sc = blank()
+    m = mask(kp, sc, sigma=1.5)
+    assert m.dtype == np.float32 and np.all(m == 1.0)
+
+
+def test_body_rectangle_exact_bounds_and_hand_disc_overrides_it():
+    kp, sc = blank()
+    kp[NOSE], sc[NOSE] = (12.0, 4.2), 0.95
+    kp[LSHOULDER], sc[LSHOULDER] = (5.5, 9.0), 0.95
+    kp[RSHOULDER], sc[RSHOULDER] = (20.0, 9.0), 0.95
+    kp[LWRIST], sc[LWRIST] = (8.0, 25.7), 0.95
+    kp[13], sc[13] = (30.0, 31.0), 0.2  # unreliable knee: does not extend the rectangle
+    m = mask(kp, sc, omega2=2.0)
+    # Pixel centres in x in [5.5, 20] -> columns 6..20; y in [4.2, 25.7] -> rows 5..25.
+    expected = np.ones((32, 32), dtype=np.float32)
+    expected[5:26, 6:21] = 2.0
+    np.testing.assert_array_equal(m, expected)
+    assert part_areas(kp, sc, 32, 0.5, 3.0)["body"].sum() == 21 * 15
+
+    kp[LHAND0], sc[LHAND0] = (20, 25), 0.8  # a hand disc straddling the rectangle's corner
+    m = mask(kp, sc, omega1=10.0, omega2=2.0)
+    assert m[25, 20] == np.float32(8.0)  # inside both: the hand/face weight wins
+    assert m[25, 23] == np.float32(8.0)  # hand only
+    assert m[24, 21] == np.float32(8.0)
+    assert m[20, 20] == np.float32(2.0)  # body only
+    assert (m == np.float32(8.0)).sum() == DISC_R3  # rows 22..28, columns 17..23: all in frame
+    # The disc's quadrant up-left of its centre (11 pixels, as in the border test) covers body.
+    assert (m == np.float32(2.0)).sum() == 21 * 15 - 11
+
+
+def test_body_area_needs_two_reliable_keypoints_and_is_clipped():
+    kp, sc = blank()
+    kp[NOSE], sc[NOSE] = (12.0, 4.0), 0.95
+    assert np.all(mask(kp, sc) == 1.0)
+    kp[20], sc[20] = (40.0, 50.0), 0.95  # a foot beyond the frame: the rectangle is clipped
+    m = mask(kp, sc)
+    assert (m == 2.0).sum() == (32 - 4) * (32 - 12)
+    assert m[4:, 12:].min() == 2.0
+
+
+def test_smoothing_keeps_the_mass_of_s_and_lowers_the_peak():
+    kp, sc = blank()
+    kp[FACE0], sc[FACE0] = (16, 16), 0.9
+    kp[FACE1], sc[FACE1] = (18, 16), 0.9
+    s, area = score_map(kp, sc, 32, 0.5, 3.0)
+    smoothed = gaussian_filter(s, sigma=1.5, mode="constant")
+    assert np.isclose(smoothed.sum(), s.sum(), rtol=1e-9)  # far from the border: mass kept
+    sharp = mask(kp, sc, omega1=1.0)
+    soft = mask(kp, sc, omega1=1.0, sigma=1.5)
+    assert sharp.max() == np.float32(1.8)
+    assert soft.max() < sharp.max()
+    np.testing.assert_allclose(soft[area], smoothed[area], rtol=1e-6)
+    assert np.all(soft[~area] == 1.0)  # outside the area it stays 1 (no body here)
+
+
+def test_scaling_with_resolution():
+    assert scaled_radius(256, 10.0) == 5.0
+    assert scaled_radius(512, 10.0) == 10.0
+    assert scaled_radius(64, 10.0) == 1.25
+    assert scaled_radius((256, 512), 10.0) == 5.0  # shorter side
+    assert scaled_sigma(128, 4.0) == 1.0
+
+
+def test_to_latent_area_averages():
+    w = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]], dtype=np.float32)
+    out = to_latent(w, 2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([[3.5, 5.5], [11.5, 13.5]]), rtol=0, atol=0)
+    batch = to_latent(np.stack([w, 2 * w])[None], (2, 1))  # (1, 2, 4, 4) -> (1, 2, 2, 1)
+    assert batch.shape == (1, 2, 2, 1)
+    assert batch[0, 1, 0, 0].item() == 2 * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8) / 8
+    with pytest.raises(ValueError, match="4x4 map to 3x3"):
+        to_latent(w, 3)
+
+
+def test_par_loss_matches_mse_with_ones_and_a_hand_computed_case():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 3, 4, 5, 5, generator=g), torch.randn(2, 3, 4, 5, 5, generator=g)
+    ones = torch.ones(2, 4, 5, 5)
+    assert torch.equal(par_loss(pred, target, ones), F.mse_loss(pred, target))
+    assert torch.equal(par_loss(pred, target, None), F.mse_loss(pred, target))
+
+    # B=1, C=2, T=1, 1x2: squared errors [[1, 4], [9, 16]] (channel, pixel), weights [3, 0.5].
+    pred = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 1, 1, 2)
+    target = torch.zeros_like(pred)
+    weights = torch.tensor([3.0, 0.5]).reshape(1, 1, 1, 2)
+    assert par_loss(pred, target, weights).item() == (3 * 1 + 0.5 * 4 + 3 * 9 + 0.5 * 16) / 4
+    with pytest.raises(ValueError, match="weights must be"):
+        par_loss(pred, target, torch.ones(1, 2))
+
+
+def test_masked_mse_and_empty_mask_is_nan():
+    pred = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 1, 1, 2)
+    target = torch.zeros_like(pred)
+    area = torch.tensor([False, True]).reshape(1, 1, 1, 2)
+    assert masked_mse(pred, target, area).item() == (4 + 16) / 2
+    empty = masked_mse(pred, target, torch.zeros(1, 1, 1, 2, dtype=torch.bool))
+    assert empty.ndim == 0 and torch.isnan(empty)
+
+
+def test_par_weights_per_frame_and_disabled_gives_ones():
+    poses = np.zeros((3, N_KEYPOINTS, 3), dtype=np.float32)
+    poses[1, FACE0] = (32, 32, 0.9)
+    params = ParParams(tau=0.8, radius_at_512=40.0, omega1=10.0, omega2=2.0, sigma_at_512=0.0)
+    w = par_weights(poses, 64, params)  # r = 40 * 64 / 512 = 5
+    assert w.shape == (3, 64, 64) and w.dtype == np.float32
+    assert np.all(w[0] == 1.0) and np.all(w[2] == 1.0)
+    assert (w[1] == np.float32(9.0)).sum() == 81  # pixel centres within 5 of a pixel centre
+    off = par_weights(poses, 64, ParParams(enabled=False))
+    assert off.shape == (3, 64, 64) and np.all(off == 1.0)
+
+
+def test_par_figure_writes_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+    pose = np.zeros((N_KEYPOINTS, 3), dtype=np.float32)
+    pose[[NOSE, LSHOULDER, RSHOULDER]] = [(32, 12, 0.9), (20, 30, 0.9), (44, 30, 0.9)]
+    pose[FACE0 : FACE0 + 5] = [(28 + 2 * i, 12, 0.95) for i in range(5)]
+    pose[LHAND0] = (18, 50, 0.9)
+    pose[RHAND0] = (46, 50, 0.1)  # unreliable
+    path = par_figure(frame, pose, ParParams(), tmp_path / "fig" / "par.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["par.png"]  # no temporary left behind

@@ -1,0 +1,133 @@
+"""UniVDM training: the loss falls, checkpoints resume exactly, NaN stops cleanly."""
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+
+from pipeline.checkpoints import list_checkpoints
+from pipeline.config import TrainUnivdmParams
+from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.training.univdm_trainer import (
+    TrainingDiverged,
+    add_noise,
+    first_frame_condition,
+    noise_scheduler,
+    train_univdm,
+)
+
+SIZE, FRAMES = 32, 3
+
+
+class TinyWindows(torch.utils.data.Dataset):
+    """Item i is fixed by i: a moving bright square with an audio feature that encodes it."""
+
+    def __init__(self, nan_after: int | None = None):
+        self.nan_after = nan_after
+
+    def __len__(self):
+        return 10**6
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        start = int(torch.randint(0, 8, (1,), generator=g))
+        video = torch.full((FRAMES, 3, SIZE, SIZE), -1.0)
+        for f in range(FRAMES):
+            x = 4 + 2 * (start + f)
+            video[f, :, 8:16, x : x + 8] = 1.0
+        audio = torch.zeros(FRAMES, 3, 4)
+        audio[..., 0] = start
+        weights = torch.ones(FRAMES, SIZE, SIZE)
+        weights[:, 8:16] = 5.0
+        if self.nan_after is not None and index >= self.nan_after:
+            weights[:] = float("nan")
+        areas = torch.zeros(3, FRAMES, SIZE, SIZE, dtype=torch.bool)
+        areas[0, :, 8:16] = True
+        return {"video": video, "reference": video[0], "audio": audio, "par_weights": weights,
+                "areas": areas, "first_frame": torch.tensor(index % 2 == 0)}  # fmt: skip
+
+
+def _vae():
+    torch.manual_seed(0)
+    return AutoencoderKL(block_out_channels=(8, 8), layers_per_block=1, latent_channels=4,
+                         norm_num_groups=4, down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, sample_size=SIZE)  # fmt: skip
+
+
+def _model():
+    torch.manual_seed(0)
+    return UniVDM(UniVDMConfig(latent_size=SIZE // 2, frames=FRAMES, audio_dim=4, audio_context=1,
+                               block_out_channels=[32, 32], cross_attention_dim=32,
+                               addition_time_embed_dim=8))  # fmt: skip
+
+
+def _params(**overrides):
+    base = {"steps": 6, "batch_size": 2, "lr": 2e-3, "warmup_steps": 0, "save_every": 3,
+            "keep_checkpoints": 5, "log_every": 1, "num_train_timesteps": 100}  # fmt: skip
+    return TrainUnivdmParams(**(base | overrides))
+
+
+def test_add_noise_is_eq1_with_one_timestep_per_sample():
+    scheduler = noise_scheduler(_params())
+    latents, noise = torch.ones(2, 3, 1, 2, 2), torch.zeros(2, 3, 1, 2, 2)
+    noisy = add_noise(scheduler, latents, noise, torch.tensor([0, 99]))
+    abar = scheduler.alphas_cumprod
+    torch.testing.assert_close(noisy[0], torch.full_like(noisy[0], abar[0].sqrt().item()))
+    torch.testing.assert_close(noisy[1], torch.full_like(noisy[1], abar[99].sqrt().item()))
+
+
+def test_first_frame_condition_marks_only_frame_zero():
+    latents = torch.randn(2, 3, 4, 2, 2)
+    condition, mask = first_frame_condition(latents, torch.tensor([True, False]))
+    assert mask.tolist() == [[1, 0, 0], [0, 0, 0]]
+    torch.testing.assert_close(condition[0, 0], latents[0, 0])
+    assert (condition[0, 1:] == 0).all() and (condition[1] == 0).all()
+
+
+def test_training_lowers_the_loss(tmp_path):
+    model, vae = _model(), _vae()
+    result = train_univdm(model, vae, TinyWindows(), _params(steps=40, save_every=100),
+                          tmp_path / "ckpt", "run")  # fmt: skip
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8
+    assert {"loss", "loss_par", "mse", "mse_hand", "lr"} <= set(result.history[-1])
+    # PAR weights of 5 inside the hand band: the weighted loss exceeds the plain MSE.
+    assert result.history[-1]["loss_par"] > result.history[-1]["mse"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    straight = _model()
+    train_univdm(straight, _vae(), TinyWindows(), _params(), tmp_path / "a", "run")
+    interrupted = _model()
+    first = train_univdm(interrupted, _vae(), TinyWindows(), _params(steps=3), tmp_path / "b",
+                         "run")  # fmt: skip
+    assert first.last_step == 3
+    resumed = _model()  # a fresh process: new model, optimizer state comes from the checkpoint
+    second = train_univdm(resumed, _vae(), TinyWindows(), _params(), tmp_path / "b", "run")
+    assert second.first_step == 3 and second.last_step == 6
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(),
+                                 strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert [s for s, _ in list_checkpoints(tmp_path / "b")] == [3, 6]
+
+
+def test_other_settings_do_not_resume(tmp_path):
+    train_univdm(_model(), _vae(), TinyWindows(), _params(steps=3), tmp_path / "c", "run-a")
+    result = train_univdm(_model(), _vae(), TinyWindows(), _params(steps=3), tmp_path / "c",
+                          "run-b")  # fmt: skip
+    assert result.first_step == 0 and result.last_step == 3
+
+
+def test_protected_step_checkpoint_is_kept(tmp_path):
+    params = _params(steps=6, save_every=2, keep_checkpoints=1)
+    train_univdm(_model(), _vae(), TinyWindows(), params, tmp_path / "d", "run",
+                 protect_steps={3})  # fmt: skip
+    assert [s for s, _ in list_checkpoints(tmp_path / "d")] == [3, 6]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    params = _params(steps=6, save_every=2)
+    # Items of step 4 onwards (indices >= 6 with batch 2) carry NaN weights.
+    with pytest.raises(TrainingDiverged, match="at step 4; the last good checkpoint is .*step"):
+        train_univdm(_model(), _vae(), TinyWindows(nan_after=6), params, tmp_path / "e", "run")
+    assert [s for s, _ in list_checkpoints(tmp_path / "e")] == [2]
