@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pipeline import tables
+from pipeline.media import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,6 +30,10 @@ TINY = {
     "cut": {"size": 128, "workers": 2},
     "curate": {"workers": 2, "sheet_frames": 3},
     "extract": {"workers": 2},
+    "train_vae": {"steps": 20, "batch_size": 8, "eval_frames": 8},
+    "train_univdm": {"steps": 4, "save_every": 2, "log_every": 1, "preview_steps": 2,
+                     "par": {"figures": 1}},
+    "negatives": {"checkpoint_step": 2},
 }  # fmt: skip
 
 
@@ -78,6 +83,14 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert len(pose) == int(status["n_frames"].sum())
     assert len(pose["keypoints"].iloc[0]) == 133 * 3
     assert (repo / "dvc.lock").exists()
+    # The model half: a VAE, UniVDM checkpoints (incl. the negatives' step), a preview.
+    assert (repo / "data/models/vae").is_dir()
+    steps = sorted(p.name for p in (repo / "data/models/univdm/checkpoints").iterdir())
+    assert steps == ["step-000000002", "step-000000004"]
+    assert (repo / "data/models/univdm/final/model.safetensors").exists()
+    preview = repo / "data/samples/univdm/preview.mp4"
+    assert preview.stat().st_size > 0 and probe(preview).has_audio
+    assert list((repo / "data/samples/univdm").glob("par_*.png"))
 
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
