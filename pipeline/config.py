@@ -146,12 +146,12 @@ class TrainVaeParams(Section):
 
     pretrained: str | None = None  # local diffusers AutoencoderKL folder (paper: SD's VAE)
     size: int = Field(64, ge=16, description="training resolution of the frames, pixels")
-    block_out_channels: list[int] = [32, 64, 64]
+    block_out_channels: list[int] = [16, 32, 64]
     layers_per_block: int = Field(1, ge=1)
     latent_channels: int = Field(4, ge=1)
     norm_num_groups: int = Field(8, ge=1)
     steps: int = Field(600, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     kl_weight: float = Field(1e-6, ge=0)
     eval_frames: int = Field(64, ge=1, description="test-split frames for the PSNR report")

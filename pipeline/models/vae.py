@@ -1,0 +1,347 @@
+"""The frame VAE: a diffusers ``AutoencoderKL``, pretrained (the paper uses Stable Diffusion's)
+or a small one trained on the corpus by the ``train_vae`` stage.
+
+Conventions used throughout:
+
+- frames are ``uint8`` RGB arrays of shape ``(N, H, W, 3)`` (as :func:`pipeline.media.read_frames`
+  returns them);
+- images are ``float`` tensors of shape ``(N, 3, H, W)`` in ``[-1, 1]`` (what the VAE consumes);
+- latents are ``(N, C, H / f, W / f)`` tensors already multiplied by the VAE's
+  ``config.scaling_factor`` (after subtracting ``config.shift_factor`` when the VAE has one), so
+  that they have roughly unit variance, as the diffusion model expects. ``f`` is
+  :func:`vae_downsample_factor`.
+
+The stage output folder (``data/models/vae``) holds either a diffusers model saved with
+safetensors, or only ``pretrained.json`` naming a local pretrained folder; :func:`resolve_vae`
+reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from pipeline.config import TrainVaeParams
+from pipeline.media import read_frames
+
+PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name
+SCALE_ESTIMATE_FRAMES = 256  # training frames used to estimate the latent scaling factor
+
+
+# ---------------------------------------------------------------- loading and building
+def load_vae(path: str | os.PathLike) -> AutoencoderKL:
+    """Load a diffusers ``AutoencoderKL`` saved with safetensors from a local folder.
+
+    ``path`` is the VAE folder itself (``config.json`` + ``diffusion_pytorch_model.safetensors``)
+    or a full Stable Diffusion folder with the VAE in its ``vae/`` subfolder. Nothing is
+    downloaded. Raises :class:`FileNotFoundError` naming the folder when it, its ``config.json``
+    or its safetensors weights are missing (``.bin`` pickles are refused on purpose).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: VAE folder not found")
+    if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
+        folder = folder / "vae"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (not a diffusers AutoencoderKL folder)")
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} (safetensors weights required)")
+    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    return vae.eval()
+
+
+def resolve_vae(vae_dir: str | os.PathLike) -> AutoencoderKL:
+    """Load the VAE the ``train_vae`` stage produced in ``vae_dir``.
+
+    If ``vae_dir/pretrained.json`` exists, the model comes from the folder it records (a relative
+    path is relative to the working directory, i.e. the repository root, as in params.yaml);
+    otherwise ``vae_dir`` holds the trained model itself.
+    """
+    vae_dir = Path(vae_dir)
+    record = vae_dir / PRETRAINED_RECORD
+    if record.is_file():
+        try:
+            recorded = json.loads(record.read_text())["path"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f'{record}: expected {{"path": ...}} ({error})') from None
+        return load_vae(recorded)
+    return load_vae(vae_dir)
+
+
+def build_vae(params: TrainVaeParams) -> AutoencoderKL:
+    """A fresh, small ``AutoencoderKL`` sized by ``params`` (weights seeded by ``params.seed``).
+
+    One ``DownEncoderBlock2D`` / ``UpDecoderBlock2D`` per entry of ``block_out_channels``; the
+    spatial downsampling factor is ``2 ** (len(block_out_channels) - 1)``. ``scaling_factor``
+    starts at 1 and is set from the data by :func:`estimate_scaling_factor` after training.
+    """
+    channels = list(params.block_out_channels)
+    if not channels:
+        raise ValueError("train_vae.block_out_channels: at least one block is needed")
+    bad = [c for c in channels if c % params.norm_num_groups]
+    if bad:
+        raise ValueError(
+            f"train_vae.block_out_channels: {bad} not divisible by "
+            f"train_vae.norm_num_groups = {params.norm_num_groups} (GroupNorm needs it)"
+        )
+    factor = 2 ** (len(channels) - 1)
+    if params.size % factor:
+        raise ValueError(f"train_vae.size = {params.size} is not a multiple of {factor}")
+    # Fork the RNG so that seeding the initial weights leaves the caller's global state alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * len(channels),
+            up_block_types=("UpDecoderBlock2D",) * len(channels),
+            block_out_channels=tuple(channels),
+            layers_per_block=params.layers_per_block,
+            latent_channels=params.latent_channels,
+            norm_num_groups=params.norm_num_groups,
+            sample_size=params.size,
+            scaling_factor=1.0,
+        )
+    return vae
+
+
+def vae_downsample_factor(vae: AutoencoderKL) -> int:
+    """Pixels per latent cell along each side (8 for Stable Diffusion's VAE)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+# ---------------------------------------------------------------- frames, images, latents
+def frames_to_images(frames: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float32 in ``[-1, 1]``."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def images_to_frames(images: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` float in ``[-1, 1]`` -> ``(N, H, W, 3)`` uint8 (clipped, rounded)."""
+    scaled = (images.detach().float().clamp(-1, 1) + 1) * 127.5
+    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _as_images(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(frames, torch.Tensor):
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W) images in [-1, 1], got {tuple(frames.shape)}")
+        return frames
+    return frames_to_images(frames)
+
+
+@torch.no_grad()
+def encode_frames(
+    vae: AutoencoderKL,
+    frames: np.ndarray | torch.Tensor,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Scaled latents ``(N, C, H / f, W / f)`` of frames.
+
+    ``frames``: ``(N, H, W, 3)`` uint8 array or ``(N, 3, H, W)`` tensor in ``[-1, 1]``.
+    ``sample=False`` takes the posterior mean (deterministic); ``True`` draws from it.
+    Encodes ``batch_size`` frames at a time to bound memory; the result is on the VAE's device.
+    """
+    images = _as_images(frames)
+    shift = vae.config.shift_factor or 0.0
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(vae.device, vae.dtype)
+        posterior = vae.encode(batch).latent_dist
+        latents = posterior.sample(generator) if sample else posterior.mode()
+        out.append((latents - shift) * vae.config.scaling_factor)
+    if not out:
+        raise ValueError("encode_frames: no frames given")
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` (clamped) from scaled latents ``(N, C, h, w)``.
+
+    Inverse of :func:`encode_frames`; decodes ``batch_size`` latents at a time.
+    """
+    shift = vae.config.shift_factor or 0.0
+    out = []
+    for start in range(0, len(latents), batch_size):
+        batch = latents[start : start + batch_size].to(vae.device, vae.dtype)
+        out.append(vae.decode(batch / vae.config.scaling_factor + shift).sample.clamp(-1, 1))
+    if not out:
+        raise ValueError("decode_latents: no latents given")
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------- training data
+def sample_training_frames(
+    clips: pd.DataFrame, size: int, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``min(n, available)`` random frames of ``clips``, resized to ``(size, size)``: uint8
+    ``(n, size, size, 3)``.
+
+    ``clips`` has the ``CLIPS`` columns ``path`` and ``n_frames`` (paths relative to the working
+    directory). Frames are drawn without replacement from all frames of all clips, so every clip
+    contributes in proportion to its length. Resizing uses ``cv2.INTER_AREA`` (no aliasing when
+    shrinking).
+    """
+    if clips.empty:
+        raise ValueError("sample_training_frames: no clips given")
+    counts = clips["n_frames"].to_numpy(dtype=np.int64)
+    total = int(counts.sum())
+    if total <= 0:
+        raise ValueError("sample_training_frames: the clips have no frames")
+    picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    clip_of = np.searchsorted(starts, picks, side="right") - 1
+    out = []
+    for index in np.unique(clip_of):
+        indices = (picks[clip_of == index] - starts[index]).tolist()
+        for frame in read_frames(clips["path"].iloc[index], indices):
+            out.append(cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA))
+    if not out:
+        raise ValueError("sample_training_frames: no frame could be read from the clips")
+    return np.stack(out)
+
+
+# ---------------------------------------------------------------- training
+def _lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % (a short run ends with small, careful steps)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_vae(
+    vae: AutoencoderKL,
+    train_frames: np.ndarray,
+    params: TrainVaeParams,
+    log: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Train ``vae`` in place on ``train_frames`` ``(N, H, W, 3)`` uint8; one loss dict per step.
+
+    Each step draws ``params.batch_size`` random frames (randomly mirrored left-right), encodes,
+    samples the posterior, decodes, and minimises ``L1 + MSE`` (per element, images in [-1, 1])
+    ``+ kl_weight * KL``. The KL is summed over latent elements and divided by the number of
+    image elements, so ``kl_weight`` means what it means in the LDM/SD autoencoder loss (where
+    both terms are sums; SD used 1e-6). AdamW, linear warm-up then cosine decay of the learning
+    rate, gradient norm clipped at 1. Seeded by ``params.seed``. ``log(record)`` is called after
+    every step with ``{"step", "loss", "rec", "kl", "lr"}`` (``kl`` normalised as above).
+    """
+    if len(train_frames) == 0:
+        raise ValueError("train_vae: no training frames")
+    rng = np.random.default_rng(params.seed)
+    generator = torch.Generator(device=vae.device).manual_seed(params.seed)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=params.lr, weight_decay=1e-4)
+    warmup = max(1, min(50, params.steps // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, params.steps, warmup)
+    )
+    history: list[dict] = []
+    vae.train()
+    for step in range(params.steps):
+        # Frames stay uint8 until batched: a float copy of them all would be 4x larger.
+        index = rng.integers(0, len(train_frames), size=params.batch_size)
+        batch = frames_to_images(train_frames[index])
+        flip = torch.from_numpy(rng.random(params.batch_size) < 0.5)
+        batch[flip] = batch[flip].flip(-1)
+        batch = batch.to(vae.device, vae.dtype)
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample(generator)).sample
+        rec = F.l1_loss(recon, batch) + F.mse_loss(recon, batch)
+        kl = posterior.kl().sum() / batch.numel()
+        loss = rec + params.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        record = {"step": step, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(),
+                  "lr": scheduler.get_last_lr()[0]}  # fmt: skip
+        scheduler.step()
+        history.append(record)
+        if log is not None:
+            log(record)
+    vae.eval()
+    return history
+
+
+def estimate_scaling_factor(vae: AutoencoderKL, frames: np.ndarray) -> float:
+    """``1 / std`` of the unscaled posterior means of ``frames`` (as Stable Diffusion did), so
+    that scaled latents have unit variance. Uses at most :data:`SCALE_ESTIMATE_FRAMES` frames
+    ``(N, H, W, 3)`` uint8."""
+    # std((z - shift) * k) = k * std(z): divide the current factor k by the scaled latents' std.
+    # Evenly spaced frames: the array is ordered by clip, so its head would cover few clips.
+    pick = np.linspace(0, len(frames) - 1, min(len(frames), SCALE_ESTIMATE_FRAMES)).round()
+    latents = encode_frames(vae, frames[pick.astype(int)])
+    std = latents.float().std().item() / vae.config.scaling_factor
+    if not math.isfinite(std) or std <= 0:
+        raise ValueError(f"estimate_scaling_factor: latent std is {std}")
+    return 1.0 / std
+
+
+def set_scaling_factor(vae: AutoencoderKL, frames: np.ndarray) -> float:
+    """Estimate the scaling factor on ``frames`` and store it in ``vae.config``; return it."""
+    factor = estimate_scaling_factor(vae, frames)
+    vae.register_to_config(scaling_factor=factor)
+    return factor
+
+
+# ---------------------------------------------------------------- quality
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor,
+         data_range: float | None = None) -> float:  # fmt: skip
+    """Peak signal-to-noise ratio in dB of ``b`` against ``a``, over all their elements.
+
+    Convention: ``uint8`` inputs are in ``[0, 255]`` (peak 255); floating inputs are images in
+    ``[-1, 1]`` (peak-to-peak range 2). Pass ``data_range`` to override (e.g. 255 for float
+    images in ``[0, 255]``). Identical inputs give ``inf``.
+    """
+    a_arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    b_arr = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
+    if a_arr.shape != b_arr.shape:
+        raise ValueError(f"psnr: shapes differ: {a_arr.shape} vs {b_arr.shape}")
+    if data_range is None:
+        data_range = 255.0 if a_arr.dtype == np.uint8 and b_arr.dtype == np.uint8 else 2.0
+    mse = float(np.mean((a_arr.astype(np.float64) - b_arr.astype(np.float64)) ** 2))
+    if mse == 0:
+        return math.inf
+    return 10.0 * math.log10(data_range**2 / mse)
+
+
+def reconstruct_frames(vae: AutoencoderKL, frames: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Encode (posterior mean) and decode ``(N, H, W, 3)`` uint8 frames; same shape and dtype."""
+    return images_to_frames(decode_latents(vae, encode_frames(vae, frames, batch_size=batch_size),
+                                           batch_size=batch_size))  # fmt: skip
+
+
+def reconstruction_psnr(vae: AutoencoderKL, frames: np.ndarray) -> float:
+    """Mean over frames of the per-frame PSNR (dB, uint8 convention) of the VAE's reconstruction.
+
+    The reconstruction is quantised to uint8 first: the number describes what a preview shows.
+    """
+    recon = reconstruct_frames(vae, frames)
+    return float(np.mean([psnr(f, r) for f, r in zip(frames, recon, strict=True)]))
+
+
+def reconstruction_grid(vae: AutoencoderKL, frames: np.ndarray, columns: int = 8) -> np.ndarray:
+    """A picture ``(2 * H, columns * W, 3)`` uint8: ``columns`` evenly spaced frames of ``frames``
+    ``(N, H, W, 3)`` uint8 above their reconstructions."""
+    pick = np.linspace(0, len(frames) - 1, min(columns, len(frames))).round().astype(int)
+    frames = frames[pick]
+    recon = reconstruct_frames(vae, frames)
+    return np.concatenate([np.concatenate(list(frames), axis=1),
+                           np.concatenate(list(recon), axis=1)], axis=0)  # fmt: skip
