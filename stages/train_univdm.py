@@ -85,6 +85,7 @@ def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Pa
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
+    from accelerate import Accelerator
     from dvclive import Live
 
     train = params.train_univdm
@@ -102,12 +103,23 @@ def main(args: argparse.Namespace, params: Params) -> None:
     run_id = fingerprint(train, [r.clip_id for r in records],
                          {"vae": weights_digest(vae), "model": model.config.to_json()})  # fmt: skip
     out = Path(args.out)
+    # One process here; with `accelerate launch` one per GPU (DDP), rank 0 writing the outputs.
+    accelerator = Accelerator(mixed_precision=train.mixed_precision)
     started = time.perf_counter()
-    with Live(dir=args.live, resume=True, save_dvc_exp=False, dvcyaml=None) as live:
+    live = None
+    if accelerator.is_main_process:
+        live = Live(dir=args.live, resume=True, save_dvc_exp=False, dvcyaml=None)
+    try:
         result = train_univdm(model, vae, dataset, train, out / "checkpoints", run_id,
                               protect_steps={params.negatives.checkpoint_step}, logger=live,
-                              image_encoder=image_encoder)  # fmt: skip
+                              image_encoder=image_encoder, accelerator=accelerator)  # fmt: skip
+    finally:
+        if live is not None:
+            live.end()
     elapsed = time.perf_counter() - started
+    if not accelerator.is_main_process:
+        return
+    model = accelerator.unwrap_model(model)
     if result.last_step < train.steps:
         raise RuntimeError(f"train_univdm stopped at step {result.last_step} of {train.steps}")
     checkpoint_for_step(out / "checkpoints", params.negatives.checkpoint_step)  # must exist

@@ -61,13 +61,20 @@ class TrainResult:
 
 
 class _StepRange(Sampler[int]):
-    """Item indices ``[first * batch, last * batch)``: step s sees items of step s only."""
+    """Item indices of steps ``[first, last)`` for one of ``world`` data-parallel ranks.
 
-    def __init__(self, first: int, last: int, batch: int):
-        self.first, self.last, self.batch = first, last, batch
+    Step ``s`` on rank ``r`` reads items ``(s * world + r) * batch ...`` (``batch`` items): the
+    data depends only on the step, so a resumed run sees what the uninterrupted one would have,
+    and ranks never read the same item.
+    """
+
+    def __init__(self, first: int, last: int, batch: int, rank: int = 0, world: int = 1):
+        self.first, self.last, self.batch, self.rank, self.world = first, last, batch, rank, world
 
     def __iter__(self):
-        return iter(range(self.first * self.batch, self.last * self.batch))
+        for step in range(self.first, self.last):
+            begin = (step * self.world + self.rank) * self.batch
+            yield from range(begin, begin + self.batch)
 
     def __len__(self) -> int:
         return (self.last - self.first) * self.batch
@@ -223,16 +230,17 @@ def train_univdm(
     vae.to(accelerator.device)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     loader = DataLoader(dataset, batch_size=params.batch_size, collate_fn=_collate,
-                        sampler=_StepRange(start, params.steps, params.batch_size),
+                        sampler=_StepRange(start, params.steps, params.batch_size,
+                                           accelerator.process_index, accelerator.num_processes),
                         num_workers=params.workers)  # fmt: skip
     generator = torch.Generator(device=accelerator.device)
     model.train()
     saved_steps = []
     for step, batch in enumerate(loader, start=start + 1):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        # Noise and timesteps depend on (seed, step) only: a resumed run draws what the
+        # Noise and timesteps depend on (seed, step, rank) only: a resumed run draws what the
         # uninterrupted run would have drawn.
-        generator.manual_seed(params.seed * 1_000_003 + step)
+        generator.manual_seed((params.seed * 1_000_003 + step) * 64 + accelerator.process_index)
         with accelerator.autocast():
             losses = training_losses(model, scheduler, vae, batch, params.par.enabled,
                                      generator, image_encoder)  # fmt: skip
@@ -252,6 +260,7 @@ def train_univdm(
         row["lr"] = lr_scheduler.get_last_lr()[0]
         result.history.append({"step": step, **row})
         if logger is not None and accelerator.is_main_process and step % params.log_every == 0:
+            logger.step = step  # plots use the training step, also after a resume
             for name, value in row.items():
                 logger.log_metric(name, value)
             logger.next_step()

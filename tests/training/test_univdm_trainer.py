@@ -131,3 +131,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="at step 4; the last good checkpoint is .*step"):
         train_univdm(_model(), _vae(), TinyWindows(nan_after=6), params, tmp_path / "e", "run")
     assert [s for s, _ in list_checkpoints(tmp_path / "e")] == [2]
+
+
+def test_step_range_shards_ranks_and_depends_only_on_the_step():
+    from pipeline.training.univdm_trainer import _StepRange
+
+    rank0, rank1 = list(_StepRange(2, 4, 3, 0, 2)), list(_StepRange(2, 4, 3, 1, 2))
+    assert rank0 == [12, 13, 14, 18, 19, 20] and rank1 == [15, 16, 17, 21, 22, 23]
+    assert list(_StepRange(3, 4, 3, 0, 2)) == rank0[3:]  # resuming at step 3
