@@ -210,7 +210,9 @@ class TrainUnivdmParams(Section):
     warmup_steps: int = Field(20, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     ema_decay: float | None = Field(None, gt=0, lt=1)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # "fp32" rather than accelerate's "no": `dvc exp run -S` rewrites params.yaml without quotes
+    # and YAML 1.1 reads a bare `no` as false.
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
     num_train_timesteps: int = Field(1000, ge=2)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"

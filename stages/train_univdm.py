@@ -27,7 +27,12 @@ from pipeline.outputs import atomic_directory, write_json
 from pipeline.par import par_figure
 from pipeline.preview import write_preview
 from pipeline.sampling import ddim_sample
-from pipeline.training.univdm_trainer import fingerprint, noise_scheduler, train_univdm
+from pipeline.training.univdm_trainer import (
+    accelerate_precision,
+    fingerprint,
+    noise_scheduler,
+    train_univdm,
+)
 from pipeline.training.windows import (
     WindowDataset,
     load_clip_records,
@@ -104,7 +109,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
                          {"vae": weights_digest(vae), "model": model.config.to_json()})  # fmt: skip
     out = Path(args.out)
     # One process here; with `accelerate launch` one per GPU (DDP), rank 0 writing the outputs.
-    accelerator = Accelerator(mixed_precision=train.mixed_precision)
+    accelerator = Accelerator(mixed_precision=accelerate_precision(train.precision))
     started = time.perf_counter()
     live = None
     if accelerator.is_main_process:

@@ -80,6 +80,11 @@ class _StepRange(Sampler[int]):
         return (self.last - self.first) * self.batch
 
 
+def accelerate_precision(precision: str) -> str:
+    """accelerate's name for a ``precision`` setting (``fp32`` is its ``no``)."""
+    return "no" if precision == "fp32" else precision
+
+
 def noise_scheduler(params: TrainUnivdmParams) -> DDPMScheduler:
     """The DDPM training scheduler (1000 steps in the paper)."""
     return DDPMScheduler(num_train_timesteps=params.num_train_timesteps,
@@ -196,7 +201,7 @@ def train_univdm(
     root = Path(checkpoint_root)
     protect = set(protect_steps)
     if accelerator is None:
-        accelerator = Accelerator(mixed_precision=params.mixed_precision)
+        accelerator = Accelerator(mixed_precision=accelerate_precision(params.precision))
     torch.manual_seed(params.seed)
     # Tiny weights decaying towards zero turn into denormals, which make CPU math many times
     # slower; flushing them changes nothing measurable.
