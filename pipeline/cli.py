@@ -13,7 +13,7 @@ import sys
 
 from pipeline.config import ConfigError, load_params
 
-STAGES = ("corpus", "cut", "curate", "extract")
+STAGES = ("corpus", "cut", "curate", "extract", "train_vae", "train_univdm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the stage")
     check = commands.add_parser("params-check", help="validate a params file")
     check.add_argument("file", nargs="?", default="params.yaml")
+    figure = commands.add_parser("par-figure", help="PAR areas and mask of a clip's frame")
+    figure.add_argument("clip_id")
+    figure.add_argument("--frame", type=int, default=0)
+    figure.add_argument("--out", default=None, help="PNG path (default: par_CLIP_FRAME.png)")
+    figure.add_argument("--params", default="params.yaml")
+    figure.add_argument("--features", default="data/features")
+    figure.add_argument("--clips", default="data/curated/clips.parquet")
     args = parser.parse_args(argv)
 
+    if args.command == "par-figure":
+        return par_figure_command(args)
     if args.command == "stage":
         module = importlib.import_module(f"stages.{args.name}")
         return module.run_stage(module.main, module.parser(), args.args)
@@ -35,6 +44,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(params.model_dump(), indent=2))
+    return 0
+
+
+def par_figure_command(args: argparse.Namespace) -> int:
+    """Write the Fig. 3-style PAR figure of one frame of an extracted clip."""
+    import numpy as np
+
+    from pipeline import tables
+    from pipeline.keypoints import N_KEYPOINTS
+    from pipeline.media import MediaError, read_frames
+    from pipeline.par import par_figure
+
+    try:
+        params = load_params(args.params)
+        clips = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
+        pose = tables.read_table(f"{args.features}/pose.parquet", tables.POSE)
+        if args.clip_id not in clips.index:
+            raise ValueError(f"{args.clips}: no clip {args.clip_id!r}")
+        rows = pose[(pose["clip_id"] == args.clip_id) & (pose["frame"] == args.frame)]
+        if rows.empty:
+            raise ValueError(f"{args.features}/pose.parquet: no pose for {args.clip_id} "
+                             f"frame {args.frame}")  # fmt: skip
+        keypoints = np.asarray(rows["keypoints"].iloc[0], np.float32).reshape(N_KEYPOINTS, 3)
+        frame = read_frames(clips.at[args.clip_id, "path"], [args.frame])
+        if len(frame) == 0:
+            raise ValueError(f"{args.clip_id}: no frame {args.frame}")
+        out = args.out or f"par_{args.clip_id}_{args.frame}.png"
+        par_figure(frame[0], keypoints, params.train_univdm.par, out)
+    except (ConfigError, tables.TableError, MediaError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(out)
     return 0
 
 
