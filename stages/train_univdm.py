@@ -70,10 +70,12 @@ def build_model(params: Params, vae, audio_dim: int, clip_dim: int | None) -> Un
 
 
 def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Path) -> None:
-    """Unguided DDIM sample of the first test clip's first window, from its first frame."""
+    """Unguided DDIM sample of the first test clip's first window, its frame 0 as reference."""
     train = params.train_univdm
-    records = load_clip_records(args.clips, args.features, "test", min_frames=train.frames)
-    record = records[0]
+    try:
+        record = load_clip_records(args.clips, args.features, "test", train.frames)[0]
+    except ValueError:  # no test clip long enough: preview a training clip instead
+        record = load_clip_records(args.clips, args.features, "train", train.frames)[0]
     truth = resize_frames(read_frames(record.path, list(range(train.frames))), train.size)
     reference = encode_frames(vae, to_model_range(truth[:1]))
     audio = audio_windows(torch.from_numpy(record.audio.astype(np.float32)), 0, train.frames,
@@ -133,10 +135,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
         final.save(tmp)
     with atomic_directory(args.samples) as tmp:
         for record in records[: train.par.figures]:
-            frame = resize_frames(read_frames(record.path, [0]), train.size)[0]
-            pose = record.poses[0].copy()
-            pose[:, :2] *= train.size / record.width
-            par_figure(frame, pose, train.par, tmp / f"par_{record.clip_id}.png")
+            # At the clip's own resolution, where the areas are computed (paper Fig. 3).
+            frame = read_frames(record.path, [0])[0]
+            par_figure(frame, record.poses[0], train.par, tmp / f"par_{record.clip_id}.png")
         preview(model, vae, params, args, image_encoder, tmp)
     history = result.history
     summary = {"steps": train.steps, "resumed_from": result.first_step,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +226,7 @@ def train_univdm(
         else:
             log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
             for _, path in list_checkpoints(root):
-                _remove_tree(path)
+                shutil.rmtree(path, ignore_errors=True)
     result = TrainResult(first_step=start, last_step=start, ema=ema)
     if start >= params.steps:
         return result
@@ -279,9 +280,3 @@ def train_univdm(
         result.last_step = step
     result.checkpoints = saved_steps
     return result
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
