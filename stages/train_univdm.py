@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from pipeline.checkpoints import checkpoint_for_step
@@ -31,6 +32,7 @@ from pipeline.training.univdm_trainer import (
     accelerate_precision,
     fingerprint,
     noise_scheduler,
+    resumable_checkpoint,
     train_univdm,
 )
 from pipeline.training.windows import (
@@ -51,6 +53,19 @@ def weights_digest(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def loss_summary(live_dir: Path) -> dict[str, float]:
+    """Mean logged loss of the first and last ten log points (the whole run, across resumes)."""
+    summary = {}
+    for name in ("loss", "mse"):
+        path = live_dir / "plots" / "metrics" / f"{name}.tsv"
+        if path.exists():
+            values = pd.read_csv(path, sep="\t")[name].to_numpy()
+            if len(values):
+                summary[f"{name}_first10"] = float(np.mean(values[:10]))
+                summary[f"{name}_last10"] = float(np.mean(values[-10:]))
+    return summary
 
 
 def build_model(params: Params, vae, audio_dim: int, clip_dim: int | None) -> UniVDM:
@@ -115,7 +130,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     started = time.perf_counter()
     live = None
     if accelerator.is_main_process:
-        live = Live(dir=args.live, resume=True, save_dvc_exp=False, dvcyaml=None)
+        # The curves persist with the checkpoints: a resumed run appends, a fresh one restarts.
+        resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
+        live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
     try:
         result = train_univdm(model, vae, dataset, train, out / "checkpoints", run_id,
                               protect_steps={params.negatives.checkpoint_step}, logger=live,
@@ -139,14 +156,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
             frame = read_frames(record.path, [0])[0]
             par_figure(frame, record.poses[0], train.par, tmp / f"par_{record.clip_id}.png")
         preview(model, vae, params, args, image_encoder, tmp)
-    history = result.history
     summary = {"steps": train.steps, "resumed_from": result.first_step,
-               "seconds_this_run": round(elapsed, 1)}  # fmt: skip
-    if history:
-        head, tail = history[:10], history[-10:]
-        summary["loss_first10"] = float(np.mean([h["loss"] for h in head]))
-        summary["loss_last10"] = float(np.mean([h["loss"] for h in tail]))
-        summary["mse_last10"] = float(np.mean([h["mse"] for h in tail]))
+               "seconds_this_run": round(elapsed, 1)} | loss_summary(Path(args.live))  # fmt: skip
     write_json(summary, args.metrics)
     log.info("train_univdm: %s", summary)
 

@@ -95,6 +95,13 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
 
+    # Rerunning a finished training (e.g. after a code change) resumes at its last step, trains
+    # nothing and rewrites its outputs; the persistent curves survive.
+    again = _run([str(BIN / "dvc"), "repro", "-f", "-s", "train_univdm"], repo)
+    assert "resuming from" in again and "step 4" in again
+    assert (repo / "data/dvclive/train_univdm/plots/metrics/loss.tsv").exists()
+    assert "loss_last10" in (repo / "data/metrics/train_univdm.json").read_text()
+
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], repo)
     experiment = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.min_snr_db=5.0"], repo)

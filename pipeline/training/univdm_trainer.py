@@ -177,6 +177,15 @@ def add_noise(scheduler: DDPMScheduler, latents, noise, steps):
     return abar.sqrt() * latents + (1 - abar).sqrt() * noise
 
 
+def resumable_checkpoint(root: str | Path, run_fingerprint: str) -> Path | None:
+    """The latest checkpoint under ``root`` trained with ``run_fingerprint``, if any."""
+    latest = latest_checkpoint(root)
+    if latest is None:
+        return None
+    state = json.loads((Path(latest) / "state.json").read_text())
+    return latest if state.get("extra", {}).get("fingerprint") == run_fingerprint else None
+
+
 def train_univdm(
     model: UniVDM, vae, dataset, params: TrainUnivdmParams, checkpoint_root: str | Path,
     run_fingerprint: str, protect_steps: Iterable[int] = (), logger: Any | None = None,
@@ -217,16 +226,14 @@ def train_univdm(
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
 
     start = 0
-    latest = latest_checkpoint(root)
+    latest = resumable_checkpoint(root, run_fingerprint)
     if latest is not None:
-        state = json.loads((latest / "state.json").read_text())
-        if state.get("extra", {}).get("fingerprint") == run_fingerprint:
-            start = load_checkpoint(latest, model, optimizer, ema, lr_scheduler)["step"]
-            log.info("resuming from %s (step %d)", latest, start)
-        else:
-            log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
-            for _, path in list_checkpoints(root):
-                shutil.rmtree(path, ignore_errors=True)
+        start = load_checkpoint(latest, model, optimizer, ema, lr_scheduler)["step"]
+        log.info("resuming from %s (step %d)", latest, start)
+    elif list_checkpoints(root):
+        log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
+        for _, path in list_checkpoints(root):
+            shutil.rmtree(path, ignore_errors=True)
     result = TrainResult(first_step=start, last_step=start, ema=ema)
     if start >= params.steps:
         return result
