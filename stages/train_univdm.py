@@ -140,6 +140,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     finally:
         if live is not None:
             live.end()
+            # A resumed, already finished run logs nothing: the declared plots folder must
+            # still exist.
+            (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     elapsed = time.perf_counter() - started
     if not accelerator.is_main_process:
         return
