@@ -1,0 +1,332 @@
+"""The audio-visual sync classifier of PCE (Section 4.1.3, Fig. 4, Eq. 4-7).
+
+A UNet encoder initialised from the trained UniVDM reads noised video latents ``z_t`` at any
+DDPM timestep; per frame, global max pooling (GMP) turns the mid-block output into one token.
+Clean audio features are projected to the same width. The sequence
+``Z = [CLS] + V + A`` (Eq. 6) goes through a small transformer encoder, and an MLP on the [CLS]
+output gives the logit of the sync score ``s = sigmoid(logit)``, trained with BCE (Eq. 7).
+Guidance (Algorithm 1) uses the energy ``D(z, a) = -log s(z, a)``.
+
+Reading of the paper's positional encodings:
+
+- ``E_m`` (modality encoding, ``c x 2``): a learned embedding added to video and audio tokens.
+- ``E_t{v,a}`` (temporal encodings): learned embeddings over the frame index, one table for video
+  and one for audio tokens.
+- ``E_s`` ("3D RoPE"): after GMP only the time axis is left (no ``h x w`` tokens remain), so
+  rotary position encoding is applied in 1D, over the frame index, to the queries and keys of
+  every self-attention. Audio features are per video frame, so an audio token's frame index is in
+  video-frame units and aligned video and audio tokens share a position. [CLS] has position 0.
+
+The encoder keeps the UniVDM UNet's ``conv_in``, time embeddings, ``down_blocks`` and
+``mid_block`` (``up_blocks``, ``conv_norm_out`` and ``conv_out`` are removed). Every
+cross-attention attends to one learned context token (from UniVDM's ``null_image`` when the
+UniVDM had no CLIP), so audio reaches the classifier only through the transformer; UniVDM's audio
+attention weights are not part of the classifier. The encoder input is
+``[z_t | zeros (C) | zeros (1)]``: no reference slot and no first-frame condition.
+
+Shapes use ``(batch, frames, channels, height, width)`` for video latents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
+from pipeline.models.univdm import UniVDM, UniVDMConfig
+
+CONFIG_NAME = "classifier_config.json"
+WEIGHTS_NAME = "model.safetensors"
+ENCODER_MODULES = (
+    "conv_in", "time_proj", "time_embedding", "add_time_proj", "add_embedding", "down_blocks",
+    "mid_block",
+)  # fmt: skip
+DROPPED_MODULES = ("up_blocks", "conv_norm_out", "conv_act", "conv_out")
+
+
+@dataclass
+class SyncClassifierConfig:
+    """Everything needed to rebuild a :class:`SyncClassifier` (saved next to its weights).
+
+    Args:
+        univdm: the :class:`UniVDMConfig` (as a dict) whose UNet encoder the classifier uses.
+        audio_dim: width ``A`` of the clean per-frame audio features; None: UniVDM's audio_dim.
+        width: transformer ``d_model``.
+        layers: transformer encoder layers.
+        heads: attention heads (``width`` must be divisible; head dim even for RoPE).
+        max_frames: longest video / audio sequence (temporal-embedding table size).
+        dropout: dropout in the transformer.
+    """
+
+    univdm: dict = field(default_factory=lambda: asdict(UniVDMConfig()))
+    audio_dim: int | None = None
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    max_frames: int = 256
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.univdm, UniVDMConfig):
+            self.univdm = asdict(self.univdm)
+        if self.audio_dim is None:
+            self.audio_dim = int(self.univdm_config.audio_dim)
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
+
+    @property
+    def univdm_config(self) -> UniVDMConfig:
+        return UniVDMConfig(**self.univdm)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SyncClassifierConfig:
+        return cls(**json.loads(text))
+
+
+# ---------------------------------------------------------------------------------- RoPE
+def rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position encoding (1D, over the frame index) of queries or keys.
+
+    Channel pairs ``(x[i], x[i + D/2])`` are rotated by the angle ``p * base^(-2i/D)``, so that
+    ``rope(q, p) . rope(k, r)`` depends on ``p - r`` only.
+
+    Args:
+        x: ``(B, H, L, D)`` with ``D`` even.
+        positions: ``(B, L)`` or ``(L,)`` frame indices (integers or floats).
+    """
+    dim = x.shape[-1]
+    half = dim // 2
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    pos = positions.to(device=x.device, dtype=torch.float32)
+    if pos.dim() == 1:
+        pos = pos[None]
+    angles = pos[:, None, :, None] * freqs  # (B or 1, 1, L, D/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class RoPEEncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer whose self-attention rotates q/k by the frame index.
+
+    ``x = x + MHA(LN(x)); x = x + MLP(LN(x))``. Shapes: ``x`` ``(B, L, width)``, ``positions``
+    ``(B, L)``, ``key_mask`` ``(B, L)`` bool, True for real tokens (keys that may be attended).
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0, mlp_ratio: int = 4):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout),
+        )  # fmt: skip
+
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, -1).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
+        q, k = rope(q, positions), rope(k, positions)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.proj(out.transpose(1, 2).reshape(batch, length, width))
+        return x + self.mlp(self.norm2(x))
+
+
+# ---------------------------------------------------------------------------------- classifier
+class SyncClassifier(nn.Module):
+    """Audio-visual sync classifier ``s(z_t, a)`` (Fig. 4).
+
+    Args:
+        config: sizes; see :class:`SyncClassifierConfig`.
+    """
+
+    def __init__(self, config: SyncClassifierConfig):
+        super().__init__()
+        self.config = config
+        vdm = config.univdm_config
+        # Build exactly UniVDM's UNet, then keep its encoder half only.
+        unet = UniVDM(vdm).unet
+        for name in DROPPED_MODULES:
+            delattr(unet, name)
+        for name, module in unet.named_modules():
+            if isinstance(module, Attention) and name.endswith("attn2"):
+                module.set_processor(ReferenceOnlyAttnProcessor(n_ref=1))
+        self.encoder = unet
+        self.context_token = nn.Parameter(torch.randn(1, vdm.cross_attention_dim) * 0.02)
+        mid_channels = vdm.block_out_channels[-1]
+        width = config.width
+        self.video_proj = nn.Linear(mid_channels, width)
+        self.audio_proj = nn.Sequential(
+            nn.Linear(config.audio_dim, width), nn.SiLU(), nn.Linear(width, width)
+        )
+        self.cls_token = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+        self.modality = nn.Embedding(2, width)  # E_m: 0 video, 1 audio
+        self.video_time = nn.Embedding(config.max_frames, width)  # E_tv
+        self.audio_time = nn.Embedding(config.max_frames, width)  # E_ta
+        for table in (self.modality, self.video_time, self.audio_time):
+            nn.init.normal_(table.weight, std=0.02)
+        self.layers = nn.ModuleList(
+            RoPEEncoderLayer(width, config.heads, config.dropout) for _ in range(config.layers)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_univdm(cls, univdm: UniVDM, **config_kwargs) -> SyncClassifier:
+        """A classifier whose UNet encoder (and context token) are copied from a trained UniVDM.
+
+        The ``unet.`` weights of the kept submodules are loaded strictly; the UniVDM's audio
+        attention processors, audio projections and up path are not copied.
+
+        Raises:
+            KeyError: naming the encoder keys the UniVDM's UNet does not have.
+        """
+        config = SyncClassifierConfig(univdm=asdict(univdm.config), **config_kwargs)
+        model = cls(config)
+        source = univdm.unet.state_dict()
+        wanted = model.encoder.state_dict().keys()
+        missing = [k for k in wanted if k not in source]
+        if missing:
+            raise KeyError(f"UniVDM UNet lacks encoder keys: {missing}")
+        model.encoder.load_state_dict({k: source[k] for k in wanted}, strict=True)
+        if univdm.null_image is not None:
+            with torch.no_grad():
+                model.context_token.copy_(univdm.null_image)
+        return model
+
+    # ------------------------------------------------------------------ encoder
+    def encode_video(self, z_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """UNet encoder + per-frame GMP (Eq. 4's ``GMP(V_i)``).
+
+        Args:
+            z_t: ``(B, Tv, C, h, w)`` noised video latents.
+            timesteps: ``(B,)`` or scalar DDPM timesteps (0..999).
+
+        Returns:
+            ``(B, Tv, C_mid)``: the mid-block output max-pooled over ``(h', w')`` per frame.
+        """
+        unet, vdm = self.encoder, self.config.univdm_config
+        batch, frames = z_t.shape[:2]
+        zeros = z_t.new_zeros(batch, frames, z_t.shape[2] + 1, *z_t.shape[3:])
+        sample = torch.cat([z_t, zeros], dim=2).flatten(0, 1)  # [z_t | 0 | 0]
+        timesteps = torch.as_tensor(timesteps, device=z_t.device).reshape(-1).expand(batch)
+        emb = unet.time_embedding(unet.time_proj(timesteps).to(z_t.dtype))
+        added = torch.tensor([vdm.fps, 127.0, 0.0], device=z_t.device, dtype=z_t.dtype)
+        time_embeds = unet.add_time_proj(added.repeat(batch)).reshape(batch, -1)
+        emb = (emb + unet.add_embedding(time_embeds.to(emb.dtype))).repeat_interleave(frames, 0)
+        context = self.context_token.to(z_t.dtype).expand(batch * frames, 1, -1)
+        indicator = z_t.new_zeros(batch, frames)
+        hidden = unet.conv_in(sample)
+        for block in unet.down_blocks:
+            hidden, _ = block(
+                hidden_states=hidden, temb=emb, encoder_hidden_states=context,
+                image_only_indicator=indicator,
+            )  # fmt: skip
+        hidden = unet.mid_block(
+            hidden_states=hidden, temb=emb, encoder_hidden_states=context,
+            image_only_indicator=indicator,
+        )  # fmt: skip
+        return hidden.amax(dim=(-2, -1)).view(batch, frames, -1)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, z_t: torch.Tensor, timesteps: torch.Tensor, audio: torch.Tensor,
+        video_mask: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Sync logits ``(B,)``; ``sigmoid(logit)`` is ``s_ij`` (Eq. 6 -> ``h(Y^1)``).
+
+        Args:
+            z_t: ``(B, Tv, C, h, w)`` noised video latents.
+            timesteps: ``(B,)`` DDPM timesteps.
+            audio: ``(B, Ta, A)`` clean per-video-frame audio features.
+            video_mask: ``(B, Tv)`` bool, True for real frames (None: all real). Masking acts in
+                the transformer; padded frames still pass the UNet's temporal layers, so batch
+                videos of equal length when exact invariance matters.
+            audio_mask: ``(B, Ta)`` bool, True for real audio tokens (None: all real).
+        """
+        batch, tv = z_t.shape[:2]
+        ta = audio.shape[1]
+        if max(tv, ta) > self.config.max_frames:
+            raise ValueError(f"{max(tv, ta)} frames exceed max_frames={self.config.max_frames}")
+        device = z_t.device
+        video = self.video_proj(self.encode_video(z_t, timesteps))
+        video_pos = torch.arange(tv, device=device)
+        audio_pos = torch.arange(ta, device=device)
+        video = video + self.modality.weight[0] + self.video_time(video_pos)  # Eq. 4
+        tokens_a = self.audio_proj(audio.to(video.dtype))
+        tokens_a = tokens_a + self.modality.weight[1] + self.audio_time(audio_pos)  # Eq. 5
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), video, tokens_a], dim=1)  # Eq. 6
+        positions = torch.cat([video_pos.new_zeros(1), video_pos, audio_pos])
+        if video_mask is None and audio_mask is None:
+            key_mask = None
+        else:
+            vm = torch.ones(batch, tv, dtype=torch.bool, device=device)
+            am = torch.ones(batch, ta, dtype=torch.bool, device=device)
+            vm = vm if video_mask is None else video_mask.to(device=device, dtype=torch.bool)
+            am = am if audio_mask is None else audio_mask.to(device=device, dtype=torch.bool)
+            cls = torch.ones(batch, 1, dtype=torch.bool, device=device)
+            key_mask = torch.cat([cls, vm, am], dim=1)
+        for layer in self.layers:
+            x = layer(x, positions, key_mask)
+        return self.head(self.norm(x[:, 0])).squeeze(-1)
+
+    # ------------------------------------------------------------------ score, loss, energy
+    @staticmethod
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        """Sync score ``s = sigmoid(logit)`` in (0, 1)."""
+        return torch.sigmoid(logits)
+
+    @staticmethod
+    def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Eq. 7, ``-(y log s + (1 - y) log(1 - s))``, averaged over the batch."""
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+    @staticmethod
+    def guidance_energy(logits: torch.Tensor) -> torch.Tensor:
+        """``D(z, a) = -log s(z, a) = softplus(-logit)`` (Algorithm 1), stable for any logit."""
+        return F.softplus(-logits)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``classifier_config.json`` and ``model.safetensors`` into ``folder``."""
+        from safetensors.torch import save_model
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_NAME).write_text(self.config.to_json())
+        save_model(self, str(folder / WEIGHTS_NAME))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, weights: str = WEIGHTS_NAME) -> SyncClassifier:
+        """Rebuild from :meth:`save`'s folder (strict: every key must match)."""
+        from safetensors.torch import load_model
+
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"{folder}: no SyncClassifier here ({CONFIG_NAME} missing)")
+        model = cls(SyncClassifierConfig.from_json((folder / CONFIG_NAME).read_text()))
+        load_model(model, str(folder / weights), strict=True)
+        return model
+
+
+__all__ = ["RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "rope"]

@@ -1,0 +1,156 @@
+"""PCE sync classifier: encoder copied from UniVDM, shapes, masks, RoPE, loss, persistence."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
+from pipeline.models.classifier import SyncClassifier, SyncClassifierConfig, rope
+from pipeline.models.univdm import UniVDM, UniVDMConfig
+
+TINY = UniVDMConfig(latent_channels=4, latent_size=8, frames=3, audio_dim=6, audio_context=1,
+                    block_out_channels=[32, 32], cross_attention_dim=32, attention_head_dim=8,
+                    addition_time_embed_dim=8)  # fmt: skip
+SMALL = dict(width=32, layers=2, heads=4, max_frames=16)
+
+
+@pytest.fixture(scope="module")
+def univdm():
+    torch.manual_seed(0)
+    model = UniVDM(TINY).eval()
+    with torch.no_grad():  # "trained" weights: nothing left at its initial value
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def clf(univdm):
+    torch.manual_seed(1)
+    return SyncClassifier.from_univdm(univdm, **SMALL).eval()
+
+
+def _inputs(batch, tv, ta, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, tv, 4, 8, 8, generator=g)
+    audio = torch.randn(batch, ta, TINY.audio_dim, generator=g)
+    return z, torch.randint(0, 1000, (batch,), generator=g), audio
+
+
+def test_encoder_weights_are_copied_from_univdm(univdm, clf):
+    source = univdm.unet.state_dict()
+    copied = clf.encoder.state_dict()
+    assert copied and not any(k.startswith(("up_blocks", "conv_out")) for k in copied)
+    for key, tensor in copied.items():
+        assert torch.equal(tensor, source[key]), key
+    assert torch.equal(clf.context_token, univdm.null_image)
+    # The UniVDM's audio attention lives in its processors; none of it is in the classifier.
+    audio_keys = [k for k in source if ".processor." in k]
+    assert audio_keys
+    assert not any("processor" in k for k in clf.state_dict())
+    assert not any(k in copied for k in audio_keys)
+
+
+def test_from_univdm_names_missing_keys(univdm, monkeypatch):
+    original = univdm.unet.state_dict
+
+    def lacking(*args, **kwargs):
+        sd = original(*args, **kwargs)
+        sd.pop("conv_in.weight")
+        return sd
+
+    monkeypatch.setattr(univdm.unet, "state_dict", lacking)
+    with pytest.raises(KeyError, match="conv_in.weight"):
+        SyncClassifier.from_univdm(univdm, **SMALL)
+
+
+@pytest.mark.parametrize("tv,ta", [(3, 5), (4, 2)])
+def test_logit_shapes_for_unequal_lengths(clf, tv, ta):
+    z, t, audio = _inputs(2, tv, ta)
+    with torch.no_grad():
+        logits = clf(z, t, audio)
+    assert logits.shape == (2,) and torch.isfinite(logits).all()
+    assert ((clf.score(logits) > 0) & (clf.score(logits) < 1)).all()
+
+
+def test_padded_audio_tokens_are_ignored(clf):
+    z, t, audio = _inputs(2, 3, 4)
+    padded = torch.cat([audio, torch.randn(2, 3, TINY.audio_dim) * 5], dim=1)
+    mask = torch.tensor([[True] * 4 + [False] * 3, [True] * 7])
+    with torch.no_grad():
+        alone = clf(z[:1], t[:1], audio[:1])
+        batched = clf(z, t, padded, audio_mask=mask)
+        unmasked = clf(z, t, padded)
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(unmasked[0], alone[0], atol=1e-5)  # the padding would matter
+
+
+def test_energy_gradient_reaches_the_latent(clf):
+    z, t, audio = _inputs(2, 3, 3)
+    z.requires_grad_(True)
+    clf.guidance_energy(clf(z, t, audio)).sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_rope_depends_on_relative_position_only():
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(1, 2, 1, 8, generator=g), torch.randn(1, 2, 1, 8, generator=g)
+
+    def dot(p, r):
+        return (rope(q, torch.tensor([p])) * rope(k, torch.tensor([r]))).sum(-1)
+
+    torch.testing.assert_close(dot(2, 5), dot(9, 12))
+    torch.testing.assert_close(dot(0, 0), (q * k).sum(-1))  # position 0 is the identity
+    assert not torch.allclose(dot(2, 5), dot(2, 6))
+    # Hand check on one pair (D = 2, frequency 1): (1, 0) at position p -> (cos p, sin p).
+    x = torch.zeros(1, 1, 1, 2)
+    x[..., 0] = 1.0
+    angle = torch.tensor(0.7)
+    expected = torch.stack([angle.cos(), angle.sin()])
+    torch.testing.assert_close(rope(x, torch.tensor([0.7]))[0, 0, 0], expected)
+
+
+def test_bce_loss_and_guidance_energy():
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    s = torch.sigmoid(logits)
+    hand = -(labels * s.log() + (1 - labels) * (1 - s).log()).mean()
+    torch.testing.assert_close(SyncClassifier.bce_loss(logits, labels), hand)
+    torch.testing.assert_close(SyncClassifier.guidance_energy(logits), -s.log())
+    big = torch.tensor([-200.0, 200.0])
+    energy = SyncClassifier.guidance_energy(big)
+    assert torch.isfinite(energy).all()
+    torch.testing.assert_close(energy, torch.tensor([200.0, 0.0]))
+    assert F.softplus(torch.tensor(200.0)).item() == 200.0
+
+
+def test_save_load_round_trip(clf, tmp_path):
+    clf.save(tmp_path)
+    loaded = SyncClassifier.load(tmp_path).eval()
+    assert loaded.config == clf.config
+    assert isinstance(loaded.config, SyncClassifierConfig) and loaded.config.audio_dim == 6
+    z, t, audio = _inputs(2, 3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z, t, audio), clf(z, t, audio), atol=0, rtol=0)
+    with pytest.raises(FileNotFoundError):
+        SyncClassifier.load(tmp_path / "nothing")
+
+
+def test_encoder_path_matches_the_full_unet(univdm, clf):
+    """encode_video = the UniVDM UNet's own mid-block output (reference-only attention), GMP."""
+    unet = copy.deepcopy(univdm.unet)
+    for name, module in unet.named_modules():
+        if isinstance(module, Attention) and name.endswith("attn2"):
+            module.set_processor(ReferenceOnlyAttnProcessor(n_ref=1))
+    seen = {}
+    unet.mid_block.register_forward_hook(lambda m, i, o: seen.setdefault("mid", o))
+    z, t, _ = _inputs(2, 3, 3)
+    sample = torch.cat([z, torch.zeros(2, 3, 5, 8, 8)], dim=2)
+    added = torch.tensor([[TINY.fps, 127.0, 0.0]] * 2)
+    with torch.no_grad():
+        unet(sample, t, univdm.null_image.expand(2, 1, -1), added)
+        ours = clf.encode_video(z, t)
+    torch.testing.assert_close(ours, seen["mid"].amax(dim=(-2, -1)).view(2, 3, -1))
