@@ -44,6 +44,7 @@ from pipeline.curate import (
 )
 from pipeline.keypoints import BODY, LEFT_HAND, RIGHT_HAND
 from pipeline.media import MediaError, count_frames, read_frames, tmp_path
+from pipeline.outputs import write_png
 
 TILE = 160  # contact-sheet tile height, pixels
 GAP = 3  # white gap between tiles
@@ -197,13 +198,6 @@ def sheet_name(clip_id: str) -> str:
     return f"{safe}.png"
 
 
-def _write_png(image_rgb: np.ndarray, path: Path) -> None:
-    tmp = tmp_path(path)
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +326,7 @@ def write_report(result: CurateResult, root: str | os.PathLike, out_dir: str | o
             if f"sheets/{name}" in sheet_paths.values():
                 raise ValueError(f"clip ids collide as sheet file {name!r}: {row['clip_id']!r}")
             image = _sheet_for(row, root, result.params, result.sheets)
-            _write_png(image, building / name)
+            write_png(image, building / name)
             sheet_paths[row["clip_id"]] = f"sheets/{name}"
         html = render_html(result, sheet_paths)
     except BaseException:

@@ -7,7 +7,6 @@ Frames are ``uint8`` RGB arrays of shape ``(T, H, W, 3)``.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,13 +244,3 @@ def write_video(
 def _chain(first: np.ndarray, rest: Iterable[np.ndarray]):
     yield first
     yield from rest
-
-
-def ffmpeg_available() -> bool:
-    """Whether the ffmpeg and ffprobe executables are on PATH."""
-    try:
-        for tool in ("ffmpeg", "ffprobe"):
-            subprocess.run([tool, "-version"], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return True

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 
 @contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
@@ -45,11 +48,32 @@ def final_path(path: str | os.PathLike, tmp: Path, final: str | os.PathLike) -> 
     return str(Path(final) / Path(path).relative_to(tmp))
 
 
-def write_json(data: Any, path: str | os.PathLike) -> Path:
-    """Write JSON atomically (temp file, then rename), keys sorted, 2-space indented."""
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix) that is renamed to ``path`` when the
+    block succeeds and removed when it fails; the parent folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
-    return path
+
+
+def write_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (temp file, then rename), keys sorted, 2-space indented."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_png(image_rgb: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an ``(H, W, 3)`` uint8 RGB image as PNG, atomically."""
+    with atomic_file(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: could not write PNG")
+    return Path(path)

@@ -39,6 +39,7 @@ from scipy.ndimage import gaussian_filter
 
 from pipeline.config import ParParams
 from pipeline.keypoints import FACE, LEFT_HAND, N_KEYPOINTS, RIGHT_HAND, validate_pose
+from pipeline.outputs import atomic_file
 
 # Eq. 2 splits the 133 keypoints into two families: discs around hand/face keypoints and one
 # rectangle around body keypoints. The feet (17-22) count as body.
@@ -467,14 +468,9 @@ def par_figure(
         ax.set_yticks([])
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
     return path

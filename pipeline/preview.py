@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from pipeline.media import cut_audio, write_video
+from pipeline.outputs import write_png
 
 
 def frame_strip(rows: list[np.ndarray], labels: list[str], columns: int = 8) -> np.ndarray:
@@ -47,9 +48,4 @@ def write_preview(
     if truth is not None:
         rows.insert(0, truth)
         labels.insert(0, "ground truth")
-    strip = frame_strip(rows, labels)
-    png_path = Path(png_path)
-    tmp_png = png_path.with_name(f".{png_path.stem}.tmp{png_path.suffix}")
-    if not cv2.imwrite(str(tmp_png), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{png_path}: could not write PNG")
-    os.replace(tmp_png, png_path)
+    write_png(frame_strip(rows, labels), png_path)

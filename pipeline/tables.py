@@ -139,13 +139,12 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> Path:
     """Write ``frame`` as Parquet with ``schema``, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from pipeline.outputs import atomic_file
+
     table = to_arrow(frame, schema)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:

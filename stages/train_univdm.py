@@ -23,7 +23,14 @@ from pipeline.checkpoints import checkpoint_for_step
 from pipeline.config import Params
 from pipeline.media import read_frames
 from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
-from pipeline.models.vae import decode_latents, encode_frames, resolve_vae, vae_downsample_factor
+from pipeline.models.vae import (
+    decode_latents,
+    encode_frames,
+    frames_to_images,
+    images_to_frames,
+    resolve_vae,
+    vae_downsample_factor,
+)
 from pipeline.outputs import atomic_directory, write_json
 from pipeline.par import par_figure
 from pipeline.preview import write_preview
@@ -39,7 +46,6 @@ from pipeline.training.windows import (
     WindowDataset,
     load_clip_records,
     resize_frames,
-    to_model_range,
 )
 from stages.common import run_stage, stage_parser
 
@@ -92,16 +98,15 @@ def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Pa
     except ValueError:  # no test clip long enough: preview a training clip instead
         record = load_clip_records(args.clips, args.features, "train", train.frames)[0]
     truth = resize_frames(read_frames(record.path, list(range(train.frames))), train.size)
-    reference = encode_frames(vae, to_model_range(truth[:1]))
+    reference = encode_frames(vae, frames_to_images(truth[:1]))
     audio = audio_windows(torch.from_numpy(record.audio.astype(np.float32)), 0, train.frames,
                           train.audio_context)[None]  # fmt: skip
-    embeds = image_encoder(to_model_range(truth[:1])) if image_encoder else None
+    embeds = image_encoder(frames_to_images(truth[:1])) if image_encoder else None
     generator = torch.Generator().manual_seed(train.seed)
     model.eval()
     latents = ddim_sample(model, noise_scheduler(train), reference, audio, train.preview_steps,
                           generator, image_embeds=embeds)  # fmt: skip
-    frames = decode_latents(vae, latents[0])  # (t, 3, S, S) in [-1, 1]
-    frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    frames = images_to_frames(decode_latents(vae, latents[0]))  # (t, S, S, 3) uint8
     write_preview(frames, record.audio_path, 0.0, params.cut.fps, out_dir / "preview.mp4",
                   out_dir / "preview.png", truth=truth)  # fmt: skip
 

@@ -40,10 +40,10 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
+from pipeline.models.persistence import WEIGHTS_NAME, load_folder, save_folder
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 
 CONFIG_NAME = "classifier_config.json"
-WEIGHTS_NAME = "model.safetensors"
 ENCODER_MODULES = (
     "conv_in", "time_proj", "time_embedding", "add_time_proj", "add_embedding", "down_blocks",
     "mid_block",
@@ -308,25 +308,12 @@ class SyncClassifier(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``classifier_config.json`` and ``model.safetensors`` into ``folder``."""
-        from safetensors.torch import save_model
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(self.config.to_json())
-        save_model(self, str(folder / WEIGHTS_NAME))
-        return folder
+        return save_folder(self, folder, CONFIG_NAME, self.config.to_json())
 
     @classmethod
     def load(cls, folder: str | os.PathLike, weights: str = WEIGHTS_NAME) -> SyncClassifier:
         """Rebuild from :meth:`save`'s folder (strict: every key must match)."""
-        from safetensors.torch import load_model
-
-        folder = Path(folder)
-        if not (folder / CONFIG_NAME).exists():
-            raise FileNotFoundError(f"{folder}: no SyncClassifier here ({CONFIG_NAME} missing)")
-        model = cls(SyncClassifierConfig.from_json((folder / CONFIG_NAME).read_text()))
-        load_model(model, str(folder / weights), strict=True)
-        return model
+        return load_folder(cls, SyncClassifierConfig.from_json, folder, CONFIG_NAME, weights)
 
 
 __all__ = ["RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "rope"]

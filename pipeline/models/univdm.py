@@ -33,9 +33,9 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor, ReferenceOnlyAttnProcessor
+from pipeline.models.persistence import WEIGHTS_NAME, load_folder, save_folder
 
 CONFIG_NAME = "univdm_config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -206,25 +206,12 @@ class UniVDM(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``univdm_config.json`` and ``model.safetensors`` into ``folder``."""
-        from safetensors.torch import save_model
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(self.config.to_json())
-        save_model(self, str(folder / WEIGHTS_NAME))
-        return folder
+        return save_folder(self, folder, CONFIG_NAME, self.config.to_json())
 
     @classmethod
     def load(cls, folder: str | os.PathLike, weights: str = WEIGHTS_NAME) -> UniVDM:
         """Rebuild from :meth:`save`'s folder (strict: every key must match)."""
-        from safetensors.torch import load_model
-
-        folder = Path(folder)
-        if not (folder / CONFIG_NAME).exists():
-            raise FileNotFoundError(f"{folder}: no UniVDM here ({CONFIG_NAME} missing)")
-        model = cls(UniVDMConfig.from_json((folder / CONFIG_NAME).read_text()))
-        load_model(model, str(folder / weights), strict=True)
-        return model
+        return load_folder(cls, UniVDMConfig.from_json, folder, CONFIG_NAME, weights)
 
 
 def audio_windows(features: torch.Tensor, start: int, frames: int, m: int) -> torch.Tensor:

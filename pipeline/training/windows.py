@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -22,6 +21,7 @@ from pipeline.config import ParParams
 from pipeline.keypoints import N_KEYPOINTS
 from pipeline.media import read_frames
 from pipeline.models.univdm import audio_windows
+from pipeline.models.vae import frames_to_images
 from pipeline.par import par_weights, part_areas, scaled_radius
 
 AREAS = ("hand", "face", "body")
@@ -76,12 +76,6 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     if frames.shape[1:3] == (size, size):
         return frames
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def to_model_range(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``(..., H, W, 3)`` -> float ``(..., 3, H, W)`` in [-1, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0)
-    return tensor.movedim(-1, -3)
 
 
 class WindowDataset(Dataset):
@@ -145,15 +139,10 @@ class WindowDataset(Dataset):
                 areas[a, f] = found[name]
         audio = torch.from_numpy(record.audio.astype(np.float32))
         return {
-            "video": to_model_range(pixels[1:]),  # (t, 3, S, S)
-            "reference": to_model_range(pixels[0]),  # (3, S, S)
+            "video": frames_to_images(pixels[1:]),  # (t, 3, S, S) in [-1, 1]
+            "reference": frames_to_images(pixels[:1])[0],  # (3, S, S)
             "audio": audio_windows(audio, start, self.frames, self.audio_context),  # (t, W, A)
             "par_weights": torch.from_numpy(np.asarray(weights, dtype=np.float32)),  # (t, W, W)
             "areas": torch.from_numpy(areas),  # (3, t, W, W) hand, face, body at clip size W
             "first_frame": torch.tensor(rng.random() < self.first_frame_prob),
         }
-
-
-def clips_frame(records: list[ClipRecord]) -> pd.DataFrame:
-    """A small table of the records (for logs and reports)."""
-    return pd.DataFrame([(r.clip_id, r.n_frames) for r in records], columns=["clip_id", "frames"])
