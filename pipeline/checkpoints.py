@@ -34,6 +34,7 @@ Typical loop::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -744,3 +745,12 @@ def load_model_weights(
     merged = {**base, **params}
     _load_state_into(model, merged, ema_path, strict)
     return ema_path
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Short hash of a module's weights (to tell whether two runs used the same weights)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

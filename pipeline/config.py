@@ -226,9 +226,78 @@ class TrainUnivdmParams(Section):
 
 # ---------------------------------------------------------------- negatives
 class NegativesParams(Section):
+    """PCE training pairs (Section 4.1.3, Fig. 5, Appendix B.3.2): one generated negative per
+    real training window."""
+
     checkpoint_step: int = Field(
         200, ge=1, description="UniVDM checkpoint for the negatives (paper: 60k of 100k)"
     )
+    ddim_steps: int = Field(10, ge=1, description="DDIM steps per segment (paper 30)")
+    lengths: list[int] = Field(
+        [8, 12], min_length=1, description="window lengths in frames (paper 30/60/90/120)"
+    )
+    stride: int | None = Field(
+        None, ge=1, description="frames between window starts in a clip; None: non-overlapping"
+    )
+    max_windows: int | None = Field(None, ge=1, description="cap on windows (seeded subset)")
+    heldout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="train clips held out to evaluate the classifiers"
+    )
+    batch_size: int = Field(8, ge=1, description="windows generated together")
+    dtype: Literal["float16", "float32"] = "float32"  # stored latents
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> NegativesParams:
+        if any(n < 2 for n in self.lengths):
+            raise ValueError(f"lengths {self.lengths}: every window needs at least 2 frames")
+        return self
+
+
+# ---------------------------------------------------------------- train_classifier
+class ClassifierParams(Section):
+    """One PCE sync classifier (Section 4.1.3, Appendix B.3.3); ``face`` or ``nonface``."""
+
+    width: int = Field(64, ge=8, description="transformer width")
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    mask_prob: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="nonface: probability the face is masked (paper 0.8); face: the rest is "
+        "masked with this probability (1: always)",
+    )
+    face_dilation: float = Field(
+        0.25, ge=0, description="face box grown by this fraction of its size on every side"
+    )
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(8, ge=2, description="half real pairs, half generated (paper 16)")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    warmup_steps: int = Field(30, ge=0, description="linear warm-up (paper 5000)")
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(100, ge=1, description="held-out ROC-AUC every this many steps")
+    eval_buckets: int = Field(4, ge=1, description="noise-level buckets of the held-out AUC")
+    shift_s: float = Field(1.0, gt=0, description="audio shift of the mismatched-pair check")
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_width(self) -> ClassifierParams:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
+        if self.batch_size % 2:
+            raise ValueError(f"batch_size {self.batch_size} must be even (real + generated pairs)")
+        return self
+
+
+class TrainClassifierParams(Section):
+    face: ClassifierParams = ClassifierParams(mask_prob=1.0)
+    nonface: ClassifierParams = ClassifierParams()
 
 
 class Params(Section):
@@ -239,6 +308,7 @@ class Params(Section):
     train_vae: TrainVaeParams = TrainVaeParams()
     train_univdm: TrainUnivdmParams = TrainUnivdmParams()
     negatives: NegativesParams = NegativesParams()
+    train_classifier: TrainClassifierParams = TrainClassifierParams()
 
     @model_validator(mode="after")
     def _check_negatives_step(self) -> Params:

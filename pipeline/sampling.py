@@ -3,6 +3,10 @@
 ``ddim_sample`` runs the deterministic DDIM solver ``f_theta`` (eta = 0) over ``steps`` steps of
 the training scheduler's 1000-step schedule, for one window of ``t`` frames conditioned on the
 reference latent, the audio windows and optionally the first frame.
+
+``sample_long_video`` chains windows into a video of any length (Appendix B.4.1): segment
+``k + 1`` is conditioned on the last frame of segment ``k`` as its first frame, so consecutive
+segments share that frame and the seam is continuous.
 """
 
 from __future__ import annotations
@@ -50,3 +54,63 @@ def ddim_sample(
                     condition_mask, image_embeds)  # fmt: skip
         latents = scheduler.step(eps, timestep, latents).prev_sample
     return latents
+
+
+def segment_starts(n_frames: int, window: int) -> list[int]:
+    """First frame of each segment of a long video (Appendix B.4.1).
+
+    Segments of ``window`` frames overlap by one frame (the conditioned first frame), so they
+    start at ``0, window - 1, 2 (window - 1), ...`` until ``n_frames`` are covered. The frames
+    generated are ``starts[-1] + window >= n_frames``.
+    """
+    if window < 2:
+        raise ValueError(f"a segment needs at least 2 frames, got {window}")
+    if n_frames < 1:
+        raise ValueError(f"a video needs at least 1 frame, got {n_frames}")
+    starts = [0]
+    while starts[-1] + window < n_frames:
+        starts.append(starts[-1] + window - 1)
+    return starts
+
+
+@torch.no_grad()
+def sample_long_video(
+    model: UniVDM, train_scheduler: DDPMScheduler, reference: torch.Tensor, audio: torch.Tensor,
+    n_frames: int, steps: int, initial_noise: torch.Tensor,
+    image_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Unguided long video ``(B, n_frames, C, h, w)`` by chaining first-frame-conditioned windows.
+
+    Args:
+        reference: ``(B, C, h, w)`` reference latent.
+        audio: ``(B, F, W, A)`` audio windows of every frame, ``F >= starts[-1] + t`` (see
+            :func:`segment_starts`); segment ``k`` reads rows ``starts[k] ... starts[k] + t - 1``,
+            so the audio continues across each seam.
+        n_frames: frames wanted.
+        steps: DDIM steps per segment.
+        initial_noise: ``(B, S, t, C, h, w)``, ``z_T`` of each of the ``S`` segments.
+
+    Frame 0 of segment ``k + 1`` is the condition (segment ``k``'s last latent) and is not
+    repeated in the output.
+    """
+    window = model.config.frames
+    starts = segment_starts(n_frames, window)
+    if initial_noise.shape[1] != len(starts) or initial_noise.shape[2] != window:
+        raise ValueError(f"initial_noise {tuple(initial_noise.shape)} must have {len(starts)} "
+                         f"segments of {window} frames")  # fmt: skip
+    if audio.shape[1] < starts[-1] + window:
+        raise ValueError(f"audio windows cover {audio.shape[1]} frames; the segments need "
+                         f"{starts[-1] + window}")  # fmt: skip
+    pieces, condition, condition_mask = [], None, None
+    for k, start in enumerate(starts):
+        segment = ddim_sample(
+            model, train_scheduler, reference, audio[:, start : start + window], steps,
+            condition=condition, condition_mask=condition_mask, image_embeds=image_embeds,
+            initial_noise=initial_noise[:, k],
+        )  # fmt: skip
+        pieces.append(segment if k == 0 else segment[:, 1:])
+        condition = torch.zeros_like(segment)
+        condition[:, 0] = segment[:, -1]
+        condition_mask = segment.new_zeros(segment.shape[:2])
+        condition_mask[:, 0] = 1.0
+    return torch.cat(pieces, dim=1)[:, :n_frames]

@@ -10,6 +10,8 @@ stage that reads a table written by another one can rely on its columns and type
 - ``POSE``: per-frame whole-body keypoints, 133 x 3 floats flattened (x, y in clip pixels, score).
 - ``FACES``: per-frame face box from MediaPipe face detection (NaN box, score 0 when none).
 - ``EXTRACT``: one row per clip handled by ``extract``, with its status and reason.
+- ``PAIRS``: one row per real training window of ``negatives``: the PCE positive (the real
+  window's latents) and its generated negative, with everything that drew the negative.
 """
 
 from __future__ import annotations
@@ -160,3 +162,26 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:
     if missing:
         raise TableError(f"{path}: missing columns {missing}")
     return table.select(schema.names).cast(schema).to_pandas()
+
+
+PAIRS = pa.schema(
+    [
+        ("window_id", pa.int64()),
+        ("split", pa.string()),  # "train" (classifier training) or "heldout" (its evaluation)
+        ("clip_id", pa.string()),  # the real window (positive)
+        ("start", pa.int32()),
+        ("length", pa.int32()),
+        ("audio_clip_id", pa.string()),  # the negative's driving audio window
+        ("audio_start", pa.int32()),
+        ("ref_clip_id", pa.string()),  # the negative's reference frame
+        ("ref_frame", pa.int32()),
+        ("seed", pa.int64()),  # seed of the negative's initial noise
+        # Face boxes (x0, y0, x1, y1) normalised to [0, 1]: the positive's first frame and the
+        # negative's reference frame (the same rule for both, as at inference).
+        ("positive_face_box", pa.list_(pa.float32())),
+        ("negative_face_box", pa.list_(pa.float32())),
+        ("positive_path", pa.string()),  # (length, C, h, w) .npy of VAE latents
+        ("negative_path", pa.string()),
+        ("shard", pa.string()),
+    ]
+)

@@ -9,7 +9,6 @@ Fig. 3-style PAR figures and a preview (unguided DDIM sample of a test clip, mp4
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import checkpoint_for_step
+from pipeline.checkpoints import checkpoint_for_step, weights_digest
 from pipeline.config import Params
 from pipeline.media import read_frames
 from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
@@ -50,15 +49,6 @@ from pipeline.training.windows import (
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_univdm")
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """Short hash of a module's weights (a retrained VAE must not resume old checkpoints)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def loss_summary(live_dir: Path) -> dict[str, float]:

@@ -174,6 +174,11 @@ class SyncClassifier(nn.Module):
         mid_channels = vdm.block_out_channels[-1]
         width = config.width
         self.video_proj = nn.Linear(mid_channels, width)
+        # Audio features are standardised with training-set statistics (set by the trainer,
+        # saved with the weights): log-mels in dB are far from unit scale, and per-token
+        # normalisation would erase loudness, which carries the speech rhythm.
+        self.register_buffer("audio_mean", torch.zeros(config.audio_dim))
+        self.register_buffer("audio_std", torch.ones(config.audio_dim))
         self.audio_proj = nn.Sequential(
             nn.Linear(config.audio_dim, width), nn.SiLU(), nn.Linear(width, width)
         )
@@ -212,6 +217,13 @@ class SyncClassifier(nn.Module):
             with torch.no_grad():
                 model.context_token.copy_(univdm.null_image)
         return model
+
+    def set_audio_statistics(self, features: torch.Tensor) -> None:
+        """Standardise audio with the mean and std over the rows of ``features`` ``(N, A)``."""
+        features = features.reshape(-1, features.shape[-1]).float()
+        with torch.no_grad():
+            self.audio_mean.copy_(features.mean(0))
+            self.audio_std.copy_(features.std(0).clamp_min(1e-3))
 
     # ------------------------------------------------------------------ encoder
     def encode_video(self, z_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -272,7 +284,8 @@ class SyncClassifier(nn.Module):
         video_pos = torch.arange(tv, device=device)
         audio_pos = torch.arange(ta, device=device)
         video = video + self.modality.weight[0] + self.video_time(video_pos)  # Eq. 4
-        tokens_a = self.audio_proj(audio.to(video.dtype))
+        audio = (audio.to(video.dtype) - self.audio_mean) / self.audio_std
+        tokens_a = self.audio_proj(audio)
         tokens_a = tokens_a + self.modality.weight[1] + self.audio_time(audio_pos)  # Eq. 5
         x = torch.cat([self.cls_token.expand(batch, -1, -1), video, tokens_a], dim=1)  # Eq. 6
         positions = torch.cat([video_pos.new_zeros(1), video_pos, audio_pos])

@@ -108,7 +108,8 @@ def fingerprint(
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _warmup(warmup_steps: int) -> Callable[[int], float]:
+def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
+    """LR factor of step ``s``: ``(s + 1) / warmup_steps`` until 1 (LambdaLR)."""
     return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
@@ -220,7 +221,7 @@ def train_univdm(
         model.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(params.warmup_steps))
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(params.warmup_steps))
     ema = None
     if params.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))

@@ -1,0 +1,1 @@
+"""Evaluation metrics, one module per metric with its protocol in the docstring."""

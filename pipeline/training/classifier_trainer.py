@@ -1,0 +1,239 @@
+"""Training and evaluation of the PCE sync classifiers (Section 4.1.3, Appendix B.3.3).
+
+Each step (one classifier, ``face`` or ``nonface``):
+
+1. draw ``B / 2`` real windows of one length with their own audio (``y = 1``) and their
+   generated negatives with the audio that drove them (``y = 0``);
+2. draw ``t ~ U{0, T-1}`` per video from the DDPM training scheduler and noise the latents,
+   ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps`` (Eq. 1);
+3. mask the region (:func:`region_multiplier`): the face classifier keeps only the dilated face
+   box, the non-face classifier zeroes it, each with probability ``mask_prob`` per video;
+4. minimise the BCE of Eq. 7 on the [CLS] logit.
+
+Masking comes after noising, as at inference, where guidance evaluates the classifier on the
+noised latent of the current step. Evaluation on the held-out pairs applies the mask always and
+reports the ROC-AUC per noise-level bucket (``t`` drawn within each bucket with a fixed seed),
+and, on real windows only, the AUC of own audio against audio shifted by ``shift_s`` seconds and
+against another clip's audio, in the lowest-noise bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+
+from pipeline.checkpoints import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from pipeline.config import ClassifierParams
+from pipeline.face_mask import apply_region, face_masks
+from pipeline.metrics.roc import roc_auc
+from pipeline.models.classifier import SyncClassifier
+from pipeline.training.classifier_data import PairBatch, PairData
+from pipeline.training.univdm_trainer import TrainingDiverged, add_noise, linear_warmup
+
+log = logging.getLogger("paha.train_classifier")
+
+KINDS = ("face", "nonface")
+
+
+def region_multiplier(kind: str, boxes: np.ndarray, size: int, dilation: float,
+                      masked: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Per-video latent multiplier ``(B, size, size)``.
+
+    ``face``: the dilated face box ``M_face`` where ``masked`` (ones elsewhere);
+    ``nonface``: ``M_non-face = 1 - M_face`` where ``masked``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"classifier kind must be one of {KINDS}, got {kind!r}")
+    face = face_masks(boxes, size, dilation)
+    region = face if kind == "face" else 1.0 - face
+    return torch.where(masked[:, None, None], region, torch.ones_like(region))
+
+
+def classifier_input(kind: str, scheduler: DDPMScheduler, batch: PairBatch, timesteps, noise,
+                     masked: torch.Tensor, dilation: float) -> torch.Tensor:  # fmt: skip
+    """Noised, region-masked latents ``(B, L, C, h, w)`` the classifier reads."""
+    z_t = add_noise(scheduler, batch.latents, noise, timesteps)
+    size = batch.latents.shape[-1]
+    return apply_region(z_t, region_multiplier(kind, batch.face_boxes, size, dilation, masked))
+
+
+def bucket_edges(timesteps: int, buckets: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` timestep ranges splitting ``0..timesteps-1`` into ``buckets`` parts."""
+    edges = np.linspace(0, timesteps, buckets + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+@torch.no_grad()
+def score_batches(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
+                  batches: list[PairBatch], t_range: tuple[int, int], dilation: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Logits and labels of every video in ``batches``, noised at ``t`` in ``t_range``."""
+    generator = torch.Generator().manual_seed(seed)
+    logits, labels = [], []
+    for batch in batches:
+        size = len(batch.labels)
+        t = torch.randint(t_range[0], t_range[1], (size,), generator=generator)
+        noise = torch.randn(batch.latents.shape, generator=generator)
+        masked = torch.ones(size, dtype=torch.bool)
+        x = classifier_input(kind, scheduler, batch, t, noise, masked, dilation)
+        logits.append(model(x, t, batch.audio).float().numpy())
+        labels.append(batch.labels.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: PairData,
+             params: ClassifierParams, fps: float) -> dict[str, float]:  # fmt: skip
+    """Held-out figures: loss, accuracy, AUC per noise bucket, mismatched-audio AUCs."""
+    was_training = model.training
+    model.eval()
+    buckets = bucket_edges(scheduler.config.num_train_timesteps, params.eval_buckets)
+    pairs = data.evaluation_batches(params.batch_size)
+    out: dict[str, float] = {}
+    all_logits, all_labels = [], []
+    for b, (lo, hi) in enumerate(buckets):
+        logits, labels = score_batches(model, kind, scheduler, pairs, (lo, hi),
+                                       params.face_dilation, params.seed * 1000 + b)  # fmt: skip
+        out[f"heldout_auc_t{lo:03d}_{hi - 1:03d}"] = roc_auc(logits[labels == 1],
+                                                             logits[labels == 0])  # fmt: skip
+        all_logits.append(logits)
+        all_labels.append(labels)
+    logits, labels = np.concatenate(all_logits), np.concatenate(all_labels)
+    out["heldout_auc"] = roc_auc(logits[labels == 1], logits[labels == 0])
+    loss = SyncClassifier.bce_loss(torch.from_numpy(logits), torch.from_numpy(labels))
+    out["heldout_loss"] = float(loss)
+    out["heldout_accuracy"] = float(((logits > 0) == (labels > 0.5)).mean())
+    shift = int(round(params.shift_s * fps))
+    for name, batches in data.mismatched_batches(shift, params.batch_size, params.seed).items():
+        if not batches:
+            continue
+        logits, labels = score_batches(model, kind, scheduler, batches, buckets[0],
+                                       params.face_dilation, params.seed * 1000 + 500)  # fmt: skip
+        out[f"{name}_audio_auc"] = roc_auc(logits[labels == 1], logits[labels == 0])
+        out[f"{name}_audio_pairs"] = int(labels.sum())
+    model.train(was_training)
+    return out
+
+
+def run_fingerprint(params: ClassifierParams, kind: str, extra: dict) -> str:
+    """Hash of what a checkpoint was trained on (not ``steps`` or logging: those may change)."""
+    settings = params.model_dump(exclude={"steps", "save_every", "keep_checkpoints", "log_every",
+                                          "eval_every"})  # fmt: skip
+    blob = json.dumps({"kind": kind, "params": settings, "extra": extra}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ClassifierResult:
+    first_step: int
+    last_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_classifier(
+    model: SyncClassifier, kind: str, train: PairData, heldout: PairData,
+    scheduler: DDPMScheduler, params: ClassifierParams, checkpoint_root: str | Path,
+    fingerprint: str, fps: float, logger: Any | None = None,
+) -> ClassifierResult:  # fmt: skip
+    """Train (or resume) one classifier up to ``params.steps``; evaluate every ``eval_every``.
+
+    Args:
+        model: built by :meth:`SyncClassifier.from_univdm`; replaced by the checkpoint's
+            weights when resuming.
+        kind: ``face`` or ``nonface``.
+        train, heldout: the pairs of the two splits.
+        scheduler: the DDPM training scheduler of UniVDM (noise levels).
+        checkpoint_root: folder of ``step-*`` checkpoints.
+        fingerprint: :func:`run_fingerprint`; other checkpoints are not resumed.
+        fps: video frame rate (the shifted-audio check's shift in frames).
+        logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
+    """
+    root = Path(checkpoint_root)
+    torch.manual_seed(params.seed)
+    torch.set_flush_denormal(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
+                                  weight_decay=params.weight_decay)  # fmt: skip
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(params.warmup_steps))
+    start = 0
+    latest = latest_checkpoint(root)
+    if latest is not None:
+        state = json.loads((latest / "state.json").read_text())
+        if state.get("extra", {}).get("fingerprint") == fingerprint:
+            start = load_checkpoint(latest, model, optimizer, None, lr_scheduler)["step"]
+            log.info("resuming %s classifier from %s (step %d)", kind, latest, start)
+        else:
+            log.warning("checkpoints in %s were trained with other settings: starting afresh",
+                        root)  # fmt: skip
+            for _, path in list_checkpoints(root):
+                shutil.rmtree(path, ignore_errors=True)
+    result = ClassifierResult(first_step=start, last_step=start)
+    if start >= params.steps:
+        return result
+    model.train()
+    generator = torch.Generator()
+    timesteps = scheduler.config.num_train_timesteps
+
+    def log_row(step: int, row: dict[str, float]) -> None:
+        if logger is not None:
+            logger.step = step
+            for name, value in row.items():
+                logger.log_metric(name, value)
+            logger.next_step()
+
+    for step in range(start + 1, params.steps + 1):
+        batch = train.training_batch(step, params.batch_size, params.seed)
+        size = len(batch.labels)
+        generator.manual_seed(params.seed * 1_000_003 + step)
+        t = torch.randint(0, timesteps, (size,), generator=generator)
+        noise = torch.randn(batch.latents.shape, generator=generator)
+        masked = torch.rand(size, generator=generator) < params.mask_prob
+        x = classifier_input(kind, scheduler, batch, t, noise, masked, params.face_dilation)
+        logits = model(x, t, batch.audio)
+        loss = SyncClassifier.bce_loss(logits, batch.labels)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"{kind} classifier: loss is {loss.item()} at step {step}; "
+                                   f"the last good checkpoint is {latest_checkpoint(root)}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = {"loss": float(loss.detach()),
+               "accuracy": float(((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()),
+               "lr": lr_scheduler.get_last_lr()[0]}  # fmt: skip
+        result.history.append({"step": step, **row})
+        if step % params.log_every == 0:
+            log_row(step, row)
+        if step % params.eval_every == 0 or step == params.steps:
+            figures = evaluate(model, kind, scheduler, heldout, params, fps)
+            result.evaluations.append({"step": step, **figures})
+            log_row(step, figures)
+            log.info("%s classifier step %d: %s", kind, step,
+                     {k: round(v, 3) for k, v in figures.items()})  # fmt: skip
+        if step % params.save_every == 0 or step == params.steps:
+            save_checkpoint(root, step, model, optimizer, None, lr_scheduler,
+                            extra={"fingerprint": fingerprint})  # fmt: skip
+            prune_checkpoints(root, params.keep_checkpoints)
+        result.last_step = step
+    return result
+
+
+__all__ = [
+    "KINDS", "ClassifierResult", "bucket_edges", "classifier_input", "evaluate",
+    "region_multiplier", "run_fingerprint", "score_batches", "train_classifier",
+]  # fmt: skip

@@ -1,0 +1,115 @@
+"""Stage ``train_classifier``: one PCE sync classifier, ``--kind face`` or ``--kind nonface``.
+
+Reads the pairs of ``negatives`` and the audio features, initialises the classifier's UNet
+encoder from the trained UniVDM, trains it with BCE on noised, region-masked latents, and writes
+safetensors checkpoints (a persistent output: an interrupted run resumes), the final weights,
+DVCLive curves (loss, accuracy, held-out ROC-AUC per noise bucket) and the held-out figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import tables
+from pipeline.checkpoints import weights_digest
+from pipeline.config import Params
+from pipeline.models.classifier import SyncClassifier
+from pipeline.models.univdm import UniVDM
+from pipeline.outputs import atomic_directory, write_json
+from pipeline.training.classifier_data import PairData
+from pipeline.training.classifier_trainer import (
+    KINDS,
+    evaluate,
+    run_fingerprint,
+    train_classifier,
+)
+from pipeline.training.univdm_trainer import noise_scheduler
+from stages.common import run_stage, stage_parser
+
+log = logging.getLogger("paha.train_classifier")
+
+
+def load_audio(index, features: Path) -> dict[str, np.ndarray]:
+    """Audio features of every clip the pairs name (positives' and negatives' audio)."""
+    status = tables.read_table(features / "extract.parquet", tables.EXTRACT)
+    paths = status[status["status"] == "ok"].set_index("clip_id")["audio_features"]
+    wanted = sorted(set(index["clip_id"]) | set(index["audio_clip_id"]))
+    missing = [c for c in wanted if c not in paths.index]
+    if missing:
+        raise ValueError(f"{features}: no audio features for clips {missing}")
+    return {c: np.load(paths[c]) for c in wanted}
+
+
+def main(args: argparse.Namespace, params: Params) -> None:
+    from dvclive import Live
+
+    kind = args.kind
+    settings = getattr(params.train_classifier, kind)
+    index = tables.read_table(args.pairs, tables.PAIRS)
+    audio = load_audio(index, Path(args.features))
+    train = PairData(index[index["split"] == "train"], audio)
+    heldout = PairData(index[index["split"] == "heldout"], audio)
+    univdm = UniVDM.load(args.univdm)
+    model = SyncClassifier.from_univdm(
+        univdm, width=settings.width, layers=settings.layers, heads=settings.heads,
+        dropout=settings.dropout, max_frames=int(index["length"].max()),
+        audio_dim=int(next(iter(audio.values())).shape[1]),
+    )  # fmt: skip
+    train_clips = sorted(set(train.index["clip_id"]) | set(train.index["audio_clip_id"]))
+    model.set_audio_statistics(torch.from_numpy(np.concatenate([audio[c] for c in train_clips])))
+    fingerprint = run_fingerprint(settings, kind, {
+        "univdm": weights_digest(univdm), "pairs": index["positive_path"].tolist(),
+        "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),
+    })  # fmt: skip
+    out = Path(args.out)
+    started = time.perf_counter()
+    resuming = (out / "checkpoints").exists() and any((out / "checkpoints").iterdir())
+    live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
+    try:
+        result = train_classifier(model, kind, train, heldout, noise_scheduler(params.train_univdm),
+                                  settings, out / "checkpoints", fingerprint, params.cut.fps,
+                                  logger=live)  # fmt: skip
+    finally:
+        live.end()
+        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+    if result.first_step >= settings.steps:  # finished earlier: evaluate the saved weights
+        figures = evaluate(model, kind, noise_scheduler(params.train_univdm), heldout, settings,
+                           params.cut.fps)  # fmt: skip
+    else:
+        figures = {k: v for k, v in result.evaluations[-1].items() if k != "step"}
+    with atomic_directory(out / "final") as tmp:
+        model.save(tmp)
+    first = result.history[:10]
+    last = result.history[-10:]
+    summary = {
+        "kind": kind, "steps": settings.steps, "resumed_from": result.first_step,
+        "pairs_train": len(train.index), "pairs_heldout": len(heldout.index),
+        "seconds_this_run": round(time.perf_counter() - started, 1),
+        "loss_first10": float(np.mean([r["loss"] for r in first])) if first else None,
+        "loss_last10": float(np.mean([r["loss"] for r in last])) if last else None,
+    } | {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}  # fmt: skip
+    write_json(summary, args.metrics)
+    log.info("train_classifier %s: %s", kind, summary)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--pairs", default="data/negatives/index.parquet")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--univdm", default="data/models/univdm/final")
+    p.add_argument("--out", required=True)
+    p.add_argument("--live", required=True)
+    p.add_argument("--metrics", required=True)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main, parser()))
