@@ -33,7 +33,9 @@ TINY = {
     "train_vae": {"steps": 20, "batch_size": 8, "eval_frames": 8},
     "train_univdm": {"steps": 4, "save_every": 2, "log_every": 1, "preview_steps": 2,
                      "par": {"figures": 1}},
-    "negatives": {"checkpoint_step": 2},
+    "negatives": {"checkpoint_step": 2, "ddim_steps": 2, "lengths": [8], "batch_size": 4},
+    "train_classifier": {kind: {"steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
+                                "batch_size": 4} for kind in ("face", "nonface")},
 }  # fmt: skip
 
 
@@ -92,6 +94,14 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert preview.stat().st_size > 0 and probe(preview).has_audio
     assert list((repo / "data/samples/univdm").glob("par_*.png"))
 
+    # PCE: pairs from the step-2 checkpoint, both classifiers with their held-out figures.
+    pairs = tables.read_table(repo / "data/negatives/index.parquet", tables.PAIRS)
+    assert len(pairs) and set(pairs["split"]) == {"train", "heldout"}
+    for kind in ("face", "nonface"):
+        assert (repo / f"data/models/classifier/{kind}/final/model.safetensors").exists()
+        figures = (repo / f"data/metrics/train_classifier_{kind}.json").read_text()
+        assert "heldout_auc_t000_249" in figures and "shifted_audio_auc" in figures
+
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
 
@@ -110,3 +120,10 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert "'extract'" in experiment
     assert "Running stage 'corpus'" not in experiment
     assert "Running stage 'cut'" not in experiment
+
+    # A classifier's own setting reruns that classifier only.
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp"], repo)
+    face = _run([str(BIN / "dvc"), "exp", "run", "-S", "train_classifier.face.lr=0.001"], repo)
+    assert "Running stage 'train_classifier@face'" in face
+    for other in ("train_classifier@nonface", "negatives", "train_univdm", "extract"):
+        assert f"Running stage '{other}'" not in face, other
