@@ -12,7 +12,7 @@ from pipeline.face_mask import face_masks
 from pipeline.guidance import Classifiers, GuidanceWeights, differential_combine, guide
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.univdm import UniVDM, UniVDMConfig
-from pipeline.sampling import ddim_scheduler, ddim_sample, sample_long_video
+from pipeline.sampling import ddim_sample, ddim_scheduler, sample_long_video
 from pipeline.training.univdm_trainer import noise_scheduler
 
 CONFIG = UniVDMConfig(latent_channels=4, latent_size=8, frames=4, audio_dim=3, audio_context=1,
@@ -138,6 +138,7 @@ def test_guided_long_video_keeps_its_seams(setup):
     weights = GuidanceWeights(mode="dg", lambda_nonface=5.0, lambda_face=5.0, rate=0.5)
     steps = []
     video = sample_long_video(model, SCHEDULER, inputs["reference"], audio, 9, 2, noise,
-                              guidance=weights, classifiers=wide, callback=steps.append)  # fmt: skip
+                              guidance=weights, classifiers=wide,
+                              callback=steps.append)  # fmt: skip
     assert video.shape == (2, 9, 4, 8, 8) and torch.isfinite(video).all()
     assert steps == [0, 1] * 3  # every DDIM step of every segment reported
