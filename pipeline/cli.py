@@ -2,6 +2,7 @@
 
 paha stage cut            # same as `python -m stages.cut` (what `dvc repro` calls)
 paha params-check [FILE]  # validate params.yaml (or FILE) and print the effective values
+paha animate --ref IMAGE --audio AUDIO --out OUT.mp4 [--mode none|sg|dg] [--seed N]
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 
 from pipeline.config import ConfigError, load_params
 
-STAGES = ("corpus", "cut", "curate", "extract", "train_vae", "train_univdm")
+STAGES = ("corpus", "cut", "curate", "extract", "train_vae", "train_univdm", "negatives",
+          "train_classifier", "infer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +33,24 @@ def main(argv: list[str] | None = None) -> int:
     figure.add_argument("--params", default="params.yaml")
     figure.add_argument("--features", default="data/features")
     figure.add_argument("--clips", default="data/curated/clips.parquet")
+    animate = commands.add_parser("animate", help="make a talking video from an image and speech")
+    animate.add_argument("--ref", required=True, help="reference image (a person, face visible)")
+    animate.add_argument("--audio", required=True, help="speech, any format and sample rate")
+    animate.add_argument("--out", required=True, help="output .mp4 (H.264 + the audio)")
+    animate.add_argument("--mode", choices=("none", "sg", "dg"), default="dg")
+    animate.add_argument("--seed", type=int, default=0)
+    animate.add_argument("--params", default="params.yaml")
+    animate.add_argument("--models", default="data/models", help="folder of the trained models")
+    animate.add_argument("--univdm", help="UniVDM folder (default: MODELS/univdm/final)")
+    animate.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
+    animate.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
+                         "folders (default: MODELS/classifier)")  # fmt: skip
     args = parser.parse_args(argv)
 
+    if args.command == "animate":
+        from pipeline.animate import animate_command
+
+        return animate_command(args)
     if args.command == "par-figure":
         return par_figure_command(args)
     if args.command == "stage":

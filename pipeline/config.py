@@ -300,6 +300,24 @@ class TrainClassifierParams(Section):
     nonface: ClassifierParams = ClassifierParams()
 
 
+# ---------------------------------------------------------------- infer
+class InferParams(Section):
+    """Inference (Section 4.2, Algorithm 1, Appendix B.4): DDIM with SG / DG guidance."""
+
+    steps: int = Field(10, ge=1, description="DDIM steps per segment (paper 30)")
+    guidance_rate: float = Field(
+        0.5, ge=0, le=1, description="share of the first DDIM steps that are guided (paper 0.5)"
+    )
+    lambda_nonface: float = Field(1.0, ge=0, description="non-face guidance weight (paper 1)")
+    lambda_face: float = Field(0.1, ge=0, description="face guidance weight (paper 0.1)")
+    lambda_diff: float = Field(0.25, ge=0, description="DG's differential weight (paper 0.25)")
+    # "differential": the reading of Eq. 12 in DESIGN.md; "literal": Eq. 12 as printed.
+    dg_form: Literal["differential", "literal"] = "differential"
+    face_dilation: float = Field(0.25, ge=0, description="M_face: the face box grown by this")
+    max_clips: int | None = Field(None, ge=1, description="test clips generated (None: all)")
+    seed: int = 0
+
+
 class Params(Section):
     corpus: CorpusParams = CorpusParams()
     cut: CutParams = CutParams()
@@ -309,6 +327,7 @@ class Params(Section):
     train_univdm: TrainUnivdmParams = TrainUnivdmParams()
     negatives: NegativesParams = NegativesParams()
     train_classifier: TrainClassifierParams = TrainClassifierParams()
+    infer: InferParams = InferParams()
 
     @model_validator(mode="after")
     def _check_negatives_step(self) -> Params:
