@@ -3,7 +3,6 @@ never seen, espeak-ng speech in English and Mandarin, and every bad input as a o
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest

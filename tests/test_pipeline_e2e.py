@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,6 +37,7 @@ TINY = {
     "negatives": {"checkpoint_step": 2, "ddim_steps": 2, "lengths": [8], "batch_size": 4},
     "train_classifier": {kind: {"steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
                                 "batch_size": 4} for kind in ("face", "nonface")},
+    "infer": {"steps": 2, "max_clips": 1},
 }  # fmt: skip
 
 
@@ -102,6 +104,15 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
         figures = (repo / f"data/metrics/train_classifier_{kind}.json").read_text()
         assert "heldout_auc_t000_249" in figures and "shifted_audio_auc" in figures
 
+    # Inference in the three modes: same clip, same frame count, audio muxed, timed.
+    for mode in ("none", "sg", "dg"):
+        generated = tables.read_table(repo / f"data/infer/{mode}/index.parquet", tables.GENERATED)
+        assert len(generated) == 1 and (generated["status"] == "ok").all()
+        row = generated.iloc[0]
+        info = probe(repo / row["video_path"])
+        assert info.has_audio and row["seconds_per_segment"] > 0
+        assert np.load(repo / row["latents_path"]).shape[0] == row["n_frames"]
+
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
 
@@ -125,5 +136,6 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp"], repo)
     face = _run([str(BIN / "dvc"), "exp", "run", "-S", "train_classifier.face.lr=0.001"], repo)
     assert "Running stage 'train_classifier@face'" in face
+    assert "Running stage 'infer@sg'" in face and "Running stage 'infer@none'" not in face
     for other in ("train_classifier@nonface", "negatives", "train_univdm", "extract"):
         assert f"Running stage '{other}'" not in face, other
