@@ -754,3 +754,38 @@ def weights_digest(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+# Settings that may change without invalidating a run's checkpoints: extending a run, saving,
+# logging or evaluating more often must still resume it.
+RESUMABLE_CHANGES = frozenset({"steps", "save_every", "keep_checkpoints", "log_every",
+                               "eval_every", "preview_steps", "workers"})  # fmt: skip
+
+
+def fingerprint(params: Any, data_ids: Iterable[str], extra: Mapping | None = None) -> str:
+    """Hash of what a run trains on: its params section (a pydantic model, less
+    :data:`RESUMABLE_CHANGES`), its data ids and ``extra`` (e.g. weights digests)."""
+    settings = params.model_dump(exclude=set(RESUMABLE_CHANGES))
+    blob = json.dumps({"params": settings, "data": sorted(data_ids), "extra": dict(extra or {})},
+                      sort_keys=True)  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resumable_checkpoint(root: str | os.PathLike, run_fingerprint: str) -> Path | None:
+    """The latest checkpoint under ``root`` saved with ``extra.fingerprint == run_fingerprint``."""
+    latest = latest_checkpoint(root)
+    if latest is None:
+        return None
+    state = json.loads((Path(latest) / STATE_FILE).read_text())
+    return latest if state.get("extra", {}).get("fingerprint") == run_fingerprint else None
+
+
+def checkpoint_to_resume(root: str | os.PathLike, run_fingerprint: str) -> Path | None:
+    """:func:`resumable_checkpoint`; when there is none, checkpoints of other runs under
+    ``root`` are deleted (with a warning) so that the new run starts afresh."""
+    latest = resumable_checkpoint(root, run_fingerprint)
+    if latest is None and list_checkpoints(root):
+        log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
+        for _, path in list_checkpoints(root):
+            shutil.rmtree(path, ignore_errors=True)
+    return latest

@@ -6,12 +6,14 @@ other one (Eq. 8-10). The region is the MediaPipe face box, grown on every side 
 its size, and rasterised on the latent grid: a latent cell is in the mask when any part of the
 pixels it covers is in the grown box, so the mask never cuts the face.
 
-Boxes are ``(x0, y0, x1, y1)`` normalised to ``[0, 1]`` by the frame's width and height.
+Boxes are ``(x0, y0, x1, y1)`` normalised to ``[0, 1]`` by the frame's width and height; they
+come from the ``FACES`` table of ``extract`` (:func:`normalised_face_boxes`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -68,4 +70,40 @@ def apply_region(latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return latents * mask[:, None, None].to(latents)
 
 
-__all__ = ["apply_region", "dilate_box", "face_mask", "face_masks"]
+def face_box_at(boxes: np.ndarray, frame: int) -> np.ndarray:
+    """The box of ``frame`` or, when no face was found there, of the nearest frame with one.
+
+    ``boxes``: ``(n_frames, 4)`` normalised boxes, NaN rows where no face was detected.
+    """
+    found = np.flatnonzero(np.isfinite(boxes).all(axis=1))
+    if not len(found):
+        return np.full(4, np.nan, dtype=np.float32)
+    nearest = found[np.argmin(np.abs(found - frame))]
+    return boxes[nearest].astype(np.float32)
+
+
+def normalised_face_boxes(faces: pd.DataFrame, records: list) -> dict[str, np.ndarray]:
+    """Clip id -> ``(n_frames, 4)`` boxes from the ``FACES`` table, normalised by clip width.
+
+    ``records`` are :class:`~pipeline.training.windows.ClipRecord` (``clip_id``, ``n_frames``,
+    ``width``).
+
+    Clips are square, so the width normalises both axes. A frame without a face is NaN.
+    """
+    out = {}
+    for record in records:
+        rows = faces[faces["clip_id"] == record.clip_id].sort_values("frame")
+        boxes = np.full((record.n_frames, 4), np.nan, dtype=np.float32)
+        found = rows[rows["score"] > 0]
+        frames = found["frame"].to_numpy()
+        frames_ok = frames < record.n_frames
+        values = found[["x0", "y0", "x1", "y1"]].to_numpy(np.float32) / record.width
+        boxes[frames[frames_ok]] = values[frames_ok]
+        out[record.clip_id] = boxes
+    return out
+
+
+__all__ = [
+    "apply_region", "dilate_box", "face_box_at", "face_mask", "face_masks",
+    "normalised_face_boxes",
+]  # fmt: skip

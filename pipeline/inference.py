@@ -123,7 +123,7 @@ class Animator:
             from pipeline.models.image_encoder import ClipImageEncoder
 
             self.image_encoder = ClipImageEncoder(params.train_univdm.clip)
-        self.featurizer = AudioFeaturizer(params.extract, params.cut.fps)
+        self._featurizer = None  # made on first use: `infer` reads extracted features
 
     @property
     def segment_seconds(self) -> float:
@@ -131,8 +131,10 @@ class Animator:
 
     def audio_features(self, wave: np.ndarray) -> np.ndarray:
         """``(n_frames, A)`` features, one row per ``1 / fps`` of the 16 kHz waveform."""
+        if self._featurizer is None:  # wav2vec2 loads a model: only when audio comes in raw
+            self._featurizer = AudioFeaturizer(self.params.extract, self.params.cut.fps)
         n_frames = frame_count(len(wave), SAMPLE_RATE, self.params.cut.fps)
-        return self.featurizer(wave, n_frames)
+        return self._featurizer(wave, n_frames)
 
     def weights(self, mode: str) -> GuidanceWeights:
         infer = self.params.infer

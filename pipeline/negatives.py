@@ -41,6 +41,7 @@ import torch
 
 from pipeline import tables
 from pipeline.config import NegativesParams
+from pipeline.face_mask import face_box_at
 from pipeline.media import read_frames
 from pipeline.models.univdm import UniVDM, audio_windows
 from pipeline.models.vae import encode_frames, frames_to_images
@@ -79,18 +80,6 @@ def clip_windows(clip_id: str, n_frames: int, lengths: list[int], stride: int | 
         start += stride or length
 
 
-def face_box_at(boxes: np.ndarray, frame: int) -> np.ndarray:
-    """The box of ``frame`` or, when no face was found there, of the nearest frame with one.
-
-    ``boxes``: ``(n_frames, 4)`` normalised boxes, NaN rows where no face was detected.
-    """
-    found = np.flatnonzero(np.isfinite(boxes).all(axis=1))
-    if not len(found):
-        return np.full(4, np.nan, dtype=np.float32)
-    nearest = found[np.argmin(np.abs(found - frame))]
-    return boxes[nearest].astype(np.float32)
-
-
 def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
                params: NegativesParams) -> pd.DataFrame:  # fmt: skip
     """One row per real training window with what draws its negative (no paths yet).
@@ -118,10 +107,12 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
     for clip_id in by_id:
         if not np.isfinite(face_boxes[clip_id]).all(axis=1).any():
             raise ValueError(f"clip {clip_id}: no face detected in any frame")
+    pools = {"heldout": [r for r in records if r.clip_id in held],
+             "train": [r for r in records if r.clip_id not in held]}  # fmt: skip
     rows = []
     for window_id, (clip_id, start, length) in enumerate(windows):
         split = "heldout" if clip_id in held else "train"
-        pool = [r for r in records if (r.clip_id in held) == (split == "heldout")]
+        pool = pools[split]
         rng = np.random.default_rng([params.seed, 3, window_id])
         long_enough = [r for r in pool if r.n_frames >= length]
         audio = long_enough[rng.integers(len(long_enough))]
@@ -137,24 +128,6 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
             "negative_face_box": face_box_at(face_boxes[ref.clip_id], ref_frame),
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def normalised_face_boxes(faces: pd.DataFrame, records: list[ClipRecord]) -> dict[str, np.ndarray]:
-    """Clip id -> ``(n_frames, 4)`` boxes from the ``FACES`` table, normalised by clip width.
-
-    Clips are square, so the width normalises both axes. A frame without a face is NaN.
-    """
-    out = {}
-    for record in records:
-        rows = faces[faces["clip_id"] == record.clip_id].sort_values("frame")
-        boxes = np.full((record.n_frames, 4), np.nan, dtype=np.float32)
-        found = rows[rows["score"] > 0]
-        frames = found["frame"].to_numpy()
-        frames_ok = frames < record.n_frames
-        values = found[["x0", "y0", "x1", "y1"]].to_numpy(np.float32) / record.width
-        boxes[frames[frames_ok]] = values[frames_ok]
-        out[record.clip_id] = boxes
-    return out
 
 
 def batches(plan: pd.DataFrame, batch_size: int) -> list[list[int]]:
@@ -195,7 +168,7 @@ def shard_is_complete(folder: Path, fingerprint: str) -> bool:
 
 # ---------------------------------------------------------------------------------- generation
 @dataclass
-class Generator:
+class PairGenerator:
     """What generating a batch needs: the early UniVDM, the VAE and the clips."""
 
     model: UniVDM
@@ -244,7 +217,7 @@ class Generator:
                                  self.ddim_steps, noise, image_embeds=embeds)  # fmt: skip
 
 
-def generate_shard(generator: Generator, plan: pd.DataFrame, params: NegativesParams,
+def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: NegativesParams,
                    out: str | Path, shard: int, shards: int, fingerprint: str,
                    progress: Callable[[Iterable], Iterable] = iter) -> Path:  # fmt: skip
     """Write shard ``shard`` of ``shards`` (latents + its index); skip it when already complete.
@@ -312,7 +285,7 @@ def load_latents(path: str | Path) -> torch.Tensor:
 
 
 __all__ = [
-    "Generator", "batches", "clip_windows", "face_box_at", "generate_shard", "heldout_clips",
-    "load_latents", "merge_shards", "normalised_face_boxes", "plan_fingerprint", "plan_pairs",
+    "PairGenerator", "batches", "clip_windows", "generate_shard", "heldout_clips",
+    "load_latents", "merge_shards", "plan_fingerprint", "plan_pairs",
     "shard_batches", "shard_dir", "shard_is_complete",
 ]  # fmt: skip

@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipeline import tables
 from pipeline.config import Params
+from pipeline.face_mask import face_box_at, normalised_face_boxes
 from pipeline.inference import Animator, clip_seed
 from pipeline.media import read_frames, write_video
 from pipeline.outputs import atomic_directory, final_path, write_json
@@ -28,10 +29,8 @@ from stages.common import run_stage, stage_parser
 log = logging.getLogger("paha.infer")
 
 
-def test_face_boxes(features: Path, records) -> dict[str, np.ndarray]:
+def reference_face_boxes(features: Path, records) -> dict[str, np.ndarray]:
     """Normalised face box of each test clip's first frame (the reference)."""
-    from pipeline.negatives import face_box_at, normalised_face_boxes
-
     faces = tables.read_table(features / "faces.parquet", tables.FACES)
     boxes = normalised_face_boxes(faces, records)
     return {clip_id: face_box_at(b, 0) for clip_id, b in boxes.items()}
@@ -47,7 +46,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     if mode != "none":
         classifiers = {k: models / "classifier" / k / "final" for k in ("face", "nonface")}
     animator = Animator(params, models / "univdm" / "final", models / "vae", classifiers)
-    boxes = test_face_boxes(Path(args.features), records)
+    boxes = reference_face_boxes(Path(args.features), records)
     rows = []
     out = Path(args.out)
     started = time.perf_counter()

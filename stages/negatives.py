@@ -24,14 +24,14 @@ from tqdm import tqdm
 from pipeline import tables
 from pipeline.checkpoints import checkpoint_for_step, load_model_weights, weights_digest
 from pipeline.config import Params
+from pipeline.face_mask import normalised_face_boxes
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, images_to_frames, resolve_vae
 from pipeline.negatives import (
-    Generator,
+    PairGenerator,
     generate_shard,
     load_latents,
     merge_shards,
-    normalised_face_boxes,
     plan_fingerprint,
     plan_pairs,
 )
@@ -55,7 +55,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[Generator, dict]:
+def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[PairGenerator, dict]:
     """The UniVDM at ``negatives.checkpoint_step``, the VAE, and the settings that fingerprint."""
     univdm_dir = Path(args.univdm)
     model = UniVDM.load(univdm_dir / "final")
@@ -68,7 +68,7 @@ def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[G
         from pipeline.models.image_encoder import ClipImageEncoder
 
         image_encoder = ClipImageEncoder(params.train_univdm.clip)
-    generator = Generator(model, vae, noise_scheduler(params.train_univdm),
+    generator = PairGenerator(model, vae, noise_scheduler(params.train_univdm),
                           {r.clip_id: r for r in records}, params.train_univdm.size,
                           params.negatives.ddim_steps, image_encoder)  # fmt: skip
     settings = {"model": weights_digest(model), "vae": weights_digest(vae),

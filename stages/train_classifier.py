@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import tables
-from pipeline.checkpoints import weights_digest
+from pipeline.checkpoints import fingerprint, weights_digest
 from pipeline.config import Params
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.univdm import UniVDM
@@ -27,7 +27,6 @@ from pipeline.training.classifier_data import PairData
 from pipeline.training.classifier_trainer import (
     KINDS,
     evaluate,
-    run_fingerprint,
     train_classifier,
 )
 from pipeline.training.univdm_trainer import noise_scheduler
@@ -64,7 +63,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     )  # fmt: skip
     train_clips = sorted(set(train.index["clip_id"]) | set(train.index["audio_clip_id"]))
     model.set_audio_statistics(torch.from_numpy(np.concatenate([audio[c] for c in train_clips])))
-    fingerprint = run_fingerprint(settings, kind, {
+    run_id = fingerprint(settings, [kind], {
         "univdm": weights_digest(univdm), "pairs": index["positive_path"].tolist(),
         "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),
     })  # fmt: skip
@@ -74,7 +73,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
     try:
         result = train_classifier(model, kind, train, heldout, noise_scheduler(params.train_univdm),
-                                  settings, out / "checkpoints", fingerprint, params.cut.fps,
+                                  settings, out / "checkpoints", run_id, params.cut.fps,
                                   logger=live)  # fmt: skip
     finally:
         live.end()

@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import checkpoint_for_step, weights_digest
+from pipeline.checkpoints import (
+    checkpoint_for_step,
+    fingerprint,
+    resumable_checkpoint,
+    weights_digest,
+)
 from pipeline.config import Params
 from pipeline.media import read_frames
 from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
@@ -36,9 +41,7 @@ from pipeline.preview import write_preview
 from pipeline.sampling import ddim_sample
 from pipeline.training.univdm_trainer import (
     accelerate_precision,
-    fingerprint,
     noise_scheduler,
-    resumable_checkpoint,
     train_univdm,
 )
 from pipeline.training.windows import (

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.face_mask import apply_region, dilate_box, face_mask, face_masks
+from pipeline.face_mask import apply_region, dilate_box, face_box_at, face_mask, face_masks
 
 
 def test_cells_overlapping_the_box_are_set():
@@ -47,3 +47,12 @@ def test_apply_region_keeps_and_removes_the_right_cells():
     # The two regions partition the latent.
     assert torch.equal(face_only + no_face, latents)
     assert no_face[0, :, :, :2, :2].abs().sum() == 0
+
+
+def test_face_box_falls_back_to_the_nearest_frame():
+    boxes = np.full((5, 4), np.nan, np.float32)
+    boxes[1] = [0, 0, 0.1, 0.1]
+    boxes[4] = [0.5, 0.5, 0.6, 0.6]
+    np.testing.assert_array_equal(face_box_at(boxes, 0), boxes[1])
+    np.testing.assert_array_equal(face_box_at(boxes, 3), boxes[4])
+    assert np.isnan(face_box_at(np.full((2, 4), np.nan), 0)).all()

@@ -52,7 +52,7 @@ def generator(records):
                                 cross_attention_dim=32,
                                 addition_time_embed_dim=8)).eval()  # fmt: skip
     scheduler = noise_scheduler(TrainUnivdmParams(num_train_timesteps=100))
-    return neg.Generator(model, vae, scheduler, {r.clip_id: r for r in records}, SIZE, 2)
+    return neg.PairGenerator(model, vae, scheduler, {r.clip_id: r for r in records}, SIZE, 2)
 
 
 PARAMS = NegativesParams(checkpoint_step=1, ddim_steps=2, lengths=[4, 6], heldout_fraction=0.4,
@@ -69,15 +69,6 @@ def test_clip_windows_fit_and_do_not_overlap():
     assert 20 - ends < 4  # stops only when no length fits
     strided = neg.clip_windows("a", 20, [4], 2, 0)
     assert [s for s, _ in strided] == list(range(0, 17, 2))
-
-
-def test_face_box_falls_back_to_the_nearest_frame():
-    boxes = np.full((5, 4), np.nan, np.float32)
-    boxes[1] = [0, 0, 0.1, 0.1]
-    boxes[4] = [0.5, 0.5, 0.6, 0.6]
-    np.testing.assert_array_equal(neg.face_box_at(boxes, 0), boxes[1])
-    np.testing.assert_array_equal(neg.face_box_at(boxes, 3), boxes[4])
-    assert np.isnan(neg.face_box_at(np.full((2, 4), np.nan), 0)).all()
 
 
 def test_plan_draws_negatives_within_the_windows_split(records):
@@ -149,7 +140,7 @@ def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, t
     plan = neg.plan_pairs(records, _boxes(records), PARAMS)
     fp = neg.plan_fingerprint(plan, {"test": 1})
     calls = {"n": 0}
-    real = neg.Generator.negatives
+    real = neg.PairGenerator.negatives
 
     def failing(self, rows):
         calls["n"] += 1
@@ -157,16 +148,16 @@ def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, t
             raise KeyboardInterrupt  # a worker killed half-way through the shard
         return real(self, rows)
 
-    monkeypatch.setattr(neg.Generator, "negatives", failing)
+    monkeypatch.setattr(neg.PairGenerator, "negatives", failing)
     with pytest.raises(KeyboardInterrupt):
         neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
     with pytest.raises(ValueError, match="not complete"):
         neg.merge_shards(tmp_path, 1, fp, len(plan))
-    monkeypatch.setattr(neg.Generator, "negatives", real)
+    monkeypatch.setattr(neg.PairGenerator, "negatives", real)
     neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
     # A complete shard of the same plan is kept, not recomputed.
-    monkeypatch.setattr(neg.Generator, "negatives", failing)
+    monkeypatch.setattr(neg.PairGenerator, "negatives", failing)
     calls["n"] = 1
     neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
     index = neg.merge_shards(tmp_path, 1, fp, len(plan))

@@ -19,10 +19,7 @@ against another clip's audio, in the lowest-noise bucket.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +29,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from pipeline.checkpoints import (
+    checkpoint_to_resume,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -129,14 +126,6 @@ def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: P
     return out
 
 
-def run_fingerprint(params: ClassifierParams, kind: str, extra: dict) -> str:
-    """Hash of what a checkpoint was trained on (not ``steps`` or logging: those may change)."""
-    settings = params.model_dump(exclude={"steps", "save_every", "keep_checkpoints", "log_every",
-                                          "eval_every"})  # fmt: skip
-    blob = json.dumps({"kind": kind, "params": settings, "extra": extra}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 @dataclass
 class ClassifierResult:
     first_step: int
@@ -159,7 +148,8 @@ def train_classifier(
         train, heldout: the pairs of the two splits.
         scheduler: the DDPM training scheduler of UniVDM (noise levels).
         checkpoint_root: folder of ``step-*`` checkpoints.
-        fingerprint: :func:`run_fingerprint`; other checkpoints are not resumed.
+        fingerprint: :func:`~pipeline.checkpoints.fingerprint` of the run; other
+            checkpoints are not resumed.
         fps: video frame rate (the shifted-audio check's shift in frames).
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
     """
@@ -170,17 +160,10 @@ def train_classifier(
                                   weight_decay=params.weight_decay)  # fmt: skip
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(params.warmup_steps))
     start = 0
-    latest = latest_checkpoint(root)
+    latest = checkpoint_to_resume(root, fingerprint)
     if latest is not None:
-        state = json.loads((latest / "state.json").read_text())
-        if state.get("extra", {}).get("fingerprint") == fingerprint:
-            start = load_checkpoint(latest, model, optimizer, None, lr_scheduler)["step"]
-            log.info("resuming %s classifier from %s (step %d)", kind, latest, start)
-        else:
-            log.warning("checkpoints in %s were trained with other settings: starting afresh",
-                        root)  # fmt: skip
-            for _, path in list_checkpoints(root):
-                shutil.rmtree(path, ignore_errors=True)
+        start = load_checkpoint(latest, model, optimizer, None, lr_scheduler)["step"]
+        log.info("resuming %s classifier from %s (step %d)", kind, latest, start)
     result = ClassifierResult(first_step=start, last_step=start)
     if start >= params.steps:
         return result
@@ -235,5 +218,5 @@ def train_classifier(
 
 __all__ = [
     "KINDS", "ClassifierResult", "bucket_edges", "classifier_input", "evaluate",
-    "region_multiplier", "run_fingerprint", "score_batches", "train_classifier",
+    "region_multiplier", "score_batches", "train_classifier",
 ]  # fmt: skip

@@ -17,10 +17,7 @@ checkpoint), resumes from the latest one whose training fingerprint matches, and
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +28,8 @@ from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader, Sampler
 
 from pipeline.checkpoints import (
+    checkpoint_to_resume,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -91,21 +88,6 @@ def noise_scheduler(params: TrainUnivdmParams) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=params.num_train_timesteps,
                          beta_schedule=params.beta_schedule, prediction_type="epsilon",
                          clip_sample=False)  # fmt: skip
-
-
-def fingerprint(
-    params: TrainUnivdmParams, data_ids: Iterable[str], extra: dict | None = None
-) -> str:
-    """Hash of what a checkpoint was trained on; a run resumes only from a matching one.
-
-    ``steps``, ``save_every``, logging and preview settings are left out: extending a run or
-    saving more often must still resume it.
-    """
-    settings = params.model_dump(exclude={"steps", "save_every", "keep_checkpoints", "log_every",
-                                          "preview_steps", "workers"})  # fmt: skip
-    blob = json.dumps({"params": settings, "data": sorted(data_ids), "extra": extra or {}},
-                      sort_keys=True)  # fmt: skip
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
@@ -178,15 +160,6 @@ def add_noise(scheduler: DDPMScheduler, latents, noise, steps):
     return abar.sqrt() * latents + (1 - abar).sqrt() * noise
 
 
-def resumable_checkpoint(root: str | Path, run_fingerprint: str) -> Path | None:
-    """The latest checkpoint under ``root`` trained with ``run_fingerprint``, if any."""
-    latest = latest_checkpoint(root)
-    if latest is None:
-        return None
-    state = json.loads((Path(latest) / "state.json").read_text())
-    return latest if state.get("extra", {}).get("fingerprint") == run_fingerprint else None
-
-
 def train_univdm(
     model: UniVDM, vae, dataset, params: TrainUnivdmParams, checkpoint_root: str | Path,
     run_fingerprint: str, protect_steps: Iterable[int] = (), logger: Any | None = None,
@@ -200,7 +173,8 @@ def train_univdm(
         dataset: a :class:`~pipeline.training.windows.WindowDataset` (item i fixed by seed).
         params: the ``train_univdm`` section.
         checkpoint_root: folder of ``step-*`` checkpoints (a persistent DVC output).
-        run_fingerprint: :func:`fingerprint` of this run; other checkpoints are not resumed.
+        run_fingerprint: :func:`~pipeline.checkpoints.fingerprint` of this run; other
+            checkpoints are not resumed.
         protect_steps: steps whose checkpoints are saved and never pruned (negatives').
         logger: object with ``log_metric(name, value)`` and ``next_step()`` (DVCLive's Live).
         image_encoder: callable images -> CLIP embeddings, or None.
@@ -227,14 +201,10 @@ def train_univdm(
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
 
     start = 0
-    latest = resumable_checkpoint(root, run_fingerprint)
+    latest = checkpoint_to_resume(root, run_fingerprint)
     if latest is not None:
         start = load_checkpoint(latest, model, optimizer, ema, lr_scheduler)["step"]
         log.info("resuming from %s (step %d)", latest, start)
-    elif list_checkpoints(root):
-        log.warning("checkpoints in %s were trained with other settings: starting afresh", root)
-        for _, path in list_checkpoints(root):
-            shutil.rmtree(path, ignore_errors=True)
     result = TrainResult(first_step=start, last_step=start, ema=ema)
     if start >= params.steps:
         return result
