@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import tables
-from pipeline.checkpoints import fingerprint, weights_digest
+from pipeline.checkpoints import fingerprint, resumable_checkpoint, weights_digest
 from pipeline.config import Params
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.univdm import UniVDM
@@ -69,7 +69,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     })  # fmt: skip
     out = Path(args.out)
     started = time.perf_counter()
-    resuming = (out / "checkpoints").exists() and any((out / "checkpoints").iterdir())
+    # The curves persist with the checkpoints: a resumed run appends, a fresh one restarts.
+    resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
     live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
     try:
         result = train_classifier(model, kind, train, heldout, noise_scheduler(params.train_univdm),
