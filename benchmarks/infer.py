@@ -84,8 +84,16 @@ def main() -> None:
                                                                device=device))  # fmt: skip
 
     def segment(mode: str, rate: float) -> None:
-        ddim_sample(model, scheduler, reference, audio, steps, initial_noise=noise,
-                    guidance=GuidanceWeights(mode=mode, rate=rate), classifiers=classifiers)
+        ddim_sample(
+            model,
+            scheduler,
+            reference,
+            audio,
+            steps,
+            initial_noise=noise,
+            guidance=GuidanceWeights(mode=mode, rate=rate),
+            classifiers=classifiers,
+        )
 
     segment("dg", 1.0)  # warm-up
     t = torch.tensor(500, device=device)

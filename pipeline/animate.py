@@ -62,6 +62,8 @@ def animate_command(args: argparse.Namespace) -> int:
     except (ConfigError, InputError, MediaError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{out}: {len(result.frames)} frames, {result.segments} segments, "
-          f"{result.seconds_per_segment:.2f} s per segment ({args.mode})")
+    print(
+        f"{out}: {len(result.frames)} frames, {result.segments} segments, "
+        f"{result.seconds_per_segment:.2f} s per segment ({args.mode})"
+    )
     return 0

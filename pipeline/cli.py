@@ -14,8 +14,17 @@ import sys
 
 from pipeline.config import ConfigError, load_params
 
-STAGES = ("corpus", "cut", "curate", "extract", "train_vae", "train_univdm", "negatives",
-          "train_classifier", "infer")
+STAGES = (
+    "corpus",
+    "cut",
+    "curate",
+    "extract",
+    "train_vae",
+    "train_univdm",
+    "negatives",
+    "train_classifier",
+    "infer",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -245,6 +245,9 @@ class NegativesParams(Section):
     )
     batch_size: int = Field(8, ge=1, description="windows generated together")
     dtype: Literal["float16", "float32"] = "float32"  # stored latents
+    augment: bool = Field(
+        True, description="varying lengths + random reference frames (False: Table 3's w/o)"
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -318,6 +321,97 @@ class InferParams(Section):
     seed: int = 0
 
 
+# ---------------------------------------------------------------- metric models and evaluate
+class TrainGestureAEParams(Section):
+    """``train_gesture_ae``: the HA2G-style pose autoencoder whose features give FGD and Div.
+
+    It is trained on the train split's upper-body and hand keypoints (``extract``'s poses),
+    normalised per frame (centred on the shoulders' midpoint, divided by the shoulder width) and
+    standardised with training-set statistics, with L1 + ``velocity_weight`` x velocity L1.
+    """
+
+    window: int = Field(34, ge=4, description="frames per pose sequence (HA2G: 34)")
+    stride: int = Field(10, ge=1, description="frames between training windows")
+    hidden: int = Field(64, ge=4, description="channels of the 1D convolutions")
+    feature_dim: int = Field(32, ge=2, description="feature vector per window (FGD / Div.)")
+    velocity_weight: float = Field(1.0, ge=0)
+    min_score: float = Field(0.3, ge=0, le=1, description="keypoints below this are missing")
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    heldout_fraction: float = Field(0.2, ge=0, lt=1, description="train clips kept for its check")
+    save_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(20, ge=1)
+    seed: int = 0
+
+
+class TrainSyncNetParams(Section):
+    """``train_syncnet``: the SyncNet behind Sync-C / Sync-D.
+
+    With ``weights`` (a local ``syncnet_v2.model``, the official SyncNet's state dict) the stage
+    records that file and the metrics are the real Sync-C / Sync-D; the architecture is then the
+    official one (224 px crops, full widths, 1024-d embeddings). Without it, a SyncNet of the same
+    architecture, scaled by ``width`` and ``size``, is trained on the corpus's face crops and its
+    results are reported as ``sync_c_corpus`` / ``sync_d_corpus``.
+    """
+
+    weights: str | None = None
+    size: int = Field(48, ge=32, description="face crop side fed to the network (official 224)")
+    width: float = Field(0.25, gt=0, le=1, description="channel scale (official 1.0)")
+    embedding: int = Field(256, ge=8, description="embedding size (official 1024)")
+    crop_scale: float = Field(0.4, ge=0, description="face box grown by this on each side")
+    min_shift: int = Field(5, ge=1, description="off-sync negatives are shifted >= this, frames")
+    max_shift: int = Field(15, ge=1, description="... and <= this many frames")
+    margin: float = Field(1.0, gt=0, description="contrastive loss margin")
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    heldout_fraction: float = Field(0.2, ge=0, lt=1, description="train clips kept for its check")
+    save_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(20, ge=1)
+    seed: int = 0
+
+
+class BeatParams(Section):
+    """BAS (Beat Alignment Score), see :mod:`pipeline.metrics.beats`."""
+
+    sigma_s: float = Field(0.1, gt=0, description="Gaussian width, seconds")
+    direction: Literal["motion_to_audio", "audio_to_motion"] = "motion_to_audio"
+    smooth_s: float = Field(0.08, ge=0, description="keypoint speed smoothing window, seconds")
+    min_gap_s: float = Field(0.2, gt=0, description="motion beats closer than this are merged")
+
+
+class FvdParams(Section):
+    """FVD with the StyleGAN-V I3D torchscript; ``i3d: null`` makes FVD ``null`` (and why)."""
+
+    i3d: str | None = None
+    clip_frames: int = Field(16, ge=8)
+    size: int = Field(224, ge=32)
+    batch_size: int = Field(8, ge=1)
+
+
+class EvaluateParams(Section):
+    """``evaluate``: every metric of Section 5.1 / Appendix B.5 on the ``infer`` outputs."""
+
+    size: int = Field(64, ge=16, description="frames resized to size x size first (paper 256)")
+    pose_backend: Literal["mediapipe", "dwpose"] = "mediapipe"
+    pose_min_score: float = Field(0.3, ge=0, le=1)
+    min_pose_rate: float = Field(
+        0.5, ge=0, le=1, description="videos whose person is found in fewer frames skip FGD/Div/BAS"
+    )
+    region_tau: float = Field(0.3, ge=0, le=1, description="keypoint score for the region masks")
+    region_radius_at_512: float = Field(24.0, gt=0, description="disc radius of face/hand masks")
+    bas: BeatParams = BeatParams()
+    fvd: FvdParams = FvdParams()
+    div_seed: int = 0
+    report_clips: int = Field(3, ge=0, description="clips shown side by side in the report")
+    report_frames: int = Field(4, ge=1, description="frames per clip in the report")
+
+
 class Params(Section):
     corpus: CorpusParams = CorpusParams()
     cut: CutParams = CutParams()
@@ -328,6 +422,9 @@ class Params(Section):
     negatives: NegativesParams = NegativesParams()
     train_classifier: TrainClassifierParams = TrainClassifierParams()
     infer: InferParams = InferParams()
+    train_gesture_ae: TrainGestureAEParams = TrainGestureAEParams()
+    train_syncnet: TrainSyncNetParams = TrainSyncNetParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     @model_validator(mode="after")
     def _check_negatives_step(self) -> Params:

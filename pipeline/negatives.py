@@ -93,13 +93,17 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
     """
     by_id = {r.clip_id: r for r in records}
     held = heldout_clips(list(by_id), params.heldout_fraction, params.seed)
+    # The paper's two augmentations (Section 4.1.3): varying lengths and a random reference
+    # frame. Without them ("w/o augmentation", Table 3) every window has the first length and
+    # every negative starts from its reference clip's first frame.
+    lengths = params.lengths if params.augment else params.lengths[:1]
     windows = []
     for record in sorted(records, key=lambda r: r.clip_id):
-        for start, length in clip_windows(record.clip_id, record.n_frames, params.lengths,
+        for start, length in clip_windows(record.clip_id, record.n_frames, lengths,
                                           params.stride, params.seed):  # fmt: skip
             windows.append((record.clip_id, start, length))
     if not windows:
-        raise ValueError(f"no training clip has {min(params.lengths)} frames for one window")
+        raise ValueError(f"no training clip has {min(lengths)} frames for one window")
     if params.max_windows is not None and len(windows) > params.max_windows:
         keep = np.random.default_rng([params.seed, 11]).choice(len(windows), params.max_windows,
                                                                replace=False)  # fmt: skip
@@ -118,7 +122,7 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
         audio = long_enough[rng.integers(len(long_enough))]
         audio_start = int(rng.integers(audio.n_frames - length + 1))
         ref = pool[rng.integers(len(pool))]
-        ref_frame = int(rng.integers(ref.n_frames))
+        ref_frame = int(rng.integers(ref.n_frames)) if params.augment else 0
         rows.append({
             "window_id": window_id, "split": split, "clip_id": clip_id, "start": start,
             "length": length, "audio_clip_id": audio.clip_id, "audio_start": audio_start,

@@ -82,8 +82,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     write_json(summary, args.metrics)
     log.info("infer %s: %s", mode, summary)
     if summary["failed"]:
-        raise RuntimeError(f"infer {mode}: {summary['failed']} clips failed "
-                           f"(see {out}/index.parquet)")
+        raise RuntimeError(
+            f"infer {mode}: {summary['failed']} clips failed (see {out}/index.parquet)"
+        )
 
 
 def parser() -> argparse.ArgumentParser:

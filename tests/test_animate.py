@@ -137,8 +137,12 @@ def test_reference_is_cropped_around_the_face_like_cut():
 def test_generation_is_seeded_and_modes_share_the_noise(workspace):
     params = parse_params(PARAMS)
     root = workspace / "models"
-    animator = Animator(params, root / "univdm" / "final", root / "vae",
-                        {k: root / "classifier" / k / "final" for k in ("face", "nonface")})
+    animator = Animator(
+        params,
+        root / "univdm" / "final",
+        root / "vae",
+        {k: root / "classifier" / k / "final" for k in ("face", "nonface")},
+    )
     reference = np.full((SIZE, SIZE, 3), 120, np.uint8)
     features = np.random.default_rng(0).normal(size=(9, MELS)).astype(np.float32)
     box = np.array([0.3, 0.1, 0.7, 0.5], np.float32)

@@ -74,8 +74,10 @@ def test_clip_windows_fit_and_do_not_overlap():
 def test_plan_draws_negatives_within_the_windows_split(records):
     plan = neg.plan_pairs(records, _boxes(records), PARAMS)
     again = neg.plan_pairs(records, _boxes(records), PARAMS)
-    pd.testing.assert_frame_equal(plan.drop(columns=["positive_face_box", "negative_face_box"]),
-                                  again.drop(columns=["positive_face_box", "negative_face_box"]))
+    pd.testing.assert_frame_equal(
+        plan.drop(columns=["positive_face_box", "negative_face_box"]),
+        again.drop(columns=["positive_face_box", "negative_face_box"]),
+    )
     held = neg.heldout_clips([r.clip_id for r in records], 0.4, 5)
     assert len(held) == 2
     n_frames = {r.clip_id: r.n_frames for r in records}
@@ -89,6 +91,13 @@ def test_plan_draws_negatives_within_the_windows_split(records):
     assert plan["seed"].is_unique and list(plan["window_id"]) == list(range(len(plan)))
     capped = neg.plan_pairs(records, _boxes(records), PARAMS.model_copy(update={"max_windows": 5}))
     assert len(capped) == 5
+
+
+def test_plan_without_augmentation_has_one_length_and_first_frame_references(records):
+    plain = neg.plan_pairs(records, _boxes(records), PARAMS.model_copy(update={"augment": False}))
+    augmented = neg.plan_pairs(records, _boxes(records), PARAMS)
+    assert set(plain["length"]) == {PARAMS.lengths[0]} and (plain["ref_frame"] == 0).all()
+    assert len(set(augmented["length"])) > 1 and (augmented["ref_frame"] > 0).any()
 
 
 def test_plan_rejects_a_clip_without_any_face(records):

@@ -1,12 +1,13 @@
-"""A tiny end-to-end ``dvc repro`` of the data half, in a copy of the repository.
+"""A tiny end-to-end ``dvc repro`` of the whole DAG, in a copy of the repository.
 
-Checks that the DAG runs offline from the sample corpus to features, that a second ``dvc repro``
-does nothing, and that changing a curate threshold with ``dvc exp run -S`` reruns curate and
-what follows but not corpus or cut.
+Checks that the DAG runs offline from the sample corpus to the evaluation report, that a second
+``dvc repro`` does nothing, that ``dvc exp run -S`` reruns only what a parameter reaches, and
+that a queued two-value sweep (the README's ablation recipe) runs and shows in ``dvc exp show``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -38,6 +40,9 @@ TINY = {
     "train_classifier": {kind: {"steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
                                 "batch_size": 4} for kind in ("face", "nonface")},
     "infer": {"steps": 2, "max_clips": 1},
+    "train_gesture_ae": {"window": 16, "stride": 8, "steps": 4, "save_every": 2, "log_every": 1},
+    "train_syncnet": {"steps": 4, "batch_size": 4, "save_every": 2, "log_every": 1},
+    "evaluate": {"report_clips": 1, "report_frames": 2},
 }  # fmt: skip
 
 
@@ -48,11 +53,11 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
-def _run(args: list[str], cwd: Path) -> str:
+def _run(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
+    return proc.stdout if stdout_only else proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +118,22 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
         assert info.has_audio and row["seconds_per_segment"] > 0
         assert np.load(repo / row["latents_path"]).shape[0] == row["n_frames"]
 
+    # Evaluation: every mode and the ground truth, per language, nulls with their reasons.
+    evaluation = json.loads((repo / "data/metrics/evaluate.json").read_text())
+    assert set(evaluation["modes"]) == {"ground_truth", "none", "sg", "dg"}
+    assert evaluation["pose_backend"] == "mediapipe"
+    assert evaluation["sync_model"]["metric"] == "sync_corpus"
+    for mode in ("none", "sg", "dg"):
+        metrics = evaluation["modes"][mode]
+        assert metrics["fvd"] is None and "i3d" in evaluation["null_reasons"][f"all.{mode}.fvd"]
+        assert metrics["tc"] > 0 and metrics["sync_corpus_c"] is not None
+        for key in ("fgd", "div", "bas"):
+            assert metrics[key] is not None or f"all.{mode}.{key}" in evaluation["null_reasons"]
+    per_clip = pd.read_parquet(repo / "data/eval/per_clip.parquet")
+    assert len(per_clip) == 4 and set(per_clip["mode"]) == {"ground_truth", "none", "sg", "dg"}
+    report = (repo / "data/eval/report.html").read_text()
+    assert "Table 1 layout" in report and "Table 2 layout" in report and "data:image/png" in report
+
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
 
@@ -140,3 +161,19 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert "Running stage 'infer@sg'" in face and "Running stage 'infer@dg'" in face
     for other in ("train_classifier@nonface", "negatives", "train_univdm", "extract"):
         assert f"Running stage '{other}'" not in face, other
+
+    # An ablation sweep as queued experiments: two values, each reruns evaluate only.
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp2"], repo)
+    _run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "evaluate.bas.sigma_s=0.05,0.2"], repo)
+    _run([str(BIN / "dvc"), "exp", "run", "--run-all"], repo)
+    shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, stdout_only=True))
+    sigmas = set()
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs", []):
+                data = revision.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                metrics = data.get("metrics", {}).get("data/metrics/evaluate.json", {})
+                if metrics.get("data"):
+                    sigmas.add(params["evaluate"]["bas"]["sigma_s"])
+    assert {0.05, 0.2} <= sigmas, shown

@@ -40,6 +40,7 @@ from pipeline.face_mask import apply_region, face_masks
 from pipeline.metrics.roc import roc_auc
 from pipeline.models.classifier import SyncClassifier
 from pipeline.training.classifier_data import PairBatch, PairData
+from pipeline.training.live_log import log_metrics
 from pipeline.training.univdm_trainer import TrainingDiverged, add_noise, linear_warmup
 
 log = logging.getLogger("paha.train_classifier")
@@ -171,13 +172,6 @@ def train_classifier(
     generator = torch.Generator()
     timesteps = scheduler.config.num_train_timesteps
 
-    def log_row(step: int, row: dict[str, float]) -> None:
-        if logger is not None:
-            logger.step = step
-            for name, value in row.items():
-                logger.log_metric(name, value)
-            logger.next_step()
-
     for step in range(start + 1, params.steps + 1):
         batch = train.training_batch(step, params.batch_size, params.seed)
         size = len(batch.labels)
@@ -189,8 +183,10 @@ def train_classifier(
         logits = model(x, t, batch.audio)
         loss = SyncClassifier.bce_loss(logits, batch.labels)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{kind} classifier: loss is {loss.item()} at step {step}; "
-                                   f"the last good checkpoint is {latest_checkpoint(root)}")
+            raise TrainingDiverged(
+                f"{kind} classifier: loss is {loss.item()} at step {step}; "
+                f"the last good checkpoint is {latest_checkpoint(root)}"
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), params.max_grad_norm)
         optimizer.step()
@@ -201,11 +197,11 @@ def train_classifier(
                "lr": lr_scheduler.get_last_lr()[0]}  # fmt: skip
         result.history.append({"step": step, **row})
         if step % params.log_every == 0:
-            log_row(step, row)
+            log_metrics(logger, step, row)
         if step % params.eval_every == 0 or step == params.steps:
             figures = evaluate(model, kind, scheduler, heldout, params, fps)
             result.evaluations.append({"step": step, **figures})
-            log_row(step, figures)
+            log_metrics(logger, step, figures)
             log.info("%s classifier step %d: %s", kind, step,
                      {k: round(v, 3) for k, v in figures.items()})  # fmt: skip
         if step % params.save_every == 0 or step == params.steps:

@@ -131,7 +131,7 @@ def test_pair_batches_hold_positives_then_their_negatives(tmp_path):
     pairs = data.pairs(rows.iloc[:1])
     np.testing.assert_array_equal(pairs.audio[0], audio[first.clip_id][first.start:first.start
                                                                        + first.length])  # fmt: skip
-    np.testing.assert_array_equal(pairs.audio[1], audio[first.audio_clip_id][1:1 + first.length])
+    np.testing.assert_array_equal(pairs.audio[1], audio[first.audio_clip_id][1 : 1 + first.length])
     # Every held-out pair appears once in the evaluation batches.
     held = PairData(index[index["split"] == "heldout"], audio)
     total = sum(len(b.labels) for b in held.evaluation_batches(4))
@@ -181,4 +181,5 @@ def test_training_separates_real_from_generated_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
     # The evaluation is deterministic.
     assert evaluate(model, "nonface", SCHEDULER, held, _params(), 25.0) == evaluate(
-        model, "nonface", SCHEDULER, held, _params(), 25.0)
+        model, "nonface", SCHEDULER, held, _params(), 25.0
+    )

@@ -1,0 +1,186 @@
+"""Stage ``evaluate``: the paper's metrics for every ``infer`` mode, and the report.
+
+Reads the test clips (the ground truth), the videos of ``infer@none|sg|dg`` and the metric models
+(``train_gesture_ae``, ``train_syncnet``, the I3D file if given) and writes:
+
+- ``data/metrics/evaluate.json``: the DVC metrics, per mode and per language, with ``null`` and
+  the reason wherever a metric cannot be computed;
+- ``data/eval/per_clip.parquet``: one row per (mode, clip) with every per-video figure;
+- ``data/plots/evaluate/``: CSVs for ``dvc plots`` (Sync distance per audio offset, region PSNR);
+- ``data/eval/report.html``: Table 1 / Table 2 layouts, frames side by side, a Fig. 7 plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import tables
+from pipeline.config import Params
+from pipeline.eval_report import (
+    MODE_LABELS,
+    png_bytes,
+    side_by_side,
+    spectrogram_over_motion,
+    write_report,
+)
+from pipeline.evaluation import (
+    GROUND_TRUTH,
+    evaluate_video,
+    hand_speed,
+    lip_opening,
+    load_metric_models,
+    load_test_clips,
+    summarise,
+)
+from pipeline.face_mask import face_box_at, normalised_face_boxes
+from pipeline.media import read_frames
+from pipeline.outputs import atomic_directory, atomic_file, write_json
+from pipeline.training.windows import load_clip_records, resize_frames
+from stages.common import run_stage, stage_parser
+
+log = logging.getLogger("paha.evaluate")
+MODES = ("none", "sg", "dg")
+
+
+def main(args: argparse.Namespace, params: Params) -> None:
+    settings = params.evaluate
+    started = time.perf_counter()
+    records = load_clip_records(args.clips, args.features, "test", min_frames=1)
+    indexes = {m: tables.read_table(Path(args.infer) / m / "index.parquet", tables.GENERATED)
+               for m in MODES}  # fmt: skip
+    generated_ids = set(indexes["none"]["clip_id"])
+    records = [r for r in records if r.clip_id in generated_ids]
+    curated = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
+    faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
+    boxes = {c: face_box_at(b, 0) for c, b in normalised_face_boxes(faces, records).items()}
+    clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
+                            params.cut.fps, read_frames)  # fmt: skip
+    models_dir = Path(args.models)
+    models = load_metric_models(params, models_dir / "gesture_ae" / "final",
+                                models_dir / "syncnet" / "final")  # fmt: skip
+    results: dict[str, list] = {GROUND_TRUTH: []}
+    generated: dict[str, dict[str, np.ndarray]] = {c.clip_id: {} for c in clips}
+    for clip in clips:
+        log.info("evaluate: ground truth %s", clip.clip_id)
+        results[GROUND_TRUTH].append(evaluate_video(GROUND_TRUTH, clip, clip.frames, models,
+                                                    settings, params.train_gesture_ae))  # fmt: skip
+    failed = []
+    for mode in MODES:
+        index = indexes[mode].set_index("clip_id")
+        results[mode] = []
+        for clip in clips:
+            row = index.loc[clip.clip_id]
+            if row["status"] != "ok":
+                failed.append(f"{mode}/{clip.clip_id}: infer failed: {row['reason']}")
+                continue
+            frames = resize_frames(read_frames(row["video_path"]), settings.size)
+            generated[clip.clip_id][mode] = frames
+            log.info("evaluate: %s %s", mode, clip.clip_id)
+            results[mode].append(evaluate_video(mode, clip, frames, models, settings,
+                                                params.train_gesture_ae))  # fmt: skip
+    if failed:
+        raise ValueError("evaluate: videos missing: " + "; ".join(failed))
+
+    def seconds_per_segment(mode: str, ids: set[str]) -> float | None:
+        if mode == GROUND_TRUTH:
+            return None
+        ok = indexes[mode][indexes[mode]["clip_id"].isin(ids)]
+        return float(ok["seconds"].sum()) / int(ok["segments"].sum()) if len(ok) else None
+
+    groups: dict[str, dict[str, dict]] = {}
+    reasons: dict[str, dict] = {}
+    languages = sorted({c.language for c in clips})
+    for group in ["all"] + languages:
+        groups[group] = {}
+        for mode, videos in results.items():
+            chosen = [v for v in videos if group == "all" or v.row["language"] == group]
+            reference = [v for v in results[GROUND_TRUTH]
+                         if group == "all" or v.row["language"] == group]  # fmt: skip
+            ids = {v.row["clip_id"] for v in chosen}
+            metrics, why = summarise(mode, chosen, reference, models, settings,
+                                     seconds_per_segment(mode, ids))  # fmt: skip
+            groups[group][mode] = metrics
+            for key, reason in why.items():
+                reasons.setdefault(f"{group}.{mode}.{key}", reason)
+    summary = {
+        "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
+        "sync_model": {"metric": models.sync_name, "description": models.sync_description},
+        "fvd_model": models.fvd_description, "guidance_rate": params.infer.guidance_rate,
+        "clips": len(clips), "modes": groups["all"],
+        "by_language": {k: groups[k] for k in languages},
+        "null_reasons": reasons, "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    out, plots = Path(args.out), Path(args.plots)
+    plots.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        per_clip = pd.DataFrame([v.row for videos in results.values() for v in videos])
+        per_clip.to_parquet(tmp / "per_clip.parquet", index=False)
+        # Mean Sync distance per audio offset, one column per mode: a dip at 0 means in sync.
+        sync = pd.DataFrame({mode: np.mean([v.sync_distances for v in videos], axis=0)
+                             for mode, videos in results.items() if videos})  # fmt: skip
+        sync.insert(0, "offset", np.arange(len(sync)) - len(sync) // 2)
+        with atomic_file(plots / "sync_distance.csv") as path:
+            sync.round(5).to_csv(path, index=False)
+        region = pd.DataFrame([{"mode": mode} | {f"psnr_{r}": groups["all"][mode][f"psnr_{r}"]
+                                                for r in ("face", "hand", "body")}
+                               for mode in MODES])  # fmt: skip
+        with atomic_file(plots / "region_psnr.csv") as path:
+            region.to_csv(path, index=False)
+        figures = report_figures(clips, generated, results, params)
+        notes = [f"{key}: {why}" for key, why in sorted(reasons.items()) if key.startswith("all.")]
+        write_report(tmp / "report.html", summary, groups, figures, notes)
+        for name, data in figures:
+            (tmp / f"{name.split(':')[0].replace(' ', '_').lower()}.png").write_bytes(data)
+    write_json(summary, args.metrics)
+    log.info("evaluate: %s", {m: groups["all"][m] for m in groups["all"]})
+
+
+def report_figures(clips, generated, results, params: Params) -> list[tuple[str, bytes]]:
+    """Frames side by side for the first ``report_clips`` clips and one Fig. 7 plot."""
+    settings = params.evaluate
+    radius = settings.region_radius_at_512 * settings.size / 512
+    poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items() for v in videos}
+    figures = []
+    for clip in clips[: settings.report_clips]:
+        videos = {MODE_LABELS[GROUND_TRUTH]: clip.frames}
+        videos |= {MODE_LABELS[m]: f for m, f in generated[clip.clip_id].items()}
+        image = side_by_side(videos, clip.truth_pose, clip.face_box, settings.report_frames,
+                             settings.region_tau, radius)  # fmt: skip
+        figures.append((f"Frames {clip.clip_id}: ground truth / none / SG / DG", png_bytes(image)))
+    if clips:
+        clip = clips[0]
+        min_score = params.train_gesture_ae.min_score
+        curves = {}
+        for mode in [GROUND_TRUTH, *MODES]:
+            pose = poses.get((mode, clip.clip_id))
+            if pose is not None:
+                curves[MODE_LABELS[mode]] = (hand_speed(pose, clip.fps, min_score),
+                                             lip_opening(pose, min_score))  # fmt: skip
+        title = f"{clip.clip_id}: spectrogram over motion (Fig. 7)"
+        figures.append((f"Fig7 {clip.clip_id}: spectrogram over motion",
+                        spectrogram_over_motion(clip.wave, clip.sample_rate, clip.fps, curves,
+                                                title)))  # fmt: skip
+    return figures
+
+
+def parser() -> argparse.ArgumentParser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--clips", default="data/curated/clips.parquet")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--infer", default="data/infer")
+    p.add_argument("--models", default="data/models")
+    p.add_argument("--out", default="data/eval")
+    p.add_argument("--metrics", default="data/metrics/evaluate.json")
+    p.add_argument("--plots", default="data/plots/evaluate")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main, parser()))

@@ -1,0 +1,147 @@
+"""Stage ``train_syncnet``: the SyncNet behind Sync-C / Sync-D.
+
+With ``train_syncnet.weights`` (a local official ``syncnet_v2.model``) the file is checked to load
+into the official architecture and recorded, path and SHA-256, in ``<out>/final/official.json``;
+nothing is trained and the metrics are the real Sync-C / Sync-D.
+
+Otherwise a scaled SyncNet is trained on the kept train-split clips: frames resized to
+``evaluate.size`` (the resolution generated videos are judged at, so the net learns that
+domain), one face crop box per clip (the first frame's face box from ``faces.parquet``, or the
+nearest frame with a face), the clip's 16 kHz audio as MFCCs. ``heldout_fraction`` of the clips
+(a seeded permutation of the sorted ids) are held out for the known-delay check
+(:func:`~pipeline.training.syncnet_trainer.offset_accuracy`). Writes safetensors checkpoints
+under ``<out>/checkpoints`` (persistent: an interrupted run resumes), the weights and config
+under ``<out>/final``, DVCLive curves and the figures as metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import tables
+from pipeline.audio import load_audio
+from pipeline.checkpoints import fingerprint, resumable_checkpoint
+from pipeline.config import Params
+from pipeline.face_mask import face_box_at
+from pipeline.media import read_frames
+from pipeline.models.syncnet import SyncNet, write_official_record
+from pipeline.outputs import atomic_directory, write_json
+from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
+from pipeline.training.windows import resize_frames
+from stages.common import run_stage, stage_parser
+
+log = logging.getLogger("paha.train_syncnet")
+
+
+def split_clips(clip_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(train, heldout)``: ``round(fraction * n)`` clips of a seeded permutation held out,
+    at least one left for training."""
+    order = np.random.default_rng(seed).permutation(sorted(clip_ids))
+    n_heldout = min(int(round(fraction * len(order))), len(order) - 1)
+    return sorted(order[n_heldout:].tolist()), sorted(order[:n_heldout].tolist())
+
+
+def first_face_box(faces: pd.DataFrame, clip_id: str, n_frames: int, scale: float) -> np.ndarray:
+    """The face box of frame 0 (or of the nearest frame with a face), times ``scale``."""
+    rows = faces[(faces["clip_id"] == clip_id) & (faces["score"] > 0)]
+    boxes = np.full((n_frames, 4), np.nan, dtype=np.float32)
+    inside = rows[rows["frame"] < n_frames]
+    boxes[inside["frame"].to_numpy()] = inside[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)
+    box = face_box_at(boxes, 0)
+    if not np.isfinite(box).all():
+        raise ValueError(f"clip {clip_id}: no face box in faces.parquet")
+    return box * scale
+
+
+def load_clip_inputs(curated: pd.DataFrame, faces: pd.DataFrame, size: int):
+    """Frames resized to ``size``, 16 kHz waves and scaled face boxes of the clips, by id."""
+    frames, waves, boxes = {}, {}, {}
+    for row in curated.itertuples():
+        video = read_frames(row.path)
+        scale = size / video.shape[2]
+        if video.shape[1] != video.shape[2]:
+            raise ValueError(f"{row.path}: clips must be square, got {video.shape[1:3]}")
+        frames[row.clip_id] = resize_frames(video, size)
+        waves[row.clip_id] = load_audio(row.audio_path)
+        boxes[row.clip_id] = first_face_box(faces, row.clip_id, len(video), scale)
+    return frames, waves, boxes
+
+
+def main(args: argparse.Namespace, params: Params) -> None:
+    p = params.train_syncnet
+    out = Path(args.out)
+    if p.weights is not None:
+        with atomic_directory(out / "final") as tmp:
+            record = write_official_record(tmp, p.weights)
+        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+        write_json({"trained": False, "weights": record["weights"], "sha256": record["sha256"]},
+                   args.metrics)  # fmt: skip
+        log.info("train_syncnet: official weights %s recorded", p.weights)
+        return
+    from dvclive import Live
+
+    curated = tables.read_table(args.clips, tables.CURATED)
+    chosen = curated[curated["kept"] & (curated["split"] == "train")].sort_values("clip_id")
+    if chosen.empty:
+        raise ValueError(f"{args.clips}: no kept 'train' clip")
+    faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
+    size = params.evaluate.size
+    frames, waves, boxes = load_clip_inputs(chosen, faces, size)
+    train_ids, heldout_ids = split_clips(list(frames), p.heldout_fraction, p.seed)
+    clips = build_sync_clips(frames, waves, boxes, p.crop_scale, p.size)
+    train = [c for c in clips if c.clip_id in train_ids]
+    heldout = [c for c in clips if c.clip_id in heldout_ids]
+    torch.manual_seed(p.seed)
+    model = SyncNet(width=p.width, size=p.size, embedding=p.embedding)
+    run_id = fingerprint(p, train_ids, {
+        "heldout": heldout_ids, "evaluate_size": size, "paths": chosen["path"].tolist(),
+        "frames": [int(len(frames[c])) for c in sorted(frames)],
+    })  # fmt: skip
+    started = time.perf_counter()
+    resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
+    live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
+    try:
+        result = train_syncnet(model, train, p, out / "checkpoints", run_id, live)
+    finally:
+        live.end()
+        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+    trained_s = time.perf_counter() - started
+    with atomic_directory(out / "final") as tmp:
+        model.save(tmp)
+    figures = offset_accuracy(model, heldout) if len(heldout) else {}
+    steps_run = result.last_step - result.first_step
+    first, last = result.history[:10], result.history[-10:]
+    summary = {
+        "trained": True, "steps": p.steps, "resumed_from": result.first_step,
+        "seconds_this_run": round(time.perf_counter() - started, 1),
+        "seconds_per_step": round(trained_s / steps_run, 4) if steps_run else None,
+        "clips_train": len(train), "clips_heldout": len(heldout),
+        "windows_train": int(sum(c.n_windows for c in train)),
+        "loss_first10": float(np.mean([r["loss"] for r in first])) if first else None,
+        "loss_last10": float(np.mean([r["loss"] for r in last])) if last else None,
+    } | {f"heldout_{k}": v for k, v in figures.items()}  # fmt: skip
+    write_json({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
+               args.metrics)  # fmt: skip
+    log.info("train_syncnet: %s", summary)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--clips", default="data/curated/clips.parquet")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--out", default="data/models/syncnet")
+    p.add_argument("--live", default="data/dvclive/train_syncnet")
+    p.add_argument("--metrics", default="data/metrics/train_syncnet.json")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main, parser()))
