@@ -24,6 +24,9 @@ STAGES = (
     "negatives",
     "train_classifier",
     "infer",
+    "train_gesture_ae",
+    "train_syncnet",
+    "evaluate",
 )
 
 
@@ -54,7 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     animate.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
     animate.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
                          "folders (default: MODELS/classifier)")  # fmt: skip
+    flow = commands.add_parser("flow", help="run the DAG as Prefect flows (cached, sharded)")
+    flow.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
+    flow.add_argument("--stage", help="run only this stage (its inputs must exist)")
+    flow.add_argument("--root", default=".", help="the repository (dvc.yaml, params.yaml)")
+    flow.add_argument("--shards", type=int, default=1, help="shards of negatives and infer")
+    flow.add_argument("--devices", help="GPU ids for the shards, e.g. 0,1 (CUDA_VISIBLE_DEVICES)")
+    flow.add_argument("--gpu-slots", type=int, default=1, help="size of the `gpu` limit")
+    flow.add_argument("--workers", type=int, default=2, help="local process pool size")
+    flow.add_argument("--dask", help="address of a Dask scheduler (prefect-dask task runner)")
+    flow.add_argument("--storage", help="where task results persist (default: .prefect-cache)")
+    flow.add_argument("--no-commit", action="store_true", help="skip `dvc commit` afterwards")
     args = parser.parse_args(argv)
+
+    if args.command == "flow":
+        from pipeline.flows import flow_command
+
+        return flow_command(args)
 
     if args.command == "animate":
         from pipeline.animate import animate_command

@@ -47,6 +47,7 @@ from pipeline.models.univdm import UniVDM, audio_windows
 from pipeline.models.vae import encode_frames, frames_to_images
 from pipeline.outputs import atomic_directory, final_path, write_json
 from pipeline.sampling import sample_long_video, segment_starts
+from pipeline.shards import shard_dir
 from pipeline.training.windows import ClipRecord, resize_frames
 
 log = logging.getLogger("paha.negatives")
@@ -156,10 +157,6 @@ def plan_fingerprint(plan: pd.DataFrame, settings: dict) -> str:
                "ref_clip_id", "ref_frame", "seed"]  # fmt: skip
     blob = plan[columns].to_csv(index=False) + json.dumps(settings, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def shard_dir(out: str | Path, shard: int, shards: int) -> Path:
-    return Path(out) / "shards" / f"shard-{shard:03d}-of-{shards:03d}"
 
 
 def shard_is_complete(folder: Path, fingerprint: str) -> bool:

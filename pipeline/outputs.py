@@ -19,6 +19,24 @@ import cv2
 import numpy as np
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove ``.NAME.tmp-PID`` siblings of ``final`` left by killed processes (PID not alive)."""
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+
+
 @contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``final`` when the block succeeds.
@@ -28,6 +46,7 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -39,20 +39,9 @@ from pipeline.outputs import write_json, write_png
 from pipeline.preview import frame_strip
 from pipeline.training.univdm_trainer import noise_scheduler
 from pipeline.training.windows import load_clip_records
-from stages.common import run_stage, stage_parser
+from stages.common import parse_shard, run_stage, stage_parser
 
 log = logging.getLogger("paha.negatives")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard expects i/n, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
-    return index, count
 
 
 def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[PairGenerator, dict]:

@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -41,3 +43,15 @@ def _add(value):
 def test_map_ordered_keeps_order_and_worker_state(workers):
     assert map_ordered(_add, range(7), workers=workers, initializer=_init,
                        initargs=(10,)) == list(range(10, 17))  # fmt: skip
+
+
+def test_atomic_directory_removes_what_a_killed_writer_left(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a finished, reaped process: its pid is no longer alive
+    stale = tmp_path / f".out.tmp-{dead.pid}"
+    (stale / "half").mkdir(parents=True)
+    mine = tmp_path / f".out.tmp-{os.getpid()}-other"  # not a pid suffix: kept
+    mine.mkdir()
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "done").write_text("1")
+    assert not stale.exists() and mine.exists() and (tmp_path / "out" / "done").exists()
