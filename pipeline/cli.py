@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     flow.add_argument("--gpu-slots", type=int, default=1, help="size of the `gpu` limit")
     flow.add_argument("--workers", type=int, default=2, help="local process pool size")
     flow.add_argument("--dask", help="address of a Dask scheduler (prefect-dask task runner)")
+    flow.add_argument("--pool-deployment", help="run each command as a flow run of this "
+                      "deployment of paha-command (its work pool's workers run them)")  # fmt: skip
     flow.add_argument("--storage", help="where task results persist (default: .prefect-cache)")
     flow.add_argument("--no-commit", action="store_true", help="skip `dvc commit` afterwards")
     args = parser.parse_args(argv)

@@ -230,6 +230,30 @@ def ensure_gpu_limit(slots: int) -> None:
             )
 
 
+def command_flow(root: str, name: str, argv: list[str], key: str, outs: list[str], gpu: bool,
+                 device: str | None, storage: str, retries: int = 2) -> dict:  # fmt: skip
+    """One stage command as a flow run of its own: what a work-pool worker executes.
+
+    The command runs as the cached :func:`stage_task`, so a pool shares the task cache (and
+    ``storage``) with local runs; ``cached`` says whether it was a cache hit.
+    """
+    future = stage_task(storage, retries).submit(root, name, argv, key, outs, gpu, device)
+    return {**future.result(), "cached": future.state.name == "Cached"}
+
+
+def dispatch_command(deployment: str, storage: str, root: str, name: str, argv: list[str],
+                     key: str, outs: list[str], gpu: bool, device: str | None) -> dict:  # fmt: skip
+    """Run one stage command as a flow run of ``deployment`` (a worker of its pool runs it)."""
+    from prefect.deployments import run_deployment
+
+    parameters = {"root": root, "name": name, "argv": argv, "key": key, "outs": outs,
+                  "gpu": gpu, "device": device, "storage": storage}  # fmt: skip
+    run = run_deployment(deployment, parameters=parameters, timeout=None)
+    if not run.state.is_completed():
+        raise StageFailed(f"{name}: flow run {run.name} of {deployment} ended {run.state.name}")
+    return run.state.result()
+
+
 @dataclass
 class Submission:
     """The tasks of one stage: ``calls`` = (future, submitted arguments), the last counts."""
@@ -274,7 +298,8 @@ def _collect(root: str, submission: Submission, report: dict, task) -> None:
     """Wait for a stage's tasks; recompute a task whose cached outputs are not in place."""
     for future, args in submission.calls:
         manifest = future.result()
-        state = "cached" if future.state.name == "Cached" else "computed"
+        cached = manifest.pop("cached", future.state.name == "Cached")
+        state = "cached" if cached else "computed"
         if state == "cached" and not _outputs_match(root, manifest):
             log.warning("%s: cached, but its outputs changed since: recomputing", args[1])
             manifest = task.with_options(refresh_cache=True)(*args)
@@ -285,11 +310,15 @@ def _collect(root: str, submission: Submission, report: dict, task) -> None:
 
 def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None, shards: int = 1,
             devices: Sequence[str] = (), gpu_slots: int = 1, storage: str | None = None,
-            commit: bool = True, retries: int = 2, upstream: bool = True) -> dict:  # fmt: skip
+            commit: bool = True, retries: int = 2, upstream: bool = True,
+            pool_deployment: str | None = None) -> dict:  # fmt: skip
     """The body of the flows (call it inside a flow).
 
     Stages are submitted as soon as their upstream stages have finished (their cache keys need
     the upstream outputs' contents), so independent stages run side by side.
+
+    With ``pool_deployment`` (a deployment of :data:`paha_command`), every command runs as a
+    flow run on the workers of that deployment's work pool instead of the local task runner.
 
     Returns ``{"stages": {name: manifest + state}, "tasks": [...]}``: ``state`` is ``computed``
     or ``cached``; ``tasks`` lists every task (shards included) with timing, host and device.
@@ -302,7 +331,18 @@ def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None,
         n for n in specs if n in set(targets)]  # fmt: skip
     if not upstream:
         select(specs, targets)  # unknown names raise
-    task = stage_task(storage or str(Path(root) / ".prefect-cache"), retries)
+    storage = storage or str(Path(root) / ".prefect-cache")
+    task = stage_task(storage, retries)
+    if pool_deployment:
+        # Each command becomes a flow run of the deployment, picked up by a worker of its pool;
+        # workers own their GPU (CUDA_VISIBLE_DEVICES set when the worker starts).
+        from functools import partial
+
+        from prefect import task as as_task
+
+        task = as_task(partial(dispatch_command, pool_deployment, storage), name="dispatch",
+                       task_run_name="{name}")  # fmt: skip
+        devices = ()
     ensure_gpu_limit(gpu_slots)
     params = yaml.safe_load((Path(root) / "params.yaml").read_text())
     report: dict = {"stages": {}, "tasks": []}
@@ -335,9 +375,10 @@ def commit_outputs(root: str, stages: Sequence[str]) -> None:
 
 def dag_flow(root: str = ".", targets: list[str] | None = None, shards: int = 1,
              devices: list[str] | None = None, gpu_slots: int = 1, storage: str | None = None,
-             commit: bool = True) -> dict:  # fmt: skip
+             commit: bool = True, pool_deployment: str | None = None) -> dict:  # fmt: skip
     """The whole DAG (or ``targets`` and what they need) as one Prefect flow run."""
-    return run_dag(root, targets, shards, devices or [], gpu_slots, storage, commit)
+    return run_dag(root, targets, shards, devices or [], gpu_slots, storage, commit,
+                   pool_deployment=pool_deployment)  # fmt: skip
 
 
 def stage_flow(
@@ -378,6 +419,8 @@ def flow_command(args: Any) -> int:
     options = {"root": args.root, "shards": args.shards, "gpu_slots": args.gpu_slots,
                "devices": args.devices.split(",") if args.devices else None,
                "storage": args.storage, "commit": not args.no_commit}  # fmt: skip
+    if args.pool_deployment:
+        options["pool_deployment"] = args.pool_deployment
     started = time.perf_counter()
     try:
         if args.stage:
@@ -414,10 +457,12 @@ def timeline(report: dict) -> str:
 
 paha_dag = flow(dag_flow, name="paha-dag", log_prints=True)
 paha_stage = flow(stage_flow, name="paha-stage", log_prints=True)
+paha_command = flow(command_flow, name="paha-command", persist_result=True,
+                    flow_run_name="{name}")  # fmt: skip
 
 __all__ = [
-    "GPU_LIMIT", "GPU_STAGES", "SHARDED_STAGES", "StageFailed", "StageSpec", "commit_outputs",
-    "content_hash", "dag_flow", "ensure_gpu_limit", "flow_command", "flows", "load_dag",
-    "paha_dag", "paha_stage", "run_command", "run_dag", "select", "stage_flow", "stage_key",
-    "stage_task", "timeline",
+    "GPU_LIMIT", "GPU_STAGES", "SHARDED_STAGES", "StageFailed", "StageSpec", "command_flow",
+    "commit_outputs", "content_hash", "dag_flow", "dispatch_command", "ensure_gpu_limit",
+    "flow_command", "flows", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command",
+    "run_dag", "select", "stage_flow", "stage_key", "stage_task", "timeline",
 ]  # fmt: skip
