@@ -322,7 +322,21 @@ class InferParams(Section):
 
 
 # ---------------------------------------------------------------- metric models and evaluate
-class TrainGestureAEParams(Section):
+class MetricModelTraining(Section):
+    """The training loop of a metric model (``train_gesture_ae``, ``train_syncnet``)."""
+
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    heldout_fraction: float = Field(0.2, ge=0, lt=1, description="train clips kept for its check")
+    save_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(20, ge=1)
+    seed: int = 0
+
+
+class TrainGestureAEParams(MetricModelTraining):
     """``train_gesture_ae``: the HA2G-style pose autoencoder whose features give FGD and Div.
 
     It is trained on the train split's upper-body and hand keypoints (``extract``'s poses),
@@ -336,25 +350,16 @@ class TrainGestureAEParams(Section):
     feature_dim: int = Field(32, ge=2, description="feature vector per window (FGD / Div.)")
     velocity_weight: float = Field(1.0, ge=0)
     min_score: float = Field(0.3, ge=0, le=1, description="keypoints below this are missing")
-    steps: int = Field(600, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    heldout_fraction: float = Field(0.2, ge=0, lt=1, description="train clips kept for its check")
-    save_every: int = Field(200, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(20, ge=1)
-    seed: int = 0
 
 
-class TrainSyncNetParams(Section):
+class TrainSyncNetParams(MetricModelTraining):
     """``train_syncnet``: the SyncNet behind Sync-C / Sync-D.
 
     With ``weights`` (a local ``syncnet_v2.model``, the official SyncNet's state dict) the stage
     records that file and the metrics are the real Sync-C / Sync-D; the architecture is then the
     official one (224 px crops, full widths, 1024-d embeddings). Without it, a SyncNet of the same
     architecture, scaled by ``width`` and ``size``, is trained on the corpus's face crops and its
-    results are reported as ``sync_c_corpus`` / ``sync_d_corpus``.
+    results are reported as ``sync_corpus_c`` / ``sync_corpus_d``.
     """
 
     weights: str | None = None
@@ -365,15 +370,13 @@ class TrainSyncNetParams(Section):
     min_shift: int = Field(5, ge=1, description="off-sync negatives are shifted >= this, frames")
     max_shift: int = Field(15, ge=1, description="... and <= this many frames")
     margin: float = Field(1.0, gt=0, description="contrastive loss margin")
-    steps: int = Field(600, ge=1)
     batch_size: int = Field(32, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    heldout_fraction: float = Field(0.2, ge=0, lt=1, description="train clips kept for its check")
-    save_every: int = Field(200, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(20, ge=1)
-    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_shifts(self) -> TrainSyncNetParams:
+        if self.min_shift > self.max_shift:
+            raise ValueError(f"min_shift ({self.min_shift}) > max_shift ({self.max_shift})")
+        return self
 
 
 class BeatParams(Section):

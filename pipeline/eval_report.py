@@ -23,7 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.config import EvaluateParams
 from pipeline.metrics.regions import region_masks
+from pipeline.outputs import atomic_file
 
 MODE_LABELS = {"ground_truth": "Ground truth", "none": "PAHA w/o guidance",
                "sg": "PAHA-SG", "dg": "PAHA-DG"}  # fmt: skip
@@ -177,6 +179,43 @@ def spectrogram_over_motion(
     return buffer.getvalue()
 
 
+def report_figures(
+    clips: Sequence,
+    generated: Mapping[str, Mapping[str, np.ndarray]],
+    poses: Mapping[tuple[str, str], np.ndarray],
+    params: EvaluateParams,
+    min_score: float,
+) -> list[tuple[str, str, bytes]]:
+    """Frames side by side for the first ``report_clips`` clips and one Fig. 7 plot.
+
+    clips: :class:`~pipeline.evaluation.TestClip`; generated: clip id -> mode -> frames;
+    poses: (mode, clip id) -> the poses the metrics read. Returns ``(stem, caption, PNG)``.
+    """
+    from pipeline.evaluation import GROUND_TRUTH, hand_speed, lip_opening
+
+    radius = params.region_radius_at_512 * params.size / 512
+    figures = []
+    for clip in clips[: params.report_clips]:
+        videos = {MODE_LABELS[GROUND_TRUTH]: clip.frames}
+        videos |= {MODE_LABELS[m]: f for m, f in generated[clip.clip_id].items()}
+        image = side_by_side(videos, clip.truth_pose, clip.face_box, params.report_frames,
+                             params.region_tau, radius)  # fmt: skip
+        caption = f"Frames {clip.clip_id}: ground truth / none / SG / DG"
+        figures.append((f"frames_{clip.clip_id}", caption, png_bytes(image)))
+    if clips:
+        clip = clips[0]
+        curves = {
+            MODE_LABELS[mode]: (hand_speed(pose, clip.fps, min_score), lip_opening(pose, min_score))
+            for (mode, clip_id), pose in poses.items()
+            if clip_id == clip.clip_id
+        }
+        caption = f"{clip.clip_id}: spectrogram over motion (Fig. 7)"
+        figures.append((f"fig7_{clip.clip_id}", caption,
+                        spectrogram_over_motion(clip.wave, clip.sample_rate, clip.fps, curves,
+                                                caption)))  # fmt: skip
+    return figures
+
+
 def png_bytes(image_rgb: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -193,10 +232,13 @@ def write_report(
     path: str | Path,
     summary: Mapping,
     groups: Mapping[str, Mapping[str, dict]],
-    figures: Sequence[tuple[str, bytes]],
+    figures: Sequence[tuple[str, str, bytes]],
     notes: Sequence[str],
 ) -> None:
-    """Write the self-contained HTML report (tables, figures as embedded PNGs, notes)."""
+    """Write the self-contained HTML report (tables, figures as embedded PNGs, notes).
+
+    figures: ``(file stem, caption, PNG bytes)`` as :func:`report_figures` makes them.
+    """
     sync_name = summary["sync_model"]["metric"]
     modes = groups["all"]
     parts = [
@@ -217,15 +259,13 @@ def write_report(
         "<h2>Why some values are null</h2><ul>"
         + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
     ]  # fmt: skip
-    for caption, data in figures:
+    for _, caption, data in figures:
         parts.append(f"<h2>{html.escape(caption)}</h2>" + _img(data, caption))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(parts) + "\n")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
 
 
 __all__ = [
-    "MODE_LABELS", "outlined", "png_bytes", "region_rows", "side_by_side",
+    "MODE_LABELS", "outlined", "png_bytes", "region_rows", "report_figures", "side_by_side",
     "spectrogram_over_motion", "table1_rows", "table2_rows", "write_report",
 ]  # fmt: skip

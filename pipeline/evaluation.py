@@ -42,23 +42,29 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import load_audio
+from pipeline.audio import SAMPLE_RATE, load_audio
 from pipeline.config import EvaluateParams, Params, TrainGestureAEParams
 from pipeline.keypoints import LEFT_HAND, RIGHT_HAND
+from pipeline.media import read_frames
 from pipeline.metrics.beats import audio_beats, beat_alignment_score, motion_beats
 from pipeline.metrics.diversity import diversity
 from pipeline.metrics.frechet import frechet_distance_of_features
 from pipeline.metrics.regions import masked_psnr, masked_ssim, region_masks
-from pipeline.models.gesture_ae import gesture_features, normalise_poses, pose_detection_rate
+from pipeline.models.gesture_ae import (
+    GESTURE_JOINTS,
+    gesture_features,
+    normalise_poses,
+    pose_detection_rate,
+)
 from pipeline.training.windows import resize_frames
 
 log = logging.getLogger("paha.evaluate")
 
 GROUND_TRUTH = "ground_truth"
 REGIONS = ("face", "hand", "body")
-# Arms and hands of the gesture autoencoder's joint list: shoulders, elbows, wrists (body 5-10)
-# and both hands. Beats are taken from their speed, the lips and head are left to Sync.
-_BAS_BODY = (5, 6, 7, 8, 9, 10)
+# Beats are taken from the speed of the arms and hands (shoulders, elbows, wrists: body 5-10, and
+# both hands), positions in the gesture autoencoder's joint list; the lips and head are Sync's.
+_BAS_JOINTS = [i for i, joint in enumerate(GESTURE_JOINTS) if joint >= 5]
 
 
 @dataclass
@@ -158,9 +164,7 @@ def beat_alignment(
     min_score: float,
 ) -> float | None:  # fmt: skip
     """BAS of one video: speed minima of the arms and hands against the audio's onsets."""
-    norm = normalise_poses(pose, min_score)  # (T, J, 2): body 0-10 then both hands
-    joints = list(_BAS_BODY) + list(range(11, norm.shape[1]))
-    moving = norm[:, joints]
+    moving = normalise_poses(pose, min_score)[:, _BAS_JOINTS]  # (T, J', 2)
     moving = moving[:, np.isfinite(moving).all(axis=(0, 2))]
     if moving.shape[1] == 0:
         return None
@@ -329,13 +333,43 @@ def load_metric_models(params: Params, gesture_ae_dir: Path, syncnet_dir: Path) 
     )  # fmt: skip
 
 
+def summarise_groups(
+    results: Mapping[str, Sequence[VideoResult]],
+    models: MetricModels,
+    params: EvaluateParams,
+    seconds_per_segment: Callable[[str, set[str]], float | None],
+) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
+    """:func:`summarise` for every mode, over all clips (group ``all``) and per language.
+
+    results: mode (``ground_truth`` included) -> its videos; seconds_per_segment(mode, clip ids)
+    gives TC. Returns ``(groups, reasons)``: group -> mode -> metrics, and
+    ``"group.mode.metric"`` -> why that metric is null.
+    """
+    languages = sorted({v.row["language"] for v in results[GROUND_TRUTH]})
+    groups: dict[str, dict[str, dict]] = {}
+    reasons: dict[str, str] = {}
+    for group in ["all", *languages]:
+
+        def member(video: VideoResult, group: str = group) -> bool:
+            return group == "all" or video.row["language"] == group
+
+        reference = [v for v in results[GROUND_TRUTH] if member(v)]
+        groups[group] = {}
+        for mode, videos in results.items():
+            chosen = [v for v in videos if member(v)]
+            tc = seconds_per_segment(mode, {v.row["clip_id"] for v in chosen})
+            groups[group][mode], why = summarise(mode, chosen, reference, models, params, tc)
+            for key, reason in why.items():
+                reasons.setdefault(f"{group}.{mode}.{key}", reason)
+    return groups, reasons
+
+
 def load_test_clips(
     records: Sequence,
     faces: Mapping[str, np.ndarray],
     languages: Mapping[str, str],
     size: int,
     fps: float,
-    read_frames: Callable,
 ) -> list[TestClip]:
     """The test clips at the evaluation size.
 
@@ -352,7 +386,7 @@ def load_test_clips(
             raise ValueError(f"clip {record.clip_id}: no face found near its first frame")
         wave = load_audio(record.audio_path)
         clips.append(TestClip(record.clip_id, languages[record.clip_id], frames, pose, box,
-                              wave, 16000, fps))  # fmt: skip
+                              wave, SAMPLE_RATE, fps))  # fmt: skip
     return clips
 
 
@@ -377,6 +411,6 @@ def lip_opening(pose: np.ndarray, min_score: float) -> np.ndarray:
 __all__ = [
     "GROUND_TRUTH", "REGIONS", "MetricModels", "ModeResult", "TestClip", "VideoResult",
     "beat_alignment", "evaluate_video", "hand_speed", "lip_opening", "load_metric_models",
-    "load_test_clips",
+    "load_test_clips", "summarise_groups",
     "region_quality", "summarise",
 ]  # fmt: skip

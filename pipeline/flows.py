@@ -35,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,18 +127,29 @@ def select(specs: dict[str, StageSpec], targets: Sequence[str] | None) -> list[s
     return [name for name in specs if name in wanted]
 
 
-def content_hash(path: str | os.PathLike) -> str:
-    """MD5 of a file, or of a folder's sorted (relative path, file MD5) list; else ``missing``."""
+def content_hash(path: str | os.PathLike, memo: dict | None = None) -> str:
+    """MD5 of a file, or of a folder's sorted (relative path, file MD5) list; else ``missing``.
+
+    ``memo`` (one flow run's) maps (path, size, mtime) to a file's MD5: an upstream output is a
+    dependency of several stages, and is read once per run instead of once per stage.
+    """
     path = Path(path)
     if path.is_file():
+        stat = path.stat()
+        token = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if memo is not None and token in memo:
+            return memo[token]
         digest = hashlib.md5()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+        if memo is not None:
+            memo[token] = digest.hexdigest()
         return digest.hexdigest()
     if path.is_dir():
         entries = sorted(p for p in path.rglob("*") if p.is_file())
-        listing = "\n".join(f"{p.relative_to(path).as_posix()} {content_hash(p)}" for p in entries)
+        listing = "\n".join(f"{p.relative_to(path).as_posix()} {content_hash(p, memo)}"
+                            for p in entries)  # fmt: skip
         return hashlib.md5(listing.encode()).hexdigest()
     return "missing"
 
@@ -150,13 +161,14 @@ def param_value(params: dict, dotted: str) -> Any:
     return value
 
 
-def stage_key(root: str | os.PathLike, spec: StageSpec, params: dict) -> str:
+def stage_key(root: str | os.PathLike, spec: StageSpec, params: dict,
+              memo: dict | None = None) -> str:  # fmt: skip
     """The cache key of ``spec``: command, declared params' values, declared deps' contents."""
     root = Path(root)
     record = {
         "stage": spec.name, "cmd": spec.cmd,
         "params": {p: param_value(params, p) for p in spec.params},
-        "deps": {d: content_hash(root / d) for d in spec.deps},
+        "deps": {d: content_hash(root / d, memo) for d in spec.deps},
     }  # fmt: skip
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
@@ -231,23 +243,28 @@ def ensure_gpu_limit(slots: int) -> None:
 
 
 def command_flow(root: str, name: str, argv: list[str], key: str, outs: list[str], gpu: bool,
-                 device: str | None, storage: str, retries: int = 2) -> dict:  # fmt: skip
+                 device: str | None, storage: str, retries: int = 2,
+                 refresh: bool = False) -> dict:  # fmt: skip
     """One stage command as a flow run of its own: what a work-pool worker executes.
 
     The command runs as the cached :func:`stage_task`, so a pool shares the task cache (and
-    ``storage``) with local runs; ``cached`` says whether it was a cache hit.
+    ``storage``) with local runs; ``cached`` says whether it was a cache hit. ``refresh``
+    recomputes even on a hit (its outputs were found changed).
     """
-    future = stage_task(storage, retries).submit(root, name, argv, key, outs, gpu, device)
+    task = stage_task(storage, retries).with_options(refresh_cache=refresh)
+    future = task.submit(root, name, argv, key, outs, gpu, device)
     return {**future.result(), "cached": future.state.name == "Cached"}
 
 
 def dispatch_command(deployment: str, storage: str, root: str, name: str, argv: list[str],
-                     key: str, outs: list[str], gpu: bool, device: str | None) -> dict:  # fmt: skip
+                     key: str, outs: list[str], gpu: bool, device: str | None,
+                     refresh: bool = False) -> dict:  # fmt: skip
     """Run one stage command as a flow run of ``deployment`` (a worker of its pool runs it)."""
     from prefect.deployments import run_deployment
 
     parameters = {"root": root, "name": name, "argv": argv, "key": key, "outs": outs,
-                  "gpu": gpu, "device": device, "storage": storage}  # fmt: skip
+                  "gpu": gpu, "device": device, "storage": storage,
+                  "refresh": refresh}  # fmt: skip
     run = run_deployment(deployment, parameters=parameters, timeout=None)
     if not run.state.is_completed():
         raise StageFailed(f"{name}: flow run {run.name} of {deployment} ended {run.state.name}")
@@ -290,19 +307,21 @@ def _submit_stage(task, root: str, spec: StageSpec, key: str, shards: int,
     return Submission(spec.name, calls)
 
 
-def _outputs_match(root: str, manifest: dict) -> bool:
-    return all(content_hash(Path(root) / o) == h for o, h in manifest["outs"].items())
+def _outputs_match(root: str, manifest: dict, memo: dict) -> bool:
+    return all(content_hash(Path(root) / o, memo) == h for o, h in manifest["outs"].items())
 
 
-def _collect(root: str, submission: Submission, report: dict, task) -> None:
-    """Wait for a stage's tasks; recompute a task whose cached outputs are not in place."""
+def _collect(root: str, submission: Submission, report: dict, rerun: Callable[[tuple], dict],
+             memo: dict) -> None:  # fmt: skip
+    """Wait for a stage's tasks; ``rerun`` (ignoring the cache) a task whose cached outputs
+    are not in place."""
     for future, args in submission.calls:
         manifest = future.result()
         cached = manifest.pop("cached", future.state.name == "Cached")
         state = "cached" if cached else "computed"
-        if state == "cached" and not _outputs_match(root, manifest):
+        if state == "cached" and not _outputs_match(root, manifest, memo):
             log.warning("%s: cached, but its outputs changed since: recomputing", args[1])
-            manifest = task.with_options(refresh_cache=True)(*args)
+            manifest = rerun(args)
             state = "computed"
         report["tasks"].append({**manifest, "state": state})
     report["stages"][submission.name] = report["tasks"][-1]
@@ -327,12 +346,10 @@ def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None,
 
     root = str(Path(root).resolve())
     specs = load_dag(root)
-    chosen = select(specs, targets) if upstream or not targets else [
-        n for n in specs if n in set(targets)]  # fmt: skip
-    if not upstream:
-        select(specs, targets)  # unknown names raise
+    chosen = select(specs, targets)  # unknown names raise
+    if targets and not upstream:
+        chosen = [name for name in chosen if name in targets]
     storage = storage or str(Path(root) / ".prefect-cache")
-    task = stage_task(storage, retries)
     if pool_deployment:
         # Each command becomes a flow run of the deployment, picked up by a worker of its pool;
         # workers own their GPU (CUDA_VISIBLE_DEVICES set when the worker starts).
@@ -342,23 +359,34 @@ def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None,
 
         task = as_task(partial(dispatch_command, pool_deployment, storage), name="dispatch",
                        task_run_name="{name}")  # fmt: skip
+
+        def rerun(args: tuple) -> dict:
+            return task(*args, refresh=True)
+
         devices = ()
+    else:
+        task = stage_task(storage, retries)
+
+        def rerun(args: tuple) -> dict:
+            return task.with_options(refresh_cache=True)(*args)
+
     ensure_gpu_limit(gpu_slots)
     params = yaml.safe_load((Path(root) / "params.yaml").read_text())
     report: dict = {"stages": {}, "tasks": []}
     running: dict[str, Submission] = {}
+    memo: dict = {}  # file hashes of this run
     while len(report["stages"]) < len(chosen):
         for name in chosen:
             spec = specs[name]
             ready = all(u in report["stages"] or u not in chosen for u in spec.upstream)
             if name not in running and ready:
-                key = stage_key(root, spec, params)
+                key = stage_key(root, spec, params, memo)
                 running[name] = _submit_stage(task, root, spec, key, shards, devices)
         pending = {n: s for n, s in running.items() if n not in report["stages"]}
         finals = {s.calls[-1][0]: n for n, s in pending.items()}
         done = wait(list(finals), timeout=1.0).done
         for future in done:
-            _collect(root, pending[finals[future]], report, task)
+            _collect(root, pending[finals[future]], report, rerun, memo)
     if commit:
         commit_outputs(root, chosen)
     return report
@@ -395,15 +423,8 @@ def stage_flow(
                    upstream=False)  # fmt: skip
 
 
-def flows() -> dict[str, Any]:
-    """The Prefect flow objects: ``paha-dag`` and ``paha-stage`` (the deployable entrypoints
-    ``pipeline/flows.py:paha_dag`` and ``pipeline/flows.py:paha_stage``)."""
-    return {"dag": paha_dag, "stage": paha_stage}
-
-
 def flow_command(args: Any) -> int:
     """``paha flow``: run the DAG (or one stage) as a Prefect flow; print what ran and when."""
-    objects = flows()
     if args.dask:
         from prefect_dask import DaskTaskRunner
 
@@ -424,9 +445,9 @@ def flow_command(args: Any) -> int:
     started = time.perf_counter()
     try:
         if args.stage:
-            report = objects["stage"].with_options(task_runner=runner)(stage=args.stage, **options)
+            report = paha_stage.with_options(task_runner=runner)(stage=args.stage, **options)
         else:
-            report = objects["dag"].with_options(task_runner=runner)(
+            report = paha_dag.with_options(task_runner=runner)(
                 targets=args.targets or None, **options
             )
     except StageFailed as error:
@@ -463,6 +484,6 @@ paha_command = flow(command_flow, name="paha-command", persist_result=True,
 __all__ = [
     "GPU_LIMIT", "GPU_STAGES", "SHARDED_STAGES", "StageFailed", "StageSpec", "command_flow",
     "commit_outputs", "content_hash", "dag_flow", "dispatch_command", "ensure_gpu_limit",
-    "flow_command", "flows", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command",
+    "flow_command", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command",
     "run_dag", "select", "stage_flow", "stage_key", "stage_task", "timeline",
 ]  # fmt: skip

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from pipeline.models.univdm import UniVDM, audio_windows
 from pipeline.models.vae import encode_frames, frames_to_images
 from pipeline.outputs import atomic_directory, final_path, write_json
 from pipeline.sampling import sample_long_video, segment_starts
-from pipeline.shards import shard_dir
+from pipeline.shards import remove_other_shards, shard_dir
 from pipeline.training.windows import ClipRecord, resize_frames
 
 log = logging.getLogger("paha.negatives")
@@ -273,9 +272,7 @@ def merge_shards(out: str | Path, shards: int, fingerprint: str, expected: int) 
             f"negatives: shards hold {len(frame)} windows "
             f"({frame['window_id'].nunique()} distinct), the plan has {expected}"
         )
-    for stale in (out / "shards").iterdir():
-        if stale.is_dir() and stale not in folders:
-            shutil.rmtree(stale)
+    remove_other_shards(out, shards)
     tables.write_table(frame, out / INDEX_FILE, tables.PAIRS)
     return frame
 

@@ -7,6 +7,7 @@ items and ``n``, so any worker may run any shard and the merged result equals on
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -28,4 +29,14 @@ def shard_items(items: Sequence[T], shard: int, shards: int) -> list[T]:
     return list(items[shard::shards])
 
 
-__all__ = ["shard_dir", "shard_items"]
+def remove_other_shards(out: str | Path, shards: int) -> None:
+    """Delete everything under ``<out>/shards`` but the folders of shards ``0..shards-1`` of
+    ``shards`` (left by an earlier split into another number of shards)."""
+    keep = {shard_dir(out, i, shards) for i in range(shards)}
+    root = Path(out) / "shards"
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.is_dir() and folder not in keep:
+            shutil.rmtree(folder)
+
+
+__all__ = ["remove_other_shards", "shard_dir", "shard_items"]

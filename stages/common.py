@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from pipeline.checkpoints import resumable_checkpoint
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.media import MediaError
 from pipeline.tables import TableError
@@ -29,6 +31,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
     return index, count
+
+
+def training_live(live_dir: str, checkpoint_dir: Path, run_id: str):
+    """The DVCLive logger of a training stage.
+
+    The curves persist with the checkpoints: a run that will resume from ``checkpoint_dir``
+    appends to them, a fresh one restarts them.
+    """
+    from dvclive import Live
+
+    resuming = resumable_checkpoint(checkpoint_dir, run_id) is not None
+    return Live(dir=live_dir, resume=resuming, save_dvc_exp=False, dvcyaml=None)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

@@ -23,21 +23,13 @@ import pandas as pd
 
 from pipeline import tables
 from pipeline.config import Params
-from pipeline.eval_report import (
-    MODE_LABELS,
-    png_bytes,
-    side_by_side,
-    spectrogram_over_motion,
-    write_report,
-)
+from pipeline.eval_report import report_figures, write_report
 from pipeline.evaluation import (
     GROUND_TRUTH,
     evaluate_video,
-    hand_speed,
-    lip_opening,
     load_metric_models,
     load_test_clips,
-    summarise,
+    summarise_groups,
 )
 from pipeline.face_mask import face_box_at, normalised_face_boxes
 from pipeline.media import read_frames
@@ -61,7 +53,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
     boxes = {c: face_box_at(b, 0) for c, b in normalised_face_boxes(faces, records).items()}
     clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
-                            params.cut.fps, read_frames)  # fmt: skip
+                            params.cut.fps)  # fmt: skip
     models_dir = Path(args.models)
     models = load_metric_models(params, models_dir / "gesture_ae" / "final",
                                 models_dir / "syncnet" / "final")  # fmt: skip
@@ -94,21 +86,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         ok = indexes[mode][indexes[mode]["clip_id"].isin(ids)]
         return float(ok["seconds"].sum()) / int(ok["segments"].sum()) if len(ok) else None
 
-    groups: dict[str, dict[str, dict]] = {}
-    reasons: dict[str, dict] = {}
-    languages = sorted({c.language for c in clips})
-    for group in ["all"] + languages:
-        groups[group] = {}
-        for mode, videos in results.items():
-            chosen = [v for v in videos if group == "all" or v.row["language"] == group]
-            reference = [v for v in results[GROUND_TRUTH]
-                         if group == "all" or v.row["language"] == group]  # fmt: skip
-            ids = {v.row["clip_id"] for v in chosen}
-            metrics, why = summarise(mode, chosen, reference, models, settings,
-                                     seconds_per_segment(mode, ids))  # fmt: skip
-            groups[group][mode] = metrics
-            for key, reason in why.items():
-                reasons.setdefault(f"{group}.{mode}.{key}", reason)
+    groups, reasons = summarise_groups(results, models, settings, seconds_per_segment)
+    languages = [g for g in groups if g != "all"]
     summary = {
         "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
         "sync_model": {"metric": models.sync_name, "description": models.sync_description},
@@ -133,41 +112,16 @@ def main(args: argparse.Namespace, params: Params) -> None:
                                for mode in MODES])  # fmt: skip
         with atomic_file(plots / "region_psnr.csv") as path:
             region.to_csv(path, index=False)
-        figures = report_figures(clips, generated, results, params)
+        poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items()
+                 for v in videos}  # fmt: skip
+        figures = report_figures(clips, generated, poses, settings,
+                                 params.train_gesture_ae.min_score)  # fmt: skip
         notes = [f"{key}: {why}" for key, why in sorted(reasons.items()) if key.startswith("all.")]
         write_report(tmp / "report.html", summary, groups, figures, notes)
-        for name, data in figures:
-            (tmp / f"{name.split(':')[0].replace(' ', '_').lower()}.png").write_bytes(data)
+        for stem, _, data in figures:
+            (tmp / f"{stem}.png").write_bytes(data)
     write_json(summary, args.metrics)
     log.info("evaluate: %s", {m: groups["all"][m] for m in groups["all"]})
-
-
-def report_figures(clips, generated, results, params: Params) -> list[tuple[str, bytes]]:
-    """Frames side by side for the first ``report_clips`` clips and one Fig. 7 plot."""
-    settings = params.evaluate
-    radius = settings.region_radius_at_512 * settings.size / 512
-    poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items() for v in videos}
-    figures = []
-    for clip in clips[: settings.report_clips]:
-        videos = {MODE_LABELS[GROUND_TRUTH]: clip.frames}
-        videos |= {MODE_LABELS[m]: f for m, f in generated[clip.clip_id].items()}
-        image = side_by_side(videos, clip.truth_pose, clip.face_box, settings.report_frames,
-                             settings.region_tau, radius)  # fmt: skip
-        figures.append((f"Frames {clip.clip_id}: ground truth / none / SG / DG", png_bytes(image)))
-    if clips:
-        clip = clips[0]
-        min_score = params.train_gesture_ae.min_score
-        curves = {}
-        for mode in [GROUND_TRUTH, *MODES]:
-            pose = poses.get((mode, clip.clip_id))
-            if pose is not None:
-                curves[MODE_LABELS[mode]] = (hand_speed(pose, clip.fps, min_score),
-                                             lip_opening(pose, min_score))  # fmt: skip
-        title = f"{clip.clip_id}: spectrogram over motion (Fig. 7)"
-        figures.append((f"Fig7 {clip.clip_id}: spectrogram over motion",
-                        spectrogram_over_motion(clip.wave, clip.sample_rate, clip.fps, curves,
-                                                title)))  # fmt: skip
-    return figures
 
 
 def parser() -> argparse.ArgumentParser:

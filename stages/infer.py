@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pipeline.face_mask import face_box_at, normalised_face_boxes
 from pipeline.inference import Animator, clip_seed
 from pipeline.media import read_frames, write_video
 from pipeline.outputs import atomic_directory, final_path, write_json
-from pipeline.shards import shard_dir, shard_items
+from pipeline.shards import remove_other_shards, shard_dir, shard_items
 from pipeline.training.windows import load_clip_records, resize_frames
 from stages.common import parse_shard, run_stage, stage_parser
 
@@ -104,9 +103,7 @@ def merge(args: argparse.Namespace, records: list, shards: int) -> pd.DataFrame:
         raise ValueError(f"infer {args.mode}: the shards hold {sorted(table['clip_id'])}, "
                          f"the test clips are {sorted(order)}")  # fmt: skip
     table = table.sort_values("clip_id", key=lambda c: c.map(order)).reset_index(drop=True)
-    for stale in (out / "shards").iterdir():
-        if stale.is_dir() and stale not in folders:
-            shutil.rmtree(stale)
+    remove_other_shards(out, shards)
     tables.write_table(table, out / "index.parquet", tables.GENERATED)
     return table
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import tables
-from pipeline.checkpoints import fingerprint, resumable_checkpoint, weights_digest
+from pipeline.checkpoints import fingerprint, weights_digest
 from pipeline.config import Params
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.univdm import UniVDM
@@ -30,7 +30,7 @@ from pipeline.training.classifier_trainer import (
     train_classifier,
 )
 from pipeline.training.univdm_trainer import noise_scheduler
-from stages.common import run_stage, stage_parser
+from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_classifier")
 
@@ -47,7 +47,6 @@ def load_audio(index, features: Path) -> dict[str, np.ndarray]:
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
-    from dvclive import Live
 
     kind = args.kind
     settings = getattr(params.train_classifier, kind)
@@ -69,9 +68,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     })  # fmt: skip
     out = Path(args.out)
     started = time.perf_counter()
-    # The curves persist with the checkpoints: a resumed run appends, a fresh one restarts.
-    resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
-    live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
+    live = training_live(args.live, out / "checkpoints", run_id)
     try:
         result = train_classifier(model, kind, train, heldout, noise_scheduler(params.train_univdm),
                                   settings, out / "checkpoints", run_id, params.cut.fps,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pipeline import tables
-from pipeline.checkpoints import fingerprint, resumable_checkpoint
+from pipeline.checkpoints import fingerprint
 from pipeline.config import Params
 from pipeline.keypoints import N_KEYPOINTS
 from pipeline.models.gesture_ae import (
@@ -35,7 +35,7 @@ from pipeline.models.gesture_ae import (
 )
 from pipeline.outputs import atomic_directory, write_json
 from pipeline.training.gesture_ae_trainer import train_gesture_ae
-from stages.common import run_stage, stage_parser
+from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_gesture_ae")
 
@@ -79,7 +79,6 @@ def clip_windows(poses: dict[str, np.ndarray], clip_ids: list[str], window: int,
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
-    from dvclive import Live
 
     p = params.train_gesture_ae
     poses = load_train_poses(args.clips, args.features)
@@ -98,9 +97,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     })  # fmt: skip
     out = Path(args.out)
     started = time.perf_counter()
-    # The curves persist with the checkpoints: a resumed run appends, a fresh one restarts.
-    resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
-    live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
+    live = training_live(args.live, out / "checkpoints", run_id)
     try:
         result = train_gesture_ae(model, train, heldout, p, out / "checkpoints", run_id, live)
     finally:

@@ -28,7 +28,7 @@ import torch
 
 from pipeline import tables
 from pipeline.audio import load_audio
-from pipeline.checkpoints import fingerprint, resumable_checkpoint
+from pipeline.checkpoints import fingerprint
 from pipeline.config import Params
 from pipeline.face_mask import face_box_at
 from pipeline.media import read_frames
@@ -36,7 +36,7 @@ from pipeline.models.syncnet import SyncNet, write_official_record
 from pipeline.outputs import atomic_directory, write_json
 from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
 from pipeline.training.windows import resize_frames
-from stages.common import run_stage, stage_parser
+from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_syncnet")
 
@@ -86,7 +86,6 @@ def main(args: argparse.Namespace, params: Params) -> None:
                    args.metrics)  # fmt: skip
         log.info("train_syncnet: official weights %s recorded", p.weights)
         return
-    from dvclive import Live
 
     curated = tables.read_table(args.clips, tables.CURATED)
     chosen = curated[curated["kept"] & (curated["split"] == "train")].sort_values("clip_id")
@@ -106,8 +105,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "frames": [int(len(frames[c])) for c in sorted(frames)],
     })  # fmt: skip
     started = time.perf_counter()
-    resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
-    live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
+    live = training_live(args.live, out / "checkpoints", run_id)
     try:
         result = train_syncnet(model, train, p, out / "checkpoints", run_id, live)
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from pipeline import flows, tables
-from tests.test_pipeline_e2e import COPIED, ROOT, TINY, _merge
+from tests.tiny_repo import ROOT, make_tiny_repo
 
 BIN = Path(sys.executable).parent
 
@@ -63,21 +62,8 @@ def harness():
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("flowrepo")
-    for name in COPIED:
-        src, dst = ROOT / name, repo / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    params["infer"]["max_clips"] = None  # every test clip: two shards get one clip each
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                       check=True, capture_output=True)  # fmt: skip
-    return repo
+    # Every test clip (max_clips null): the two shards get one clip each.
+    return make_tiny_repo(tmp_path_factory.mktemp("flowrepo"), {"infer": {"max_clips": None}})
 
 
 def _flow(repo: Path, **options) -> dict:

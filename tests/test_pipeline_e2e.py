@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,40 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from pipeline import tables
 from pipeline.media import probe
+from tests.tiny_repo import make_tiny_repo
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COPIED = ["pipeline", "stages", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config",
-          ".dvcignore", ".gitignore", "data/overrides.csv"]  # fmt: skip
-
-TINY = {
-    "corpus": {"sample": {"n_speakers": 2, "clips_per_speaker": 3, "min_clip_s": 3.0,
-                          "max_clip_s": 4.0}},
-    "cut": {"size": 128, "workers": 2},
-    "curate": {"workers": 2, "sheet_frames": 3},
-    "extract": {"workers": 2},
-    "train_vae": {"steps": 20, "batch_size": 8, "eval_frames": 8},
-    "train_univdm": {"steps": 4, "save_every": 2, "log_every": 1, "preview_steps": 2,
-                     "par": {"figures": 1}},
-    "negatives": {"checkpoint_step": 2, "ddim_steps": 2, "lengths": [8], "batch_size": 4},
-    "train_classifier": {kind: {"steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
-                                "batch_size": 4} for kind in ("face", "nonface")},
-    "infer": {"steps": 2, "max_clips": 1},
-    "train_gesture_ae": {"window": 16, "stride": 8, "steps": 4, "save_every": 2, "log_every": 1},
-    "train_syncnet": {"steps": 4, "batch_size": 4, "save_every": 2, "log_every": 1},
-    "evaluate": {"report_clips": 1, "report_frames": 2},
-}  # fmt: skip
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def _run(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
@@ -62,20 +33,7 @@ def _run(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("repo")
-    for name in COPIED:
-        src, dst = ROOT / name, repo / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
-    return repo
+    return make_tiny_repo(tmp_path_factory.mktemp("repo"))
 
 
 @pytest.mark.slow
