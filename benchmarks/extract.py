@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import tables
 from pipeline.config import load_params
-from pipeline.parallel import map_ordered
+from pipeline.io import tables
+from pipeline.io.pool import map_ordered
 from stages.extract import _extract_one, _init
 
 

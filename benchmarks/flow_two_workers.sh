@@ -18,8 +18,8 @@ for _ in $(seq 90); do curl -sf http://127.0.0.1:4200/api/health > /dev/null && 
 prefect work-pool create paha --type process > /dev/null
 prefect worker start --pool paha --name w1 > "$WORK/w1.log" 2>&1 &
 prefect worker start --pool paha --name w2 > "$WORK/w2.log" 2>&1 &
-python -c "from pipeline.flows import paha_command; paha_command.from_source('.', \
-'pipeline/flows.py:paha_command').deploy('paha-command', work_pool_name='paha', \
+python -c "from pipeline.orchestration.flows import paha_command; paha_command.from_source('.', \
+'pipeline/orchestration/flows.py:paha_command').deploy('paha-command', work_pool_name='paha', \
 ignore_warnings=True)" > /dev/null
 TIMEFORMAT="wall %R s"
 for run in first second; do

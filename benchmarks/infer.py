@@ -24,11 +24,11 @@ import torch
 
 from benchmarks.train_step import PROFILES, build
 from pipeline.config import load_params
-from pipeline.face_mask import face_masks
-from pipeline.guidance import Classifiers, GuidanceWeights, energy_gradient
+from pipeline.data.face_boxes import face_masks
+from pipeline.inference.guidance import Classifiers, GuidanceWeights, energy_gradient
+from pipeline.inference.sampling import ddim_sample
 from pipeline.models.classifier import SyncClassifier
-from pipeline.sampling import ddim_sample
-from pipeline.training.univdm_trainer import noise_scheduler
+from pipeline.models.schedulers import noise_scheduler
 
 RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -74,7 +74,10 @@ def main() -> None:
         .to(device).eval()
         for _ in range(2)
     )  # fmt: skip
-    config, scheduler = model.config, noise_scheduler(params.train_univdm)
+    config, scheduler = (
+        model.config,
+        noise_scheduler(params.train_univdm.num_train_timesteps, params.train_univdm.beta_schedule),
+    )
     latent = config.latent_size
     reference = torch.randn(1, config.latent_channels, latent, latent, device=device)
     audio = torch.randn(1, frames, config.window, args.audio_dim, device=device)

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from pipeline.config import ParParams
+from pipeline.io.outputs import atomic_file
 from pipeline.keypoints import FACE, LEFT_HAND, N_KEYPOINTS, RIGHT_HAND, validate_pose
-from pipeline.outputs import atomic_file
 
 # Eq. 2 splits the 133 keypoints into two families: discs around hand/face keypoints and one
 # rectangle around body keypoints. The feet (17-22) count as body.

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.checkpoints import resumable_checkpoint
 from pipeline.config import ConfigError, Params, load_params
-from pipeline.media import MediaError
-from pipeline.tables import TableError
+from pipeline.io.media import MediaError
+from pipeline.io.tables import TableError
+from pipeline.training.checkpoints import resumable_checkpoint
 
 log = logging.getLogger("paha")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import tables
 from pipeline.config import Params
-from pipeline.outputs import atomic_directory, final_path, write_json
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, final_path, write_json
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.corpus")
@@ -28,7 +28,7 @@ def gather(params: Params, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     corpus = params.corpus
     empty_poses = pd.DataFrame({name: [] for name in tables.RAW_POSE.names})
     if corpus.source == "sample":
-        from pipeline.corpus.sample import render_sample_corpus
+        from pipeline.corpus.sample.render import render_sample_corpus
 
         sample = render_sample_corpus(
             corpus.sample, corpus.seed, corpus.fps, out_dir / "sample", corpus.workers

@@ -13,11 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline import tables
 from pipeline.config import Params
-from pipeline.curate import curate
-from pipeline.curate_report import write_report
-from pipeline.outputs import atomic_directory, write_json
+from pipeline.curation.curate import curate
+from pipeline.curation.report import write_report
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, write_json
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.curate")
@@ -25,14 +25,14 @@ log = logging.getLogger("paha.curate")
 
 def face_detector():
     """Face detector for the face filters (MediaPipe face detection, as in the paper)."""
-    from pipeline.pose.faces import FaceDetector
+    from pipeline.features.pose.faces import FaceDetector
 
     return FaceDetector()
 
 
 def body_detector():
     """Pose backend for the body filter: MediaPipe Holistic (needs no weights)."""
-    from pipeline.pose.mediapipe_holistic import MediaPipeHolisticBackend
+    from pipeline.features.pose.mediapipe_holistic import MediaPipeHolisticBackend
 
     return MediaPipeHolisticBackend()
 

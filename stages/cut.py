@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import tables
 from pipeline.config import CutParams, Params
-from pipeline.cutting import cut_clip
-from pipeline.outputs import atomic_directory, final_path, write_json
-from pipeline.parallel import map_ordered, worker_state
+from pipeline.curation.cut import cut_clip
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, final_path, write_json
+from pipeline.io.pool import map_ordered, worker_state
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.cut")
@@ -26,7 +26,7 @@ log = logging.getLogger("paha.cut")
 def _init(params: CutParams) -> dict:
     state: dict = {"params": params, "face_detector": None}
     if params.crop == "person":
-        from pipeline.pose.faces import FaceDetector
+        from pipeline.features.pose.faces import FaceDetector
 
         state["face_detector"] = FaceDetector()
     return state

@@ -21,20 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import tables
 from pipeline.config import Params
-from pipeline.eval_report import report_figures, write_report
-from pipeline.evaluation import (
+from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
+from pipeline.data.windows import load_clip_records, resize_frames
+from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
     evaluate_video,
     load_metric_models,
     load_test_clips,
     summarise_groups,
 )
-from pipeline.face_mask import face_box_at, normalised_face_boxes
-from pipeline.media import read_frames
-from pipeline.outputs import atomic_directory, atomic_file, write_json
-from pipeline.training.windows import load_clip_records, resize_frames
+from pipeline.evaluation.report import report_figures, write_report
+from pipeline.io import tables
+from pipeline.io.media import read_frames
+from pipeline.io.outputs import atomic_directory, atomic_file, write_json
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.evaluate")

@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import tables
 from pipeline.config import ExtractParams, Params
-from pipeline.extraction import AudioFeaturizer, ExtractedClip, extract_clip
-from pipeline.outputs import atomic_directory, final_path, write_json
-from pipeline.parallel import map_ordered, worker_state
+from pipeline.features.extraction import AudioFeaturizer, ExtractedClip, extract_clip
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, final_path, write_json
+from pipeline.io.pool import map_ordered, worker_state
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.extract")
 
 
 def _init(params: ExtractParams, fps: float, annotations_path: str) -> dict:
-    from pipeline.pose.build import build_pose_backend
-    from pipeline.pose.faces import FaceDetector
+    from pipeline.features.pose.build import build_pose_backend
+    from pipeline.features.pose.faces import FaceDetector
 
     raw_poses = None
     if params.pose_backend == "annotations":
@@ -62,8 +62,8 @@ def frame_rows(results: list[ExtractedClip], backend: str) -> tuple[pd.DataFrame
 def pose_accuracy(results: list[ExtractedClip], clips: pd.DataFrame, raw_poses: pd.DataFrame,
                   params: ExtractParams) -> dict:  # fmt: skip
     """Mean PCK per body part of the backend's poses against the ground truth (if any)."""
-    from pipeline.pose.accuracy import pck
-    from pipeline.pose.annotations import AnnotationsBackend
+    from pipeline.features.pose.accuracy import pck
+    from pipeline.features.pose.annotations import AnnotationsBackend
 
     truth_backend = AnnotationsBackend(raw_poses)
     rows = clips.set_index("clip_id")

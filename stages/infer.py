@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import tables
 from pipeline.config import Params
-from pipeline.face_mask import face_box_at, normalised_face_boxes
-from pipeline.inference import Animator, clip_seed
-from pipeline.media import read_frames, write_video
-from pipeline.outputs import atomic_directory, final_path, write_json
-from pipeline.shards import remove_other_shards, shard_dir, shard_items
-from pipeline.training.windows import load_clip_records, resize_frames
+from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
+from pipeline.data.windows import load_clip_records, resize_frames
+from pipeline.inference.animator import Animator, clip_seed
+from pipeline.io import tables
+from pipeline.io.media import read_frames, write_video
+from pipeline.io.outputs import atomic_directory, final_path, write_json
+from pipeline.io.shards import remove_other_shards, shard_dir, shard_items
 from stages.common import parse_shard, run_stage, stage_parser
 
 log = logging.getLogger("paha.infer")

@@ -21,13 +21,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline import tables
-from pipeline.checkpoints import checkpoint_for_step, load_model_weights, weights_digest
 from pipeline.config import Params
-from pipeline.face_mask import normalised_face_boxes
-from pipeline.models.univdm import UniVDM
-from pipeline.models.vae import decode_latents, images_to_frames, resolve_vae
-from pipeline.negatives import (
+from pipeline.data.face_boxes import normalised_face_boxes
+from pipeline.data.windows import load_clip_records
+from pipeline.inference.negatives import (
     PairGenerator,
     generate_shard,
     load_latents,
@@ -35,10 +32,13 @@ from pipeline.negatives import (
     plan_fingerprint,
     plan_pairs,
 )
-from pipeline.outputs import write_json, write_png
-from pipeline.preview import frame_strip
-from pipeline.training.univdm_trainer import noise_scheduler
-from pipeline.training.windows import load_clip_records
+from pipeline.io import tables
+from pipeline.io.outputs import write_json, write_png
+from pipeline.io.previews import frame_strip
+from pipeline.models.schedulers import noise_scheduler
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import decode_latents, images_to_frames, resolve_vae
+from pipeline.training.checkpoints import checkpoint_for_step, load_model_weights, weights_digest
 from stages.common import parse_shard, run_stage, stage_parser
 
 log = logging.getLogger("paha.negatives")
@@ -57,7 +57,9 @@ def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[P
         from pipeline.models.image_encoder import ClipImageEncoder
 
         image_encoder = ClipImageEncoder(params.train_univdm.clip)
-    generator = PairGenerator(model, vae, noise_scheduler(params.train_univdm),
+    train = params.train_univdm
+    scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
+    generator = PairGenerator(model, vae, scheduler,
                           {r.clip_id: r for r in records}, params.train_univdm.size,
                           params.negatives.ddim_steps, image_encoder)  # fmt: skip
     settings = {"model": weights_digest(model), "vae": weights_digest(vae),

@@ -17,19 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import tables
-from pipeline.checkpoints import fingerprint, weights_digest
 from pipeline.config import Params
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.classifier import SyncClassifier
+from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
-from pipeline.outputs import atomic_directory, write_json
+from pipeline.training.checkpoints import fingerprint, weights_digest
 from pipeline.training.classifier_data import PairData
 from pipeline.training.classifier_trainer import (
     KINDS,
     evaluate,
     train_classifier,
 )
-from pipeline.training.univdm_trainer import noise_scheduler
 from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_classifier")
@@ -66,18 +66,20 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "univdm": weights_digest(univdm), "pairs": index["positive_path"].tolist(),
         "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),
     })  # fmt: skip
+    schedule = params.train_univdm
+    scheduler = noise_scheduler(schedule.num_train_timesteps, schedule.beta_schedule)
     out = Path(args.out)
     started = time.perf_counter()
     live = training_live(args.live, out / "checkpoints", run_id)
     try:
-        result = train_classifier(model, kind, train, heldout, noise_scheduler(params.train_univdm),
+        result = train_classifier(model, kind, train, heldout, scheduler,
                                   settings, out / "checkpoints", run_id, params.cut.fps,
                                   logger=live)  # fmt: skip
     finally:
         live.end()
         (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     if result.first_step >= settings.steps:  # finished earlier: evaluate the saved weights
-        figures = evaluate(model, kind, noise_scheduler(params.train_univdm), heldout, settings,
+        figures = evaluate(model, kind, scheduler, heldout, settings,
                            params.cut.fps)  # fmt: skip
     else:
         figures = {k: v for k, v in result.evaluations[-1].items() if k != "step"}

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import tables
-from pipeline.checkpoints import fingerprint
 from pipeline.config import Params
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.keypoints import N_KEYPOINTS
 from pipeline.models.gesture_ae import (
     POSE_DIM,
@@ -33,7 +33,7 @@ from pipeline.models.gesture_ae import (
     pose_detection_rate,
     pose_windows,
 )
-from pipeline.outputs import atomic_directory, write_json
+from pipeline.training.checkpoints import fingerprint
 from pipeline.training.gesture_ae_trainer import train_gesture_ae
 from stages.common import run_stage, stage_parser, training_live
 

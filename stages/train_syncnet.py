@@ -26,16 +26,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import tables
-from pipeline.audio import load_audio
-from pipeline.checkpoints import fingerprint
 from pipeline.config import Params
-from pipeline.face_mask import face_box_at
-from pipeline.media import read_frames
+from pipeline.data.face_boxes import face_box_at
+from pipeline.data.windows import resize_frames
+from pipeline.io import tables
+from pipeline.io.audio import load_audio
+from pipeline.io.media import read_frames
+from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.syncnet import SyncNet, write_official_record
-from pipeline.outputs import atomic_directory, write_json
+from pipeline.training.checkpoints import fingerprint
 from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
-from pipeline.training.windows import resize_frames
 from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_syncnet")

@@ -18,14 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import (
-    checkpoint_for_step,
-    fingerprint,
-    resumable_checkpoint,
-    weights_digest,
-)
 from pipeline.config import Params
-from pipeline.media import read_frames
+from pipeline.data.windows import (
+    WindowDataset,
+    load_clip_records,
+    resize_frames,
+)
+from pipeline.inference.sampling import ddim_sample
+from pipeline.io.media import read_frames
+from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.previews import write_preview
+from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
 from pipeline.models.vae import (
     decode_latents,
@@ -35,19 +38,16 @@ from pipeline.models.vae import (
     resolve_vae,
     vae_downsample_factor,
 )
-from pipeline.outputs import atomic_directory, write_json
 from pipeline.par import par_figure
-from pipeline.preview import write_preview
-from pipeline.sampling import ddim_sample
+from pipeline.training.checkpoints import (
+    checkpoint_for_step,
+    fingerprint,
+    resumable_checkpoint,
+    weights_digest,
+)
 from pipeline.training.univdm_trainer import (
     accelerate_precision,
-    noise_scheduler,
     train_univdm,
-)
-from pipeline.training.windows import (
-    WindowDataset,
-    load_clip_records,
-    resize_frames,
 )
 from stages.common import run_stage, stage_parser
 
@@ -97,7 +97,8 @@ def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Pa
     embeds = image_encoder(frames_to_images(truth[:1])) if image_encoder else None
     generator = torch.Generator().manual_seed(train.seed)
     model.eval()
-    latents = ddim_sample(model, noise_scheduler(train), reference, audio, train.preview_steps,
+    scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
+    latents = ddim_sample(model, scheduler, reference, audio, train.preview_steps,
                           generator, image_embeds=embeds)  # fmt: skip
     frames = images_to_frames(decode_latents(vae, latents[0]))  # (t, S, S, 3) uint8
     write_preview(frames, record.audio_path, 0.0, params.cut.fps, out_dir / "preview.mp4",

@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from dvclive import Live
 
-from pipeline import tables
 from pipeline.config import Params, TrainVaeParams
+from pipeline.io import tables
+from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models import vae as vae_lib
-from pipeline.outputs import atomic_directory, write_json
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_vae")

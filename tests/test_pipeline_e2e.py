@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import tables
-from pipeline.media import probe
+from pipeline.io import tables
+from pipeline.io.media import probe
 from tests.tiny_repo import make_tiny_repo
 
 BIN = Path(sys.executable).parent

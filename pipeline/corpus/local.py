@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import LocalParams
-from pipeline.media import MediaError, MediaInfo, probe
-from pipeline.tables import RAW
+from pipeline.io.media import MediaError, MediaInfo, probe
+from pipeline.io.tables import RAW
 
 log = logging.getLogger(__name__)
 

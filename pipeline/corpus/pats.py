@@ -37,7 +37,7 @@ import yt_dlp
 
 from pipeline.config import PatsParams
 from pipeline.corpus.local import check_interval_end, probe_reason, raw_frame, safe_id
-from pipeline.media import MediaError, MediaInfo, probe
+from pipeline.io.media import MediaError, MediaInfo, probe
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@ or a small one trained on the corpus by the ``train_vae`` stage.
 
 Conventions used throughout:
 
-- frames are ``uint8`` RGB arrays of shape ``(N, H, W, 3)`` (as :func:`pipeline.media.read_frames`
-  returns them);
+- frames are ``uint8`` RGB arrays of shape ``(N, H, W, 3)`` (as
+  :func:`pipeline.io.media.read_frames` returns them);
 - images are ``float`` tensors of shape ``(N, 3, H, W)`` in ``[-1, 1]`` (what the VAE consumes);
 - latents are ``(N, C, H / f, W / f)`` tensors already multiplied by the VAE's
   ``config.scaling_factor`` (after subtracting ``config.shift_factor`` when the VAE has one), so
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from pipeline.config import TrainVaeParams
-from pipeline.media import read_frames
+from pipeline.io.media import read_frames
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.negatives import load_latents
+from pipeline.inference.negatives import load_latents
 
 
 @dataclass

@@ -28,20 +28,21 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from pipeline.checkpoints import (
+from pipeline.config import ClassifierParams
+from pipeline.data.face_boxes import apply_region, face_masks
+from pipeline.metrics.roc import roc_auc
+from pipeline.models.classifier import SyncClassifier
+from pipeline.models.schedulers import add_noise
+from pipeline.training.checkpoints import (
     checkpoint_to_resume,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from pipeline.config import ClassifierParams
-from pipeline.face_mask import apply_region, face_masks
-from pipeline.metrics.roc import roc_auc
-from pipeline.models.classifier import SyncClassifier
 from pipeline.training.classifier_data import PairBatch, PairData
 from pipeline.training.live_log import log_metrics
-from pipeline.training.univdm_trainer import TrainingDiverged, add_noise, linear_warmup
+from pipeline.training.univdm_trainer import TrainingDiverged, linear_warmup
 
 log = logging.getLogger("paha.train_classifier")
 
@@ -149,7 +150,7 @@ def train_classifier(
         train, heldout: the pairs of the two splits.
         scheduler: the DDPM training scheduler of UniVDM (noise levels).
         checkpoint_root: folder of ``step-*`` checkpoints.
-        fingerprint: :func:`~pipeline.checkpoints.fingerprint` of the run; other
+        fingerprint: :func:`~pipeline.training.checkpoints.fingerprint` of the run; other
             checkpoints are not resumed.
         fps: video frame rate (the shifted-audio check's shift in frames).
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.

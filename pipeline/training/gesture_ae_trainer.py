@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.checkpoints import (
+from pipeline.config import TrainGestureAEParams
+from pipeline.models.gesture_ae import GestureAutoencoder
+from pipeline.training.checkpoints import (
     check_loss,
     checkpoint_to_resume,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from pipeline.config import TrainGestureAEParams
-from pipeline.models.gesture_ae import GestureAutoencoder
 from pipeline.training.live_log import log_metrics
 
 log = logging.getLogger("paha.train_gesture_ae")
@@ -149,7 +149,7 @@ def train_gesture_ae(
         train_windows: ``(N, W, D)`` float32 normalised pose windows, ``N >= 1``.
         heldout_windows: ``(M, W, D)``, ``M`` may be 0 (no held-out figures).
         checkpoint_dir: folder of ``step-*`` checkpoints.
-        run_id: :func:`~pipeline.checkpoints.fingerprint` of the run; other checkpoints are
+        run_id: :func:`~pipeline.training.checkpoints.fingerprint` of the run; other checkpoints are
             deleted, not resumed.
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
     """

@@ -43,13 +43,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.checkpoints import (
-    check_loss,
-    checkpoint_to_resume,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
 from pipeline.config import TrainSyncNetParams
 from pipeline.metrics.sync import (
     MFCC_PER_FRAME,
@@ -62,6 +55,13 @@ from pipeline.metrics.sync import (
     sync_scores,
 )
 from pipeline.models.syncnet import MFCC_STEPS, VIDEO_FRAMES, SyncNet
+from pipeline.training.checkpoints import (
+    check_loss,
+    checkpoint_to_resume,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from pipeline.training.live_log import log_metrics
 
 log = logging.getLogger("paha.train_syncnet")
@@ -269,8 +269,8 @@ def train_syncnet(model: SyncNet, clips: Sequence[SyncClip], params: TrainSyncNe
             step, half in sync), ``lr``, ``weight_decay``, ``save_every``,
             ``keep_checkpoints``, ``log_every``, ``seed``.
         checkpoint_dir: folder of ``step-*`` checkpoints.
-        run_id: :func:`~pipeline.checkpoints.fingerprint` of the run; checkpoints of other runs
-            are deleted, not resumed.
+        run_id: :func:`~pipeline.training.checkpoints.fingerprint` of the run; checkpoints of
+            other runs are deleted, not resumed.
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
     """
     sizes = {c.crops.shape[1:] for c in clips}

@@ -27,18 +27,19 @@ import torch
 from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader, Sampler
 
-from pipeline.checkpoints import (
+from pipeline.config import TrainUnivdmParams
+from pipeline.data.windows import AREAS
+from pipeline.models.schedulers import add_noise, noise_scheduler
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import encode_frames
+from pipeline.par import masked_mse, par_loss, to_latent
+from pipeline.training.checkpoints import (
     checkpoint_to_resume,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from pipeline.config import TrainUnivdmParams
-from pipeline.models.univdm import UniVDM
-from pipeline.models.vae import encode_frames
-from pipeline.par import masked_mse, par_loss, to_latent
-from pipeline.training.windows import AREAS
 
 log = logging.getLogger("paha.train_univdm")
 
@@ -81,13 +82,6 @@ class _StepRange(Sampler[int]):
 def accelerate_precision(precision: str) -> str:
     """accelerate's name for a ``precision`` setting (``fp32`` is its ``no``)."""
     return "no" if precision == "fp32" else precision
-
-
-def noise_scheduler(params: TrainUnivdmParams) -> DDPMScheduler:
-    """The DDPM training scheduler (1000 steps in the paper)."""
-    return DDPMScheduler(num_train_timesteps=params.num_train_timesteps,
-                         beta_schedule=params.beta_schedule, prediction_type="epsilon",
-                         clip_sample=False)  # fmt: skip
 
 
 def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
@@ -149,17 +143,6 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     return losses
 
 
-def add_noise(scheduler: DDPMScheduler, latents, noise, steps):
-    """Eq. 1's forward process ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps``.
-
-    ``latents`` and ``noise`` are ``(B, t, C, h, w)``; ``steps`` ``(B,)``: one timestep per sample
-    shared by its frames (diffusers' ``add_noise`` expects one per leading index).
-    """
-    abar = scheduler.alphas_cumprod.to(latents.device)[steps].to(latents.dtype)
-    abar = abar.view(-1, 1, 1, 1, 1)
-    return abar.sqrt() * latents + (1 - abar).sqrt() * noise
-
-
 def train_univdm(
     model: UniVDM, vae, dataset, params: TrainUnivdmParams, checkpoint_root: str | Path,
     run_fingerprint: str, protect_steps: Iterable[int] = (), logger: Any | None = None,
@@ -170,10 +153,10 @@ def train_univdm(
     Args:
         model: the UniVDM; its weights are replaced by the checkpoint's when resuming.
         vae: frozen AutoencoderKL used to encode frames.
-        dataset: a :class:`~pipeline.training.windows.WindowDataset` (item i fixed by seed).
+        dataset: a :class:`~pipeline.data.windows.WindowDataset` (item i fixed by seed).
         params: the ``train_univdm`` section.
         checkpoint_root: folder of ``step-*`` checkpoints (a persistent DVC output).
-        run_fingerprint: :func:`~pipeline.checkpoints.fingerprint` of this run; other
+        run_fingerprint: :func:`~pipeline.training.checkpoints.fingerprint` of this run; other
             checkpoints are not resumed.
         protect_steps: steps whose checkpoints are saved and never pruned (negatives').
         logger: object with ``log_metric(name, value)`` and ``next_step()`` (DVCLive's Live).
@@ -209,7 +192,7 @@ def train_univdm(
     if start >= params.steps:
         return result
 
-    scheduler = noise_scheduler(params)
+    scheduler = noise_scheduler(params.num_train_timesteps, params.beta_schedule)
     vae.requires_grad_(False).eval()
     vae.to(accelerator.device)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import LocalParams
 from pipeline.corpus.local import local_corpus, safe_id
-from pipeline.tables import RAW
+from pipeline.io.tables import RAW
 
 
 @pytest.fixture

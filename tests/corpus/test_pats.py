@@ -11,7 +11,7 @@ import yt_dlp
 from pipeline.config import PatsParams
 from pipeline.corpus import pats
 from pipeline.corpus.pats import finished_download, parse_time, pats_corpus, source_of
-from pipeline.tables import RAW
+from pipeline.io.tables import RAW
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE = "https://www.youtube.com/watch?v={video_id}"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from pipeline import keypoints as kp
-from pipeline import tables
 from pipeline.config import SampleCorpusParams
-from pipeline.corpus import motion, sample, tts
-from pipeline.corpus.character import Controls, background, draw, figure
-from pipeline.media import count_frames, cut_audio, probe
+from pipeline.corpus.sample import motion, tts
+from pipeline.corpus.sample import render as sample
+from pipeline.corpus.sample.character import Controls, background, draw, figure
+from pipeline.io import tables
+from pipeline.io.media import count_frames, cut_audio, probe
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("ffmpeg") is None,

@@ -238,8 +238,9 @@ def test_an_audio_delay_is_recovered_on_a_sample_corpus_clip(sample_clip, delay)
 def sample_clip():
     """One rendered sample-corpus sentence at 128 px: frames, 16 kHz wave, the face box of
     frame 0 (from its face keypoints) and the mouth's rows/columns in 48 px crops."""
-    from pipeline.corpus import motion, sample, tts
-    from pipeline.corpus.character import background, draw, figure
+    from pipeline.corpus.sample import motion, tts
+    from pipeline.corpus.sample import render as sample
+    from pipeline.corpus.sample.character import background, draw, figure
 
     profile = sample._PROFILES["en"][0]
     text = "Heavy rain is expected across the northern region for the rest of the week."

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline import tables
 from pipeline.config import TrainVaeParams
+from pipeline.io import tables
 from pipeline.models.vae import (
     build_vae,
     decode_latents,

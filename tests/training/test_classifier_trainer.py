@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import ClassifierParams, TrainUnivdmParams
+from pipeline.config import ClassifierParams
 from pipeline.models.classifier import SyncClassifier
+from pipeline.models.schedulers import add_noise, noise_scheduler
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 from pipeline.training.classifier_data import PairData
 from pipeline.training.classifier_trainer import (
@@ -16,13 +17,12 @@ from pipeline.training.classifier_trainer import (
     region_multiplier,
     train_classifier,
 )
-from pipeline.training.univdm_trainer import add_noise, noise_scheduler
 
 LATENT, A = 8, 3
 UNIVDM = UniVDMConfig(latent_channels=4, latent_size=LATENT, frames=3, audio_dim=A,
                       audio_context=1, block_out_channels=[32, 32], cross_attention_dim=32,
                       attention_head_dim=8, addition_time_embed_dim=8)  # fmt: skip
-SCHEDULER = noise_scheduler(TrainUnivdmParams(num_train_timesteps=100))
+SCHEDULER = noise_scheduler(100)
 BOX = [0.25, 0.25, 0.75, 0.75]
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoints import list_checkpoints
 from pipeline.config import TrainGestureAEParams
 from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder
+from pipeline.training.checkpoints import list_checkpoints
 from pipeline.training.gesture_ae_trainer import (
     evaluate,
     reconstruction_loss,

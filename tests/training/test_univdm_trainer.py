@@ -4,14 +4,13 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from pipeline.checkpoints import list_checkpoints
 from pipeline.config import TrainUnivdmParams
+from pipeline.models.schedulers import add_noise, noise_scheduler
 from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.training.checkpoints import list_checkpoints
 from pipeline.training.univdm_trainer import (
     TrainingDiverged,
-    add_noise,
     first_frame_condition,
-    noise_scheduler,
     train_univdm,
 )
 
@@ -67,7 +66,7 @@ def _params(**overrides):
 
 
 def test_add_noise_is_eq1_with_one_timestep_per_sample():
-    scheduler = noise_scheduler(_params())
+    scheduler = noise_scheduler(_params().num_train_timesteps, _params().beta_schedule)
     latents, noise = torch.ones(2, 3, 1, 2, 2), torch.zeros(2, 3, 1, 2, 2)
     noisy = add_noise(scheduler, latents, noise, torch.tensor([0, 99]))
     abar = scheduler.alphas_cumprod

@@ -1,0 +1,1 @@
+"""The ``paha`` command and its subcommands."""

@@ -1,0 +1,69 @@
+"""``paha animate``: one talking video from a reference image and a speech file.
+
+Every input problem ends the command with one line naming the file and the problem, and exit
+code 2: an unreadable image, an image without a face, an audio file that is unreadable, not
+audio, silent or shorter than one segment, a missing model folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_params
+from pipeline.io.media import MediaError
+
+
+def animate_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.inference.animator import (
+        Animator,
+        InputError,
+        crop_reference,
+        detect_face,
+        load_speech,
+        read_image,
+    )
+    from pipeline.inference.sampling import segment_starts
+    from pipeline.io.audio import SAMPLE_RATE
+    from pipeline.io.media import write_video
+
+    models = Path(args.models)
+    try:
+        params = load_params(args.params)
+        out = Path(args.out)
+        if out.suffix.lower() != ".mp4":
+            raise InputError(f"{out}: the output must be an .mp4 file")
+        image = read_image(args.ref)
+        box = detect_face(image, args.ref, params.extract.face_min_score)
+        classifiers = None
+        if args.mode != "none":
+            root = Path(args.classifiers) if args.classifiers else models / "classifier"
+            classifiers = {k: root / k / "final" for k in ("face", "nonface")}
+        animator = Animator(params, args.univdm or models / "univdm" / "final",
+                            args.vae or models / "vae", classifiers)  # fmt: skip
+        wave = load_speech(args.audio, animator.segment_seconds)
+        reference, face_box = crop_reference(image, box, params)
+        features = animator.audio_features(wave)
+        total = len(segment_starts(len(features), animator.model.config.frames))
+        with tqdm(total=total * params.infer.steps, desc=f"animate ({args.mode})",
+                  unit="step") as bar:  # fmt: skip
+            result = animator.generate(reference, face_box, features, args.mode, args.seed,
+                                       callback=lambda _: bar.update())  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="paha-animate-") as tmp:
+            import soundfile
+
+            wav = Path(tmp) / "speech.wav"
+            soundfile.write(wav, wave, SAMPLE_RATE)
+            write_video(iter(result.frames), out, params.cut.fps, audio=wav)
+    except (ConfigError, InputError, MediaError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{out}: {len(result.frames)} frames, {result.segments} segments, "
+        f"{result.seconds_per_segment:.2f} s per segment ({args.mode})"
+    )
+    return 0

@@ -1,0 +1,131 @@
+"""The ``paha`` command: run a pipeline stage or check a params file.
+
+paha stage cut            # same as `python -m stages.cut` (what `dvc repro` calls)
+paha params-check [FILE]  # validate params.yaml (or FILE) and print the effective values
+paha animate --ref IMAGE --audio AUDIO --out OUT.mp4 [--mode none|sg|dg] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from pipeline.config import ConfigError, load_params
+
+STAGES = (
+    "corpus",
+    "cut",
+    "curate",
+    "extract",
+    "train_vae",
+    "train_univdm",
+    "negatives",
+    "train_classifier",
+    "infer",
+    "train_gesture_ae",
+    "train_syncnet",
+    "evaluate",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paha", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    stage = commands.add_parser("stage", help="run one pipeline stage")
+    stage.add_argument("name", choices=STAGES)
+    stage.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the stage")
+    check = commands.add_parser("params-check", help="validate a params file")
+    check.add_argument("file", nargs="?", default="params.yaml")
+    figure = commands.add_parser("par-figure", help="PAR areas and mask of a clip's frame")
+    figure.add_argument("clip_id")
+    figure.add_argument("--frame", type=int, default=0)
+    figure.add_argument("--out", default=None, help="PNG path (default: par_CLIP_FRAME.png)")
+    figure.add_argument("--params", default="params.yaml")
+    figure.add_argument("--features", default="data/features")
+    figure.add_argument("--clips", default="data/curated/clips.parquet")
+    animate = commands.add_parser("animate", help="make a talking video from an image and speech")
+    animate.add_argument("--ref", required=True, help="reference image (a person, face visible)")
+    animate.add_argument("--audio", required=True, help="speech, any format and sample rate")
+    animate.add_argument("--out", required=True, help="output .mp4 (H.264 + the audio)")
+    animate.add_argument("--mode", choices=("none", "sg", "dg"), default="dg")
+    animate.add_argument("--seed", type=int, default=0)
+    animate.add_argument("--params", default="params.yaml")
+    animate.add_argument("--models", default="data/models", help="folder of the trained models")
+    animate.add_argument("--univdm", help="UniVDM folder (default: MODELS/univdm/final)")
+    animate.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
+    animate.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
+                         "folders (default: MODELS/classifier)")  # fmt: skip
+    flow = commands.add_parser("flow", help="run the DAG as Prefect flows (cached, sharded)")
+    flow.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
+    flow.add_argument("--stage", help="run only this stage (its inputs must exist)")
+    flow.add_argument("--root", default=".", help="the repository (dvc.yaml, params.yaml)")
+    flow.add_argument("--shards", type=int, default=1, help="shards of negatives and infer")
+    flow.add_argument("--devices", help="GPU ids for the shards, e.g. 0,1 (CUDA_VISIBLE_DEVICES)")
+    flow.add_argument("--gpu-slots", type=int, default=1, help="size of the `gpu` limit")
+    flow.add_argument("--workers", type=int, default=2, help="local process pool size")
+    flow.add_argument("--dask", help="address of a Dask scheduler (prefect-dask task runner)")
+    flow.add_argument("--pool-deployment", help="run each command as a flow run of this "
+                      "deployment of paha-command (its work pool's workers run them)")  # fmt: skip
+    flow.add_argument("--storage", help="where task results persist (default: .prefect-cache)")
+    flow.add_argument("--no-commit", action="store_true", help="skip `dvc commit` afterwards")
+    args = parser.parse_args(argv)
+
+    if args.command == "flow":
+        from pipeline.orchestration.flows import flow_command
+
+        return flow_command(args)
+
+    if args.command == "animate":
+        from pipeline.cli.animate import animate_command
+
+        return animate_command(args)
+    if args.command == "par-figure":
+        return par_figure_command(args)
+    if args.command == "stage":
+        module = importlib.import_module(f"stages.{args.name}")
+        return module.run_stage(module.main, module.parser(), args.args)
+    try:
+        params = load_params(args.file)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(params.model_dump(), indent=2))
+    return 0
+
+
+def par_figure_command(args: argparse.Namespace) -> int:
+    """Write the Fig. 3-style PAR figure of one frame of an extracted clip."""
+    import numpy as np
+
+    from pipeline.io import tables
+    from pipeline.io.media import MediaError, read_frames
+    from pipeline.keypoints import N_KEYPOINTS
+    from pipeline.par import par_figure
+
+    try:
+        params = load_params(args.params)
+        clips = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
+        pose = tables.read_table(f"{args.features}/pose.parquet", tables.POSE)
+        if args.clip_id not in clips.index:
+            raise ValueError(f"{args.clips}: no clip {args.clip_id!r}")
+        rows = pose[(pose["clip_id"] == args.clip_id) & (pose["frame"] == args.frame)]
+        if rows.empty:
+            raise ValueError(f"{args.features}/pose.parquet: no pose for {args.clip_id} "
+                             f"frame {args.frame}")  # fmt: skip
+        keypoints = np.asarray(rows["keypoints"].iloc[0], np.float32).reshape(N_KEYPOINTS, 3)
+        frame = read_frames(clips.at[args.clip_id, "path"], [args.frame])
+        if len(frame) == 0:
+            raise ValueError(f"{args.clip_id}: no frame {args.frame}")
+        out = args.out or f"par_{args.clip_id}_{args.frame}.png"
+        par_figure(frame[0], keypoints, params.train_univdm.par, out)
+    except (ConfigError, tables.TableError, MediaError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,844 @@
+"""CNAS-style clip curation (paper, Appendix C): measure, decide, apply overrides, split.
+
+The paper filters out clips with "significant screen switching, undetected or partially detected
+faces or bodies, unstable detection results, and poor audio quality". Each of those becomes a
+measurement here, compared with a threshold of :class:`pipeline.config.CurateParams`:
+
+============================  ==========================================  =====================
+measurement                   definition                                  rejected when
+============================  ==========================================  =====================
+``duration_s``                decoded frames / clip fps                   outside [min, max]
+(frames)                      decoded frames                              < ``min_frames``
+``scene_cuts``                consecutive frames whose colour-histogram   > ``max_scene_cuts``
+                              distance exceeds ``scene_cut_threshold``
+``face_ratio``                analysed frames with a face box             < ``min_face_ratio``
+``face_jitter``               median face-centre step / face size         > ``max_face_jitter``
+``body_ratio``                analysed frames with nose + both shoulders  < ``min_body_ratio``
+``silence_ratio``             20 ms frames quieter than the loudest       > ``max_silence_ratio``
+                              frame + ``silence_db``
+``clipping_ratio``            samples with ``|x| >= 0.999``               > ``max_clipping_ratio``
+``snr_db``                    loudest half of the frames over the         < ``min_snr_db``
+                              quietest tenth (power), capped at 100 dB
+============================  ==========================================  =====================
+
+"Analysed frames" are every ``analyse_every``-th frame (0, n, 2n, ...); face and pose detection
+run only on those, scene cuts use every frame. The measurements are pure functions of arrays
+(:func:`frame_histograms`, :func:`scene_cut_count`, :func:`face_stats`, :func:`body_ratio`,
+:func:`audio_stats`); :func:`measure_clip` reads one clip and calls them with the detectors it is
+given, :func:`decide` turns measurements into short machine-readable reasons, and :func:`curate`
+runs the whole table (in a process pool), applies the reviewer's overrides file and assigns the
+deterministic per-speaker train/test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.config import CurateParams
+from pipeline.io.media import MediaError, count_frames, read_frames
+from pipeline.io.pool import map_ordered, worker_state
+from pipeline.io.tables import CLIPS, CURATED
+from pipeline.keypoints import BODY_INDEX, N_KEYPOINTS, validate_pose
+
+# --- Definitions of the measurements (not thresholds: changing them changes what is measured).
+# A body keypoint counts as found above this score (DWPose and MediaPipe both use 0.5-ish cuts).
+KEYPOINT_MIN_SCORE = 0.5
+# Keypoints that make an above-waist body "found": the head and both shoulders.
+BODY_REQUIRED = (BODY_INDEX["nose"], BODY_INDEX["left_shoulder"], BODY_INDEX["right_shoulder"])
+# Audio is judged on non-overlapping frames of this length (one speech "syllable slice").
+AUDIO_FRAME_S = 0.02
+# A sample at or above this magnitude (full scale = 1) counts as clipped; 16-bit PCM's largest
+# values (32767/32768) are above it.
+CLIP_LEVEL = 0.999
+# SNR estimate: mean power of the loudest SIGNAL_FRACTION of frames over the quietest
+# NOISE_FRACTION; a clean recording with a digital-silence floor would be infinite, so it is capped.
+SNR_SIGNAL_FRACTION = 0.5
+SNR_NOISE_FRACTION = 0.1
+SNR_CAP_DB = 100.0
+# Scene cuts are found on small thumbnails (fast, and insensitive to compression noise) with a
+# joint RGB histogram of HIST_LEVELS levels per channel.
+THUMB_SIZE = 64
+HIST_LEVELS = 8
+# Frames decoded per read while scanning a clip (bounds memory for long high-resolution clips).
+READ_CHUNK = 64
+
+FaceFactory = Callable[[], Any]
+PoseFactory = Callable[[], Any]
+
+
+class OverridesError(ValueError):
+    """The reviewer's overrides CSV is malformed (the message names the file and line)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure measurements
+# ---------------------------------------------------------------------------------------------
+def frame_histograms(frames: np.ndarray) -> np.ndarray:
+    """Normalised joint RGB histograms of frames, for scene-cut detection.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 RGB.
+
+    Returns:
+        ``(T, HIST_LEVELS ** 3)`` float32, each row summing to 1. Every frame is first shrunk to
+        ``THUMB_SIZE`` x ``THUMB_SIZE`` by area averaging so that compression noise and small
+        motions barely move mass between bins.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    shift = 8 - int(math.log2(HIST_LEVELS))
+    out = np.empty((len(frames), HIST_LEVELS**3), dtype=np.float32)
+    for t, frame in enumerate(frames):
+        thumb = cv2.resize(frame, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+        q = (thumb >> shift).astype(np.int32)
+        bins = (q[..., 0] * HIST_LEVELS + q[..., 1]) * HIST_LEVELS + q[..., 2]
+        counts = np.bincount(bins.ravel(), minlength=HIST_LEVELS**3)
+        out[t] = counts / counts.sum()
+    return out
+
+
+def histogram_distances(histograms: np.ndarray) -> np.ndarray:
+    """Total-variation distance between consecutive histograms: ``(T - 1,)`` values in [0, 1].
+
+    0 means identical colour distributions, 1 means no colour in common.
+    """
+    histograms = np.asarray(histograms, dtype=np.float64)
+    if histograms.ndim != 2:
+        raise ValueError(f"histograms must be (T, bins), got {histograms.shape}")
+    if len(histograms) < 2:
+        return np.zeros(0)
+    return 0.5 * np.abs(np.diff(histograms, axis=0)).sum(axis=1)
+
+
+def scene_cut_count(histograms: np.ndarray, threshold: float) -> int:
+    """Number of consecutive-frame pairs whose histogram distance exceeds ``threshold``.
+
+    Args:
+        histograms: ``(T, bins)`` from :func:`frame_histograms`.
+        threshold: in (0, 1]; ``CurateParams.scene_cut_threshold``.
+
+    A hard cut between two shots changes the colour distribution at once; a gradual fade spread
+    over many frames is not counted (no single step exceeds the threshold).
+    """
+    return int(np.count_nonzero(histogram_distances(histograms) > threshold))
+
+
+def face_present(boxes: np.ndarray) -> np.ndarray:
+    """``(T,)`` bool: frames whose ``[x0, y0, x1, y1, score]`` row holds a real face box."""
+    boxes = _check_boxes(boxes)
+    finite = np.isfinite(boxes[:, :4]).all(axis=1)
+    return finite & (boxes[:, 4] > 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def face_stats(boxes: np.ndarray) -> tuple[float, float]:
+    """Face detection rate and stability over the analysed frames.
+
+    Args:
+        boxes: ``(T, 5)`` ``[x0, y0, x1, y1, score]`` per analysed frame, NaN box and score 0
+            where no face was found (the ``FaceDetector`` contract).
+
+    Returns:
+        ``(face_ratio, face_jitter)``. ``face_ratio`` is the fraction of frames with a face (0 for
+        no frames). ``face_jitter`` is the median, over consecutive analysed frames that both
+        have a face, of the face-centre displacement divided by the face size (the mean of the
+        two boxes' ``sqrt(w * h)``); NaN when no such pair exists. A detector that flips between
+        two people or loses the face for a frame shows up as large steps, while a speaker's
+        normal head motion stays well below one face size. The step spans ``analyse_every``
+        frames, so the scale of this number depends on that parameter.
+    """
+    boxes = _check_boxes(boxes)
+    present = face_present(boxes)
+    ratio = float(present.mean()) if len(boxes) else 0.0
+    both = present[:-1] & present[1:]
+    if not both.any():
+        return ratio, math.nan
+    centre = np.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]], axis=1) / 2
+    size = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=1)
+    scale = (size[:-1] + size[1:]) / 2
+    return ratio, float(np.median(step[both] / scale[both]))
+
+
+def body_ratio(poses: np.ndarray) -> float:
+    """Fraction of frames whose nose and both shoulders have score > ``KEYPOINT_MIN_SCORE``.
+
+    Args:
+        poses: ``(T, 133, 3)`` COCO-WholeBody keypoints (x, y, score); 0 for no frames.
+
+    The head and both shoulders are what an above-waist, camera-facing framing (CNAS, PATS)
+    must show; a body cut off at the frame edge or half hidden loses a shoulder.
+    """
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[1:] != (N_KEYPOINTS, 3):
+        raise ValueError(f"poses must be (T, {N_KEYPOINTS}, 3), got {poses.shape}")
+    if len(poses) == 0:
+        return 0.0
+    found = (poses[:, list(BODY_REQUIRED), 2] > KEYPOINT_MIN_SCORE).all(axis=1)
+    return float(found.mean())
+
+
+class AudioStats(NamedTuple):
+    """Audio-quality measurements of one clip (see :func:`audio_stats`)."""
+
+    silence_ratio: float
+    clipping_ratio: float
+    snr_db: float
+
+
+def audio_stats(wave: np.ndarray, sample_rate: int, silence_db: float) -> AudioStats:
+    """Silence ratio, clipping ratio and an SNR estimate of a mono waveform.
+
+    Args:
+        wave: ``(N,)`` float samples, full scale = 1 (as soundfile / librosa return them).
+        sample_rate: samples per second.
+        silence_db: ``CurateParams.silence_db`` (<= 0).
+
+    Returns:
+        :class:`AudioStats`, where, on non-overlapping ``AUDIO_FRAME_S`` frames (a trailing
+        partial frame is dropped; a wave shorter than one frame is one frame):
+
+        - ``silence_ratio``: fraction of frames whose RMS level is more than ``-silence_db`` dB
+          below the loudest frame's (relative, so a quietly recorded clip is not all "silence"),
+          or that are digitally silent; 1.0 for an all-zero wave.
+        - ``clipping_ratio``: fraction of samples with ``|x| >= CLIP_LEVEL``.
+        - ``snr_db``: ``10 log10`` of the mean power of the loudest ``SNR_SIGNAL_FRACTION`` of
+          frames over that of the quietest ``SNR_NOISE_FRACTION`` (at least one frame), capped at
+          ``SNR_CAP_DB``; 0 for an all-zero wave, ``SNR_CAP_DB`` over a digital-silence floor.
+          It assumes a clip has some pauses; continuous speech with no pause reads lower.
+    """
+    wave = np.asarray(wave, dtype=np.float64)
+    if wave.ndim != 1:
+        raise ValueError(f"wave must be 1-D (mono), got shape {wave.shape}")
+    if wave.size == 0:
+        raise ValueError("wave is empty")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if silence_db > 0:
+        raise ValueError(f"silence_db must be <= 0, got {silence_db}")
+    length = max(1, int(round(AUDIO_FRAME_S * sample_rate)))
+    n_frames = wave.size // length
+    framed = wave[: n_frames * length].reshape(n_frames, length) if n_frames else wave[None, :]
+    power = np.mean(framed**2, axis=1)
+    clipping = float(np.mean(np.abs(wave) >= CLIP_LEVEL))
+
+    peak = float(power.max())
+    if peak <= 0.0:
+        return AudioStats(silence_ratio=1.0, clipping_ratio=clipping, snr_db=0.0)
+    # Power ratio in dB is 10 log10; silence_db is a level (amplitude) difference, the same dB.
+    floor = peak * 10.0 ** (silence_db / 10.0)
+    silence = float(np.mean((power < floor) | (power == 0.0)))
+
+    ordered = np.sort(power)
+    n_noise = max(1, int(round(SNR_NOISE_FRACTION * len(ordered))))
+    n_signal = max(1, int(round(SNR_SIGNAL_FRACTION * len(ordered))))
+    noise = float(ordered[:n_noise].mean())
+    signal = float(ordered[-n_signal:].mean())
+    snr = SNR_CAP_DB if noise <= 0.0 else min(SNR_CAP_DB, 10.0 * math.log10(signal / noise))
+    return AudioStats(silence_ratio=silence, clipping_ratio=clipping, snr_db=snr)
+
+
+def _check_boxes(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 5:
+        raise ValueError(f"face boxes must be (T, 5) [x0, y0, x1, y1, score], got {boxes.shape}")
+    return boxes
+
+
+# ---------------------------------------------------------------------------------------------
+# One clip
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SheetDetections:
+    """Detections on the frames a contact sheet shows (a subset of the analysed frames).
+
+    ``frames``: ``(S,)`` frame indices into the clip; ``boxes``: ``(S, 5)`` face boxes;
+    ``poses``: ``(S, 133, 3)`` keypoints, all in clip pixels.
+    """
+
+    frames: np.ndarray
+    boxes: np.ndarray
+    poses: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClipMeasurement:
+    """What :func:`measure_clip` found; NaN where something could not be measured.
+
+    ``errors`` holds ``"unreadable: ..."`` reasons for a video or audio file that could not be
+    read; ``sheet`` the detections for the report's contact sheet (None without video).
+    """
+
+    duration_s: float = math.nan
+    n_frames: int | None = None
+    scene_cuts: int | None = None
+    face_ratio: float = math.nan
+    face_jitter: float = math.nan
+    body_ratio: float = math.nan
+    silence_ratio: float = math.nan
+    clipping_ratio: float = math.nan
+    snr_db: float = math.nan
+    errors: tuple[str, ...] = ()
+    sheet: SheetDetections | None = None
+
+
+# Columns of CURATED filled from a ClipMeasurement (same names).
+MEASURE_COLUMNS = ("duration_s", "scene_cuts", "face_ratio", "face_jitter", "body_ratio",
+                   "silence_ratio", "clipping_ratio", "snr_db")  # fmt: skip
+
+
+def sheet_positions(n_analysed: int, n_sheet: int) -> np.ndarray:
+    """Evenly spaced positions (into the analysed frames) for a contact sheet of ``n_sheet``."""
+    if n_analysed <= 0:
+        return np.zeros(0, dtype=np.int64)
+    count = min(n_sheet, n_analysed)
+    return np.unique(np.linspace(0, n_analysed - 1, count).round().astype(np.int64))
+
+
+def _detail(error: Exception, path: Path) -> str:
+    """A MediaError's message without its leading absolute path (reasons show the table's)."""
+    return str(error).removeprefix(f"{path}: ")
+
+
+def _scan_video(path: Path, every: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode a clip once: ``(n_frames, histograms (T, B), analysed indices, analysed frames)``."""
+    import decord  # only for its error type; read_frames has already loaded it
+
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    total = count_frames(path)
+    if total == 0:
+        raise MediaError(f"{path}: no decodable frames")
+    histograms, analysed = [], []
+    for start in range(0, total, READ_CHUNK):
+        try:
+            chunk = read_frames(path, range(start, min(start + READ_CHUNK, total)))
+        except (RuntimeError, decord.DECORDError) as error:  # a corrupt frame mid-file
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise MediaError(f"{path}: cannot decode frames from {start} ({first})") from None
+        if len(chunk) != min(READ_CHUNK, total - start):
+            raise MediaError(f"{path}: decoded {len(chunk)} frames from {start}, expected more")
+        histograms.append(frame_histograms(chunk))
+        offset = (-start) % every  # first index in this chunk that is a multiple of `every`
+        analysed.append(chunk[offset::every].copy())  # copy: do not keep the whole chunk alive
+    indices = np.arange(0, total, every)
+    return total, np.concatenate(histograms), indices, np.concatenate(analysed)
+
+
+def _read_wave(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform at the file's own rate (soundfile: the wav written by ``cut``)."""
+    import soundfile  # librosa's own reader; imported here to keep worker start-up light
+
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        detail = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
+        raise MediaError(f"{path}: {detail}") from None
+    if data.size == 0:
+        raise MediaError(f"{path}: no audio samples")
+    return data.mean(axis=1), int(rate)
+
+
+def measure_clip(
+    row: Mapping[str, Any],
+    root: Path,
+    params: CurateParams,
+    face_detector: Any,
+    pose_backend: Any,
+) -> ClipMeasurement:
+    """Measure one clip of the clip table.
+
+    Args:
+        row: the clip's row of ``clips.parquet`` (``path``, ``audio_path``, ``fps``, ...).
+        root: the repository root the table's paths are relative to.
+        params: thresholds and ``analyse_every`` / ``sheet_frames``.
+        face_detector: has ``detect(frames (K, H, W, 3) uint8) -> (K, 5)`` face boxes.
+        pose_backend: has ``estimate(frames, clip=None) -> (K, 133, 3)`` keypoints. It sees only
+            every ``analyse_every``-th frame, so it must work from pixels (``clip`` is not
+            passed: a backend that maps ground truth by frame index would misalign).
+
+    Returns:
+        A :class:`ClipMeasurement`. An unreadable or missing video or audio file becomes an
+        ``"unreadable: ..."`` entry of ``errors`` (and NaN measurements), not an exception;
+        errors of the detectors themselves propagate.
+    """
+    root = Path(root)
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+
+    # 1. Video: all frames for scene cuts, every n-th frame for face and body detection.
+    video_rel = str(row["path"])
+    video_path = root / video_rel
+    try:
+        total, histograms, indices, analysed = _scan_video(video_path, params.analyse_every)
+    except MediaError as error:
+        errors.append(f"unreadable: video {video_rel}: {_detail(error, video_path)}")
+    else:
+        fps = float(row.get("fps") or 0.0)
+        if fps <= 0:  # cut always writes it; say so rather than skip the duration check
+            errors.append(f"bad clip table row: fps {row.get('fps')!r}")
+        values["n_frames"] = total
+        values["duration_s"] = total / fps if fps > 0 else math.nan
+        values["scene_cuts"] = scene_cut_count(histograms, params.scene_cut_threshold)
+        boxes = _check_boxes(face_detector.detect(analysed))
+        poses = validate_pose(pose_backend.estimate(analysed, clip=None))
+        if len(boxes) != len(analysed) or len(poses) != len(analysed):
+            raise ValueError(
+                f"{video_rel}: detectors returned {len(boxes)} boxes and {len(poses)} poses "
+                f"for {len(analysed)} frames"
+            )
+        values["face_ratio"], values["face_jitter"] = face_stats(boxes)
+        values["body_ratio"] = body_ratio(poses)
+        keep = sheet_positions(len(indices), params.sheet_frames)
+        values["sheet"] = SheetDetections(
+            frames=indices[keep], boxes=boxes[keep].astype(np.float32), poses=poses[keep]
+        )
+
+    # 2. Audio: the clip's mono wav at its own sample rate.
+    audio_rel = str(row["audio_path"])
+    audio_path = root / audio_rel
+    try:
+        wave, rate = _read_wave(audio_path)
+    except MediaError as error:
+        errors.append(f"unreadable: audio {audio_rel}: {_detail(error, audio_path)}")
+    else:
+        values.update(audio_stats(wave, rate, params.silence_db)._asdict())
+
+    return ClipMeasurement(**values, errors=tuple(errors))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions
+# ---------------------------------------------------------------------------------------------
+def _num(value: float, limit: float, decimals: int, scale: float = 1.0) -> tuple[str, str]:
+    """Format a measurement and its limit so the two never print equal.
+
+    The limit prints as configured (``%g``); the value gets ``decimals`` decimals, more if it
+    would otherwise read the same as the limit (0.2501 vs 0.25 must not show "0.25 > 0.25").
+    """
+    shown_limit = f"{limit * scale:g}"
+    for d in range(decimals, decimals + 5):
+        shown = f"{value * scale:.{d}f}"
+        if float(shown) != float(shown_limit):
+            return shown, shown_limit
+    return f"{value * scale:g}", shown_limit
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def check_measurements(m: ClipMeasurement, params: CurateParams) -> dict[str, str]:
+    """Failed checks of one clip: ``{measurement column: reason}``, in the order of the table.
+
+    Measurements that are NaN (not measurable, e.g. jitter with fewer than two face frames) are
+    not judged; the clip's other checks (face ratio, unreadable file) say why.
+    """
+    failed: dict[str, str] = {}
+    if _finite(m.duration_s):
+        if m.duration_s < params.min_duration_s:
+            v, lim = _num(m.duration_s, params.min_duration_s, 1)
+            failed["duration_s"] = f"duration {v}s < {lim}s"
+        elif m.duration_s > params.max_duration_s:
+            v, lim = _num(m.duration_s, params.max_duration_s, 1)
+            failed["duration_s"] = f"duration {v}s > {lim}s"
+    if m.n_frames is not None and m.n_frames < params.min_frames:
+        failed["n_frames"] = (
+            f"too short for one training window ({m.n_frames} < {params.min_frames} frames)"
+        )
+    if m.scene_cuts is not None and m.scene_cuts > params.max_scene_cuts:
+        failed["scene_cuts"] = f"scene cuts {m.scene_cuts} > {params.max_scene_cuts}"
+    if _finite(m.face_ratio) and m.face_ratio < params.min_face_ratio:
+        v, lim = _num(m.face_ratio, params.min_face_ratio, 0, 100)
+        failed["face_ratio"] = f"face found in {v}% < {lim}% of analysed frames"
+    if _finite(m.face_jitter) and m.face_jitter > params.max_face_jitter:
+        v, lim = _num(m.face_jitter, params.max_face_jitter, 2)
+        failed["face_jitter"] = f"face unstable (jitter {v} > {lim})"
+    if _finite(m.body_ratio) and m.body_ratio < params.min_body_ratio:
+        v, lim = _num(m.body_ratio, params.min_body_ratio, 0, 100)
+        failed["body_ratio"] = f"body found in {v}% < {lim}% of analysed frames"
+    if _finite(m.silence_ratio) and m.silence_ratio > params.max_silence_ratio:
+        v, lim = _num(m.silence_ratio, params.max_silence_ratio, 0, 100)
+        failed["silence_ratio"] = f"silence {v}% > {lim}%"
+    if _finite(m.clipping_ratio) and m.clipping_ratio > params.max_clipping_ratio:
+        v, lim = _num(m.clipping_ratio, params.max_clipping_ratio, 1, 100)
+        failed["clipping_ratio"] = f"clipping {v}% > {lim}%"
+    if _finite(m.snr_db) and m.snr_db < params.min_snr_db:
+        v, lim = _num(m.snr_db, params.min_snr_db, 1)
+        failed["snr_db"] = f"SNR {v} dB < {lim} dB"
+    return failed
+
+
+def decide(m: ClipMeasurement, params: CurateParams) -> list[str]:
+    """Reasons to reject a measured clip (empty: keep it); unreadable files come first."""
+    return list(m.errors) + list(check_measurements(m, params).values())
+
+
+# Reason prefix -> category, for the summary and the report's filters. The first match wins.
+REASON_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("unreadable", "unreadable"),
+    ("duration", "duration"),
+    ("too short", "too_short"),
+    ("scene cuts", "scene_cuts"),
+    ("face found", "face_missing"),
+    ("face unstable", "face_unstable"),
+    ("body found", "body_missing"),
+    ("silence", "silence"),
+    ("clipping", "clipping"),
+    ("SNR", "snr"),
+    ("rejected by reviewer", "reviewer"),
+)
+
+
+def reason_category(reason: str) -> str:
+    """Short category of a reason (``"face_missing"``, ...); ``"other"`` for reasons set by an
+    earlier stage (``cut``) that match none of curate's own."""
+    for prefix, category in REASON_CATEGORIES:
+        if reason.startswith(prefix):
+            return category
+    return "other"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reviewer overrides
+# ---------------------------------------------------------------------------------------------
+OVERRIDE_COLUMNS = ("clip_id", "decision", "note")
+OVERRIDE_DECISIONS = ("keep", "reject")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One line of the overrides CSV."""
+
+    clip_id: str
+    decision: str  # "keep" or "reject"
+    note: str
+    line: int
+
+
+def read_overrides(path: str | os.PathLike) -> dict[str, Override]:
+    """Read the reviewer's overrides CSV (columns ``clip_id, decision, note``).
+
+    A missing file means no overrides. ``note`` may be left out; ``decision`` is ``keep`` or
+    ``reject`` (case and surrounding spaces ignored). Raises :class:`OverridesError` naming the
+    file and line for an unknown or missing column, a bad decision, an empty clip_id, a line with
+    more fields than the header, or a clip listed twice.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    overrides: dict[str, Override] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets add a BOM
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        if not header:
+            return {}
+        unknown = [name for name in header if name not in OVERRIDE_COLUMNS]
+        if unknown:
+            raise OverridesError(
+                f"{path}: line 1: unknown column(s) {unknown}; expected {list(OVERRIDE_COLUMNS)}"
+            )
+        missing = [name for name in ("clip_id", "decision") if name not in header]
+        if missing:
+            raise OverridesError(f"{path}: line 1: missing column(s) {missing}")
+        reader.fieldnames = header
+        for record in reader:
+            line = reader.line_num
+            if None in record:
+                raise OverridesError(f"{path}: line {line}: more fields than the header")
+            clip_id = (record.get("clip_id") or "").strip()
+            decision = (record.get("decision") or "").strip().lower()
+            note = (record.get("note") or "").strip()
+            if not clip_id:
+                raise OverridesError(f"{path}: line {line}: empty clip_id")
+            if decision not in OVERRIDE_DECISIONS:
+                raise OverridesError(
+                    f"{path}: line {line}: decision {record.get('decision')!r} for {clip_id!r} "
+                    f"is not one of {list(OVERRIDE_DECISIONS)}"
+                )
+            if clip_id in overrides:
+                raise OverridesError(
+                    f"{path}: line {line}: {clip_id!r} is already overridden on line "
+                    f"{overrides[clip_id].line}"
+                )
+            overrides[clip_id] = Override(clip_id, decision, note, line)
+    return overrides
+
+
+def apply_overrides(
+    table: pd.DataFrame, overrides: Mapping[str, Override], source: str, measured: set[str]
+) -> list[str]:
+    """Apply overrides to ``table`` in place (``kept``, ``reasons``, ``override``, ``note``).
+
+    ``keep`` sets ``kept`` True and leaves the reasons as measured (the ``override`` column says
+    why a clip with reasons is kept); it is refused, with a warning, for a clip that could not be
+    measured (not cut, or unreadable), since training could not read it either. ``reject`` sets
+    ``kept`` False and adds ``"rejected by reviewer: <note>"``.
+
+    Returns warnings: overrides naming a clip that is not in the table, and refused keeps.
+    """
+    warnings: list[str] = []
+    position = {clip_id: i for i, clip_id in enumerate(table["clip_id"])}
+    for clip_id, item in overrides.items():
+        where = f"{source}: line {item.line}"
+        if clip_id not in position:
+            warnings.append(f"{where}: clip {clip_id!r} is not in the clip table; ignored")
+            continue
+        i = table.index[position[clip_id]]
+        reasons = list(table.at[i, "reasons"])
+        if item.decision == "keep":
+            if clip_id not in measured:
+                warnings.append(f"{where}: cannot keep {clip_id!r}, it was not measured "
+                                f"({'; '.join(reasons) or 'no reasons'}); ignored")  # fmt: skip
+                table.at[i, "note"] = f"keep override ignored (clip not measurable); {item.note}"
+                continue
+            table.at[i, "kept"] = True
+        else:
+            table.at[i, "kept"] = False
+            reasons.append(f"rejected by reviewer: {item.note}" if item.note
+                           else "rejected by reviewer")  # fmt: skip
+            table.at[i, "reasons"] = reasons
+        table.at[i, "override"] = item.decision
+        table.at[i, "note"] = item.note
+    return warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# Train/test split
+# ---------------------------------------------------------------------------------------------
+def _split_key(seed: int, speaker: str, clip_id: str) -> str:
+    return hashlib.sha256(f"{seed}\x00{speaker}\x00{clip_id}".encode()).hexdigest()
+
+
+def n_test_clips(n_kept: int, test_fraction: float) -> int:
+    """Test clips for a speaker with ``n_kept`` kept clips: ``round(n * fraction)``, at least 1
+    when the speaker has 2 or more (so every speaker is evaluated) and at most ``n - 1`` (so
+    every speaker is trained on); 0 when the fraction is 0."""
+    if n_kept < 2 or test_fraction <= 0:
+        return 0
+    return min(n_kept - 1, max(1, math.floor(n_kept * test_fraction + 0.5)))
+
+
+def assign_split(table: pd.DataFrame, test_fraction: float, seed: int) -> pd.Series:
+    """Deterministic per-speaker train/test split of the kept clips.
+
+    Each speaker's kept clips are ranked by ``sha256(seed, speaker, clip_id)``; the first
+    :func:`n_test_clips` go to ``"test"``, the rest to ``"train"``. The result depends only on the
+    speaker's own kept clip ids and the seed: not on row order or on other speakers. Clips that
+    are not kept get ``""``.
+
+    Returns:
+        A string Series aligned with ``table``'s index.
+    """
+    split = pd.Series("", index=table.index, dtype=object)
+    kept = table[table["kept"].astype(bool)]
+    unnamed = kept["clip_id"][kept["speaker"].isna() | (kept["speaker"] == "")].tolist()
+    if unnamed:  # groupby would silently leave them out of both splits
+        raise ValueError(f"kept clips without a speaker: {unnamed[:5]}")
+    for speaker, group in kept.groupby("speaker", sort=True):
+        ranked = sorted(
+            group.index, key=lambda i: _split_key(seed, speaker, group.at[i, "clip_id"])
+        )
+        n_test = n_test_clips(len(ranked), test_fraction)
+        for rank, i in enumerate(ranked):
+            split.at[i] = "test" if rank < n_test else "train"
+    return split
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole table
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class CurateResult:
+    """Output of :func:`curate`.
+
+    ``table``: one row per input clip (input order) with ``CURATED``'s columns. ``summary``: the
+    counts (see :func:`summarize`). ``override_warnings``: overrides that were not applied.
+    ``sheets``: contact-sheet detections per measured clip id. ``params``: the thresholds used.
+    """
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    override_warnings: list[str]
+    params: CurateParams
+    sheets: dict[str, SheetDetections] = field(default_factory=dict)
+
+
+def _init_worker(face_factory: FaceFactory, pose_factory: PoseFactory) -> dict[str, Any]:
+    """Build one worker's detectors (closed by ``map_ordered`` when it runs in-process)."""
+    return {"face": face_factory(), "pose": pose_factory()}
+
+
+def _measure_in_worker(job: tuple[dict[str, Any], Path, CurateParams]) -> ClipMeasurement:
+    row, root, params = job
+    return _measure_or_name(row, root, params, worker_state["face"], worker_state["pose"])
+
+
+def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A table row as plain Python values (picklable, list reasons)."""
+    out = dict(row)
+    out["reasons"] = [str(r) for r in (out.get("reasons") if out.get("reasons") is not None
+                                       else [])]  # fmt: skip
+    return out
+
+
+def _measure_all(
+    rows: Sequence[dict[str, Any]],
+    root: Path,
+    params: CurateParams,
+    face_factory: FaceFactory,
+    pose_factory: PoseFactory,
+    workers: int,
+    progress: bool,
+) -> list[ClipMeasurement]:
+    """Measure ``rows`` in input order, in this process or in a pool of ``workers``.
+
+    Each worker builds its own detectors from the (picklable) factories: detectors hold native
+    threads (MediaPipe, ONNX) that must not be shared or forked.
+    """
+    if not rows:  # e.g. cut rejected everything: do not load detectors for nothing
+        return []
+    return map_ordered(
+        _measure_in_worker, [(row, root, params) for row in rows], workers=workers,
+        initializer=_init_worker, initargs=(face_factory, pose_factory),
+        desc="curate" if progress else None,
+    )  # fmt: skip
+
+
+def _measure_or_name(row, root, params, face, pose) -> ClipMeasurement:
+    try:
+        return measure_clip(row, root, params, face, pose)
+    except Exception as error:
+        raise RuntimeError(f"curate: measuring clip {row['clip_id']!r} failed: {error}") from error
+
+
+def curate(
+    clips: pd.DataFrame,
+    root: str | os.PathLike,
+    params: CurateParams,
+    face_detector_factory: FaceFactory,
+    pose_backend_factory: PoseFactory,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CurateResult:
+    """Curate a clip table: measure, decide, apply overrides, split, summarise.
+
+    Args:
+        clips: the ``CLIPS`` table (``cut``'s output). Clips with ``kept`` False keep their
+            reasons and are not measured.
+        root: the repository root; clip paths and ``params.overrides`` are relative to it.
+        params: the ``curate`` section.
+        face_detector_factory: builds a face detector (``detect``, see :func:`measure_clip`).
+        pose_backend_factory: builds a pose backend (``estimate``). Both are called once per
+            worker process; with more than one worker they must be picklable (a class, a
+            module-level function or a ``functools.partial``). Objects with close() are closed.
+        workers: processes (default ``params.workers``); 1 measures in this process.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`CurateResult` whose table has ``CURATED``'s columns, rows in input order.
+
+    Raises:
+        ValueError: missing columns or duplicate clip ids; :class:`OverridesError` for a bad
+            overrides file (read before any measuring, so it fails fast).
+    """
+    root = Path(root)
+    missing = [name for name in CLIPS.names if name not in clips.columns]
+    if missing:
+        raise ValueError(f"clip table is missing columns {missing}")
+    duplicated = clips["clip_id"][clips["clip_id"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"clip table has duplicate clip ids {duplicated[:5]}")
+    overrides_path = root / params.overrides
+    overrides = read_overrides(overrides_path)
+
+    rows = [_plain_row(r) for r in clips.to_dict(orient="records")]
+    to_measure = [k for k, row in enumerate(rows) if bool(row["kept"])]
+    measurements = _measure_all(
+        [rows[k] for k in to_measure], root, params, face_detector_factory,
+        pose_backend_factory, workers or params.workers, progress,
+    )  # fmt: skip
+    by_row = dict(zip(to_measure, measurements, strict=True))
+
+    table = pd.DataFrame(rows, columns=CLIPS.names)
+    for name in MEASURE_COLUMNS:
+        table[name] = math.nan
+    table["scene_cuts"] = pd.array([None] * len(table), dtype="Int32")
+    table["override"] = ""
+    table["note"] = ""
+    sheets: dict[str, SheetDetections] = {}
+    for k, m in by_row.items():
+        for name in MEASURE_COLUMNS:
+            value = getattr(m, name)
+            table.at[k, name] = pd.NA if name == "scene_cuts" and value is None else value
+        reasons = decide(m, params)
+        table.at[k, "reasons"] = reasons
+        table.at[k, "kept"] = not reasons
+        if m.sheet is not None:
+            sheets[rows[k]["clip_id"]] = m.sheet
+
+    measured = {rows[k]["clip_id"] for k, m in by_row.items() if not m.errors}
+    warnings = apply_overrides(table, overrides, str(params.overrides), measured)
+    table["kept"] = table["kept"].astype(bool)
+    table["split"] = assign_split(table, params.test_fraction, params.split_seed)
+    table = table[CURATED.names]
+    return CurateResult(
+        table=table,
+        summary=summarize(table, warnings),
+        override_warnings=warnings,
+        params=params,
+        sheets=sheets,
+    )
+
+
+def summarize(table: pd.DataFrame, override_warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """Counts of a curated table (JSON-serialisable, e.g. for ``dvc metrics``).
+
+    Layout::
+
+        {"total": n, "kept": n, "rejected": n, "train": n, "test": n,
+         "overrides": {"keep": n, "reject": n, "warnings": n},
+         "reasons": {category: clips with at least one reason of that category, any status},
+         "speakers": {speaker: {"total": n, "kept": n, "train": n, "test": n}}}
+    """
+    kept = table["kept"].astype(bool)
+    categories: Counter[str] = Counter()
+    for reasons in table["reasons"]:
+        categories.update({reason_category(str(r)) for r in reasons})
+    speakers = {}
+    for speaker, group in table.groupby("speaker", sort=True):
+        speakers[str(speaker)] = {
+            "total": int(len(group)),
+            "kept": int(group["kept"].astype(bool).sum()),
+            "train": int((group["split"] == "train").sum()),
+            "test": int((group["split"] == "test").sum()),
+        }
+    order = [c for _, c in REASON_CATEGORIES] + ["other"]
+    return {
+        "total": int(len(table)),
+        "kept": int(kept.sum()),
+        "rejected": int((~kept).sum()),
+        "train": int((table["split"] == "train").sum()),
+        "test": int((table["split"] == "test").sum()),
+        "overrides": {
+            "keep": int((table["override"] == "keep").sum()),
+            "reject": int((table["override"] == "reject").sum()),
+            "warnings": len(override_warnings),
+        },
+        "reasons": {c: categories[c] for c in order if categories[c]},
+        "speakers": speakers,
+    }

@@ -1,0 +1,135 @@
+"""The ``cut`` stage's logic: crop policy and cutting one interval into a clip.
+
+A clip is an H.264 mp4 at a constant frame rate and a fixed square size (video only) plus a mono
+16-bit WAV at the target sample rate, both exactly ``end_s - start_s`` long. Problems with one
+source (unreadable, no video, no audio) give the clip a row with ``kept = False`` and the reason;
+they never stop the stage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import CutParams
+from pipeline.io.media import (
+    MediaError,
+    MediaInfo,
+    count_frames,
+    cut_audio,
+    cut_video,
+    probe,
+    read_frames,
+)
+
+# Frames sampled from the interval to place a person-centred crop.
+PERSON_PROBE_FRAMES = 5
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an identifier."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "clip"
+
+
+def crop_box(
+    width: int, height: int, policy: str, face_centres: np.ndarray | None = None,
+    person_scale: float = 1.0,
+) -> tuple[float, float, float, float]:  # fmt: skip
+    """The square source region ``(x0, y0, side, side)`` a clip is cut from.
+
+    - ``center``: the largest centred square.
+    - ``person``: a square of side ``min(person_scale * height, width, height)`` centred
+      horizontally on the median detected face centre, the face in the upper third vertically
+      (an upper-body framing); falls back to ``center`` when no face was found.
+    ``face_centres`` is ``(N, 2)`` pixel coordinates (NaN rows = no face).
+    """
+    side = float(min(width, height))
+    if policy == "center" or face_centres is None:
+        return ((width - side) / 2, (height - side) / 2, side, side)
+    if policy != "person":
+        raise ValueError(f"unknown crop policy {policy!r}; allowed: person, center, pad")
+    found = face_centres[np.all(np.isfinite(face_centres), axis=1)]
+    if len(found) == 0:
+        return crop_box(width, height, "center")
+    side = float(min(person_scale * height, width, height))
+    cx, cy = np.median(found, axis=0)
+    x0 = float(np.clip(cx - side / 2, 0, width - side))
+    y0 = float(np.clip(cy - side / 3, 0, height - side))
+    return (x0, y0, side, side)
+
+
+def face_centres_in_interval(
+    path: str, info: MediaInfo, start_s: float, end_s: float, face_detector: Any
+) -> np.ndarray:
+    """Face-box centres ``(PERSON_PROBE_FRAMES, 2)`` on frames spread over the interval."""
+    fps = info.fps or info.nominal_fps or 25.0
+    times = np.linspace(start_s, end_s, PERSON_PROBE_FRAMES + 2)[1:-1]
+    frames = read_frames(path, [int(t * fps) for t in times])
+    boxes = face_detector.detect(frames)  # (N, 5): x0, y0, x1, y1, score
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
+def cut_clip(
+    row: Mapping[str, Any], out_dir: Path, params: CutParams, face_detector: Any | None
+) -> dict[str, Any]:
+    """Cut one ``raw.parquet`` row into ``out_dir``; return its ``clips.parquet`` row.
+
+    The returned row has ``kept = False`` and a reason when the source cannot be used.
+    """
+    clip_id = safe_name(str(row["clip_id"]))
+    start_s, end_s = float(row["start_s"]), float(row["end_s"])
+    result: dict[str, Any] = {
+        "clip_id": clip_id, "video_id": row["video_id"], "speaker": row["speaker"],
+        "language": row["language"], "source": row["source"], "path": "", "audio_path": "",
+        "start_s": start_s, "end_s": end_s, "fps": float(params.fps),
+        "n_frames": int(round((end_s - start_s) * params.fps)),
+        "width": params.size, "height": params.size, "sample_rate": params.sample_rate,
+        "crop_x0": 0.0, "crop_y0": 0.0, "crop_w": 0.0, "crop_h": 0.0,
+        "split": "", "kept": False, "reasons": [],
+    }  # fmt: skip
+    if row.get("status", "ok") != "ok":
+        result["reasons"] = [f"source failed: {row.get('reason', '')}"]
+        return result
+    source = str(row["path"])
+    try:
+        info = probe(source)
+        if not info.has_video:
+            raise MediaError(f"{source}: no video stream")
+        if not info.has_audio:
+            raise MediaError(f"{source}: no audio stream")
+        if end_s <= start_s:
+            raise MediaError(f"{source}: empty interval {start_s:.2f}-{end_s:.2f} s")
+        if info.duration_s and end_s > info.duration_s + 0.5:
+            raise MediaError(
+                f"{source}: interval ends at {end_s:.2f} s, "
+                f"after the media ({info.duration_s:.2f} s)"
+            )
+        if params.crop == "pad":
+            box = (0.0, 0.0, float(info.width), float(info.height))
+        else:
+            centres = None
+            if params.crop == "person" and face_detector is not None:
+                centres = face_centres_in_interval(source, info, start_s, end_s, face_detector)
+            box = crop_box(info.width, info.height, params.crop, centres, params.person_scale)
+        video_path = out_dir / f"{clip_id}.mp4"
+        audio_path = out_dir / f"{clip_id}.wav"
+        cut_video(source, video_path, start_s, end_s, params.fps, (params.size, params.size),
+                  crop=None if params.crop == "pad" else box, pad=params.crop == "pad",
+                  crf=params.crf)  # fmt: skip
+        cut_audio(source, audio_path, start_s, end_s, params.sample_rate)
+        n_frames = count_frames(video_path)  # the source may end a little early
+    except MediaError as error:
+        result["reasons"] = [str(error)]
+        return result
+    x0, y0, w, h = box
+    if params.crop == "pad":
+        # The whole frame was scaled to fit and centred: express that as an (enlarged) crop.
+        scale = max(info.width, info.height)
+        x0, y0, w, h = (info.width - scale) / 2, (info.height - scale) / 2, scale, scale
+    result.update(path=str(video_path), audio_path=str(audio_path), n_frames=n_frames,
+                  crop_x0=x0, crop_y0=y0, crop_w=w, crop_h=h, kept=True)  # fmt: skip
+    return result

@@ -1,0 +1,271 @@
+"""The evaluation report: the paper's tables filled with our numbers, frames side by side and a
+Fig. 7-style spectrogram-over-motion plot, in one self-contained HTML file.
+
+- Table 1 layout: one row per method (ground truth, unguided, SG, DG), one column group per
+  language of the test clips (the paper's PATS = English, CNAS = Mandarin), columns
+  FVD, BAS, FGD, Sync-C, Div.
+- Table 2 layout: guidance time rate 0 % (the unguided run) and the configured rate, each cell
+  "SG / DG", plus TC. The other rates come from queued experiments (README, "Ablations").
+- Region quality: PSNR / SSIM inside the face, hand and body areas against the real frames.
+- Frames: for a few clips, rows ground truth / none / SG / DG at evenly spaced times, the
+  reference face box and the ground truth's hand areas outlined.
+- Fig. 7: the clip's mel spectrogram over the hand speed and lip opening of each video.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.config import EvaluateParams
+from pipeline.io.outputs import atomic_file
+from pipeline.metrics.regions import region_masks
+
+MODE_LABELS = {"ground_truth": "Ground truth", "none": "PAHA w/o guidance",
+               "sg": "PAHA-SG", "dg": "PAHA-DG"}  # fmt: skip
+_FACE_COLOUR, _HAND_COLOUR = (255, 60, 60), (60, 200, 255)
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table1_rows(groups: Mapping[str, Mapping[str, dict]], sync_name: str) -> tuple[list, list]:
+    """Table 1 as ``(header rows, body rows)`` of strings.
+
+    groups: group name (``all``, ``en``, ``zh``...) -> mode -> metrics.
+    """
+    columns = [("fvd", "FVD ↓", 2), ("bas", "BAS ↑", 4), ("fgd", "FGD ↓", 3),
+               (f"{sync_name}_c", "Sync-C ↑", 3), ("div", "Div. ↑", 3)]  # fmt: skip
+    names = list(groups)
+    header = [["Method"] + [n for n in names for _ in columns],
+              [""] + [label for _ in names for _, label, _ in columns]]  # fmt: skip
+    modes = list(next(iter(groups.values())))
+    body = []
+    for mode in modes:
+        row = [MODE_LABELS.get(mode, mode)]
+        for name in names:
+            metrics = groups[name].get(mode, {})
+            row += [_cell(metrics.get(key), digits) for key, _, digits in columns]
+        body.append(row)
+    return header, body
+
+
+def table2_rows(modes: Mapping[str, dict], rate: float, sync_name: str) -> tuple[list, list]:
+    """Table 2 as ``(header, rows)``: rate 0 % is the unguided run, the configured rate SG / DG."""
+    keys = [("fvd", 2), ("bas", 4), ("fgd", 3), (f"{sync_name}_c", 3), ("div", 3), ("tc", 3)]
+    header = [["Guidance time rate", "FVD ↓", "BAS ↑", "FGD ↓", "Sync-C ↑", "Div. ↑", "TC ↓"]]
+    rows = []
+    none = modes.get("none", {})
+    rows.append(["0 %"] + [f"{_cell(none.get(k), d)} / {_cell(none.get(k), d)}" for k, d in keys])
+    sg, dg = modes.get("sg", {}), modes.get("dg", {})
+    rows.append([f"{rate:.0%}"] + [f"{_cell(sg.get(k), d)} / {_cell(dg.get(k), d)}"
+                                    for k, d in keys])  # fmt: skip
+    return header, rows
+
+
+def region_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
+    regions = ("face", "hand", "body")
+    header = [["Method"] + [f"PSNR {r} ↑" for r in regions] + [f"SSIM {r} ↑" for r in regions]]
+    rows = []
+    for mode, metrics in modes.items():
+        if mode == "ground_truth":
+            continue
+        rows.append([MODE_LABELS.get(mode, mode)]
+                    + [_cell(metrics.get(f"psnr_{r}"), 2) for r in regions]
+                    + [_cell(metrics.get(f"ssim_{r}"), 3) for r in regions])  # fmt: skip
+    return header, rows
+
+
+def _html_table(header: list[list[str]], rows: list[list[str]], title: str) -> str:
+    out = [f"<h2>{html.escape(title)}</h2>", "<table>"]
+    for h in header:
+        out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in h) + "</tr>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def outlined(
+    frame: np.ndarray, face_box: np.ndarray, hand_mask: np.ndarray, scale: int
+) -> np.ndarray:
+    """``(S, S, 3)`` frame enlarged ``scale`` times (nearest), face box in red, hands in blue."""
+    big = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).copy()
+    x0, y0, x1, y1 = (np.asarray(face_box) * scale).round().astype(int)
+    cv2.rectangle(big, (x0, y0), (x1, y1), _FACE_COLOUR, 1)
+    if hand_mask.any():
+        mask = cv2.resize(hand_mask.astype(np.uint8), None, fx=scale, fy=scale,
+                          interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(big, contours, -1, _HAND_COLOUR, 1)
+    return big
+
+
+def side_by_side(
+    videos: Mapping[str, np.ndarray], truth_pose: np.ndarray, face_box: np.ndarray,
+    n_frames: int, tau: float, radius: float, scale: int = 2,
+) -> np.ndarray:  # fmt: skip
+    """One image: a row per video (ground truth first), ``n_frames`` evenly spaced columns.
+
+    videos: label -> ``(T, S, S, 3)`` uint8, all the same S; truth_pose ``(T, 133, 3)`` in S px.
+    """
+    length = min(len(v) for v in videos.values())
+    picks = np.linspace(0, length - 1, min(n_frames, length)).round().astype(int)
+    size = next(iter(videos.values())).shape[1]
+    rows = []
+    for label, frames in videos.items():
+        tiles = []
+        for i in picks:
+            hands = region_masks(truth_pose[i], size, tau, radius)["hand"]
+            tiles.append(outlined(frames[i], face_box, hands, scale))
+        row = np.concatenate(tiles, axis=1)
+        cv2.putText(row, label, (3, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+        rows.append(row)
+    return np.concatenate(rows, axis=0)
+
+
+def spectrogram_over_motion(
+    wave: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+) -> bytes:
+    """Fig. 7: mel spectrogram on top, hand speed and lip opening per video below; PNG bytes.
+
+    curves: label -> ``(hand speed (T,), lip opening (T,))``.
+    """
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    mel = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=wave, sr=sample_rate, n_mels=64, hop_length=160),
+        ref=np.max,
+    )
+    fig, axes = plt.subplots(3, 1, figsize=(9, 6.5), sharex=True,
+                             gridspec_kw={"height_ratios": [1.3, 1, 1]})  # fmt: skip
+    duration = len(wave) / sample_rate
+    axes[0].imshow(mel, origin="lower", aspect="auto", extent=(0, duration, 0, mel.shape[0]),
+                   cmap="magma")  # fmt: skip
+    axes[0].set_ylabel("mel band")
+    axes[0].set_title(title)
+    for label, (speed, lips) in curves.items():
+        t = np.arange(len(speed)) / fps
+        axes[1].plot(t, speed, label=label, lw=1)
+        axes[2].plot(t, lips, label=label, lw=1)
+    axes[1].set_ylabel("hand speed (px/s)")
+    axes[2].set_ylabel("lip opening (px)")
+    axes[2].set_xlabel("time (s)")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def report_figures(
+    clips: Sequence,
+    generated: Mapping[str, Mapping[str, np.ndarray]],
+    poses: Mapping[tuple[str, str], np.ndarray],
+    params: EvaluateParams,
+    min_score: float,
+) -> list[tuple[str, str, bytes]]:
+    """Frames side by side for the first ``report_clips`` clips and one Fig. 7 plot.
+
+    clips: :class:`~pipeline.evaluation.evaluate.TestClip`; generated: clip id -> mode -> frames;
+    poses: (mode, clip id) -> the poses the metrics read. Returns ``(stem, caption, PNG)``.
+    """
+    from pipeline.evaluation.evaluate import GROUND_TRUTH, hand_speed, lip_opening
+
+    radius = params.region_radius_at_512 * params.size / 512
+    figures = []
+    for clip in clips[: params.report_clips]:
+        videos = {MODE_LABELS[GROUND_TRUTH]: clip.frames}
+        videos |= {MODE_LABELS[m]: f for m, f in generated[clip.clip_id].items()}
+        image = side_by_side(videos, clip.truth_pose, clip.face_box, params.report_frames,
+                             params.region_tau, radius)  # fmt: skip
+        caption = f"Frames {clip.clip_id}: ground truth / none / SG / DG"
+        figures.append((f"frames_{clip.clip_id}", caption, png_bytes(image)))
+    if clips:
+        clip = clips[0]
+        curves = {
+            MODE_LABELS[mode]: (hand_speed(pose, clip.fps, min_score), lip_opening(pose, min_score))
+            for (mode, clip_id), pose in poses.items()
+            if clip_id == clip.clip_id
+        }
+        caption = f"{clip.clip_id}: spectrogram over motion (Fig. 7)"
+        figures.append((f"fig7_{clip.clip_id}", caption,
+                        spectrogram_over_motion(clip.wave, clip.sample_rate, clip.fps, curves,
+                                                caption)))  # fmt: skip
+    return figures
+
+
+def png_bytes(image_rgb: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("could not encode a PNG")
+    return data.tobytes()
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def write_report(
+    path: str | Path,
+    summary: Mapping,
+    groups: Mapping[str, Mapping[str, dict]],
+    figures: Sequence[tuple[str, str, bytes]],
+    notes: Sequence[str],
+) -> None:
+    """Write the self-contained HTML report (tables, figures as embedded PNGs, notes).
+
+    figures: ``(file stem, caption, PNG bytes)`` as :func:`report_figures` makes them.
+    """
+    sync_name = summary["sync_model"]["metric"]
+    modes = groups["all"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>PAHA evaluation</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin-bottom:1em}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+        "th{background:#eee}img{max-width:100%;display:block;margin:0.5em 0}</style>",
+        "<h1>PAHA evaluation</h1>",
+        f"<p>Profile: {html.escape(str(summary['profile']))}. Frames judged at "
+        f"{summary['eval_size']} px. Poses by <b>{html.escape(summary['pose_backend'])}</b>. "
+        f"Sync: {html.escape(summary['sync_model']['description'])}. "
+        f"FVD: {html.escape(summary['fvd_model'])}.</p>",
+        _html_table(*table1_rows(groups, sync_name), "Table 1 layout: quality and alignment"),
+        _html_table(*table2_rows(modes, summary["guidance_rate"], sync_name),
+                    "Table 2 layout: guidance time rate (SG / DG)"),  # fmt: skip
+        _html_table(*region_rows(modes), "Region quality against the real frames"),
+        "<h2>Why some values are null</h2><ul>"
+        + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+    ]  # fmt: skip
+    for _, caption, data in figures:
+        parts.append(f"<h2>{html.escape(caption)}</h2>" + _img(data, caption))
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
+
+
+__all__ = [
+    "MODE_LABELS", "outlined", "png_bytes", "region_rows", "report_figures", "side_by_side",
+    "spectrogram_over_motion", "table1_rows", "table2_rows", "write_report",
+]  # fmt: skip

@@ -1,0 +1,1 @@
+"""Per-frame features: whole-body poses (pose/ backends), face boxes and audio features."""

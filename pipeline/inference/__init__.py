@@ -1,0 +1,1 @@
+"""Sampling (DDIM, long videos), guidance (Algorithm 1, Eq. 8-12), animator, PCE negatives."""

@@ -1,0 +1,131 @@
+"""Sequential and Differential Guidance (Section 4.2, Eq. 8-12, Algorithm 1).
+
+Notation: ``f`` is one deterministic DDIM step of UniVDM from timestep ``t`` (the solver
+``f_theta``), ``D(z, a) = -log s(z, a)`` a classifier's energy, ``sigma_t = sqrt(1 - abar_t)``
+the noise level of the latent being guided, ``M_f`` the face mask at latent resolution (the
+reference image's dilated face box) and ``M_nf = 1 - M_f``.
+
+For the latent ``z`` entering a guided step:
+
+- Eq. 8: ``z_nf = z - lambda_nf * sigma_t * grad D_nf(z, a) * M_nf``
+- Eq. 9: ``z_f  = z - lambda_f  * sigma_t * grad D_f(z_nf, a) * M_f`` (the face gradient is taken
+  at the non-face-guided latent: the two guidances are sequential)
+- Eq. 10: ``z* = z_f + z_nf - z``
+- SG, Eq. 11: ``z_next = f(z*)``
+- DG, Eq. 12 (``dg_form="differential"``, the default; see ``../shared/DESIGN.md``):
+  ``z_next = f(z*) + lambda_diff * [(f(z_nf) - f(z*)) * M_f + (f(z_f) - f(z*)) * M_nf]``.
+  Printed literally (``dg_form="literal"``), Eq. 12 adds ``lambda_diff * (f(z_nf) * M_f +
+  f(z_f) * M_nf)``, which scales the whole latent by about ``1 + lambda_diff`` every step; the
+  differential form compensates only the *change* each classifier made outside its own area.
+  DG's three solver inputs ``z*, z_nf, z_f`` go through the UNet as one batch.
+
+Each classifier reads the latent masked as in its training (the face classifier the face box
+only, the non-face one the rest), so its gradient is zero outside its area before the mask of
+Eq. 8-9 is applied. Guidance runs in the first ``round(rate * steps)`` DDIM steps (paper: 15 of
+30, ``rate = 0.5``) and is applied to the latent entering each of those steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from pipeline.data.face_boxes import apply_region
+from pipeline.models.classifier import SyncClassifier
+
+Mode = Literal["none", "sg", "dg"]
+MODES: tuple[str, ...] = ("none", "sg", "dg")
+
+
+@dataclass(frozen=True)
+class GuidanceWeights:
+    """Guidance settings (paper Appendix B.4.2: 1, 0.1, 0.25, rate 0.5)."""
+
+    mode: Mode = "none"
+    lambda_nonface: float = 1.0
+    lambda_face: float = 0.1
+    lambda_diff: float = 0.25
+    rate: float = 0.5
+    dg_form: Literal["differential", "literal"] = "differential"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"guidance mode must be one of {MODES}, got {self.mode!r}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"guidance rate must be in [0, 1], got {self.rate}")
+
+    def guided_steps(self, steps: int) -> int:
+        """How many of the first DDIM steps are guided."""
+        return 0 if self.mode == "none" else int(round(self.rate * steps))
+
+
+@dataclass
+class Classifiers:
+    """The two sync classifiers and what they are evaluated with.
+
+    Attributes:
+        face, nonface: trained :class:`SyncClassifier` models (eval mode).
+        face_mask: ``(B, h, w)`` ``M_f`` at latent resolution; ``M_nf = 1 - M_f``.
+        audio: ``(B, L, A)`` clean per-frame audio features of the frames being generated.
+    """
+
+    face: SyncClassifier
+    nonface: SyncClassifier
+    face_mask: torch.Tensor
+    audio: torch.Tensor
+
+
+def energy_gradient(classifier: SyncClassifier, z: torch.Tensor, timestep: torch.Tensor,
+                    audio: torch.Tensor, region: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``grad_z D(z * region, a)`` with ``D = -log s``, summed over the batch: ``z``'s shape.
+
+    Args:
+        z: ``(B, L, C, h, w)`` latent at ``timestep``.
+        region: ``(B, h, w)`` the classifier's input area (its training mask).
+    """
+    with torch.enable_grad():
+        x = z.detach().float().requires_grad_(True)
+        t = torch.as_tensor(timestep, device=z.device).reshape(-1).expand(len(z))
+        logits = classifier(apply_region(x, region), t, audio)
+        (grad,) = torch.autograd.grad(SyncClassifier.guidance_energy(logits).sum(), x)
+    return grad.to(z.dtype)
+
+
+def guide(z: torch.Tensor, timestep: torch.Tensor, sigma: float, weights: GuidanceWeights,
+          classifiers: Classifiers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Eq. 8-10 for the latent ``z`` ``(B, L, C, h, w)`` at ``timestep``.
+
+    Returns ``(z_star, z_nonface, z_face)``.
+    """
+    m_face = classifiers.face_mask[:, None, None].to(z)
+    m_nonface = 1.0 - m_face
+    region_f, region_nf = classifiers.face_mask, 1.0 - classifiers.face_mask
+    grad_nf = energy_gradient(classifiers.nonface, z, timestep, classifiers.audio, region_nf)
+    z_nf = z - weights.lambda_nonface * sigma * grad_nf * m_nonface  # Eq. 8
+    grad_f = energy_gradient(classifiers.face, z_nf, timestep, classifiers.audio, region_f)
+    z_f = z - weights.lambda_face * sigma * grad_f * m_face  # Eq. 9
+    z_star = z_f + z_nf - z  # Eq. 10
+    return z_star, z_nf, z_f
+
+
+def differential_combine(
+    f_star: torch.Tensor, f_nonface: torch.Tensor, f_face: torch.Tensor,
+    face_mask: torch.Tensor, weights: GuidanceWeights,
+) -> torch.Tensor:  # fmt: skip
+    """DG's next latent from the three solver outputs (Eq. 12, see the module docstring).
+
+    ``face_mask`` is ``(B, h, w)``; the latents ``(B, L, C, h, w)``.
+    """
+    m_face = face_mask[:, None, None].to(f_star)
+    m_nonface = 1.0 - m_face
+    if weights.dg_form == "literal":
+        return f_star + weights.lambda_diff * (f_nonface * m_face + f_face * m_nonface)
+    return f_star + weights.lambda_diff * ((f_nonface - f_star) * m_face
+                                           + (f_face - f_star) * m_nonface)  # fmt: skip
+
+
+__all__ = [
+    "MODES", "Classifiers", "GuidanceWeights", "differential_combine", "energy_gradient", "guide",
+]  # fmt: skip

@@ -1,0 +1,165 @@
+"""Sampling from UniVDM with DDIM, unguided or with SG / DG (Section 4.2, Algorithm 1).
+
+``ddim_sample`` runs the deterministic DDIM solver ``f_theta`` (eta = 0) over ``steps`` steps of
+the training scheduler's 1000-step schedule, for one window of ``t`` frames conditioned on the
+reference latent, the audio windows and optionally the first frame. With guidance weights and the
+two classifiers it applies Sequential or Differential Guidance
+(:mod:`pipeline.inference.guidance`) in the first ``round(rate * steps)`` steps.
+
+``sample_long_video`` chains windows into a video of any length (Appendix B.4.1): segment
+``k + 1`` is conditioned on the last frame of segment ``k`` as its first frame, so consecutive
+segments share that frame and the seam is continuous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from pipeline.inference.guidance import Classifiers, GuidanceWeights, differential_combine, guide
+from pipeline.models.univdm import UniVDM
+
+
+def ddim_scheduler(train_scheduler: DDPMScheduler, steps: int) -> DDIMScheduler:
+    """A DDIM scheduler on the training schedule, set to ``steps`` inference steps."""
+    scheduler = DDIMScheduler.from_config(train_scheduler.config, clip_sample=False,
+                                          set_alpha_to_one=False)  # fmt: skip
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def _repeat(x: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    return None if x is None else torch.cat([x] * times)
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: UniVDM, train_scheduler: DDPMScheduler, reference: torch.Tensor, audio: torch.Tensor,
+    steps: int, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
+    condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
+    initial_noise: torch.Tensor | None = None, guidance: GuidanceWeights | None = None,
+    classifiers: Classifiers | None = None, callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Denoise pure noise into video latents ``(B, t, C, h, w)``.
+
+    Args:
+        reference: ``(B, C, h, w)`` reference latent (already scaled by the VAE factor).
+        audio: ``(B, t, W, A)`` audio windows.
+        steps: DDIM steps (paper: 30).
+        condition, condition_mask: first-frame condition, see :meth:`UniVDM.build_input`.
+        initial_noise: ``z_T``; drawn from ``generator`` when None.
+        guidance: SG / DG settings; None or mode ``none``: unguided.
+        classifiers: the face and non-face classifiers with ``M_f`` and clean audio ``(B, t, A)``
+            (required when guidance is on).
+        callback: called with the step index after each DDIM step (progress bars).
+    """
+    config = model.config
+    batch, frames = audio.shape[:2]
+    shape = (batch, frames, config.latent_channels, config.latent_size, config.latent_size)
+    latents = initial_noise
+    if latents is None:
+        latents = torch.randn(shape, generator=generator, device=reference.device,
+                              dtype=reference.dtype)  # fmt: skip
+    scheduler = ddim_scheduler(train_scheduler, steps)
+    guided = guidance.guided_steps(steps) if guidance is not None else 0
+    if guided and classifiers is None:
+        raise ValueError(f"guidance mode {guidance.mode!r} needs the two classifiers")
+    abar = train_scheduler.alphas_cumprod
+    for index, timestep in enumerate(scheduler.timesteps):
+        t = timestep.to(reference.device)
+        if index >= guided:
+            eps = model(latents, t, reference, audio, condition, condition_mask, image_embeds)
+            latents = scheduler.step(eps, timestep, latents).prev_sample
+        else:
+            sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
+            z_star, z_nf, z_f = guide(latents, t, sigma, guidance, classifiers)
+            # DG with lambda_diff = 0 is SG: its extra evaluations have zero weight, and
+            # skipping them keeps the result bit-identical (a batch of 3B is not bitwise the
+            # same computation as a batch of B).
+            if guidance.mode == "sg" or guidance.lambda_diff == 0:  # Eq. 11
+                eps = model(z_star, t, reference, audio, condition, condition_mask, image_embeds)
+                latents = scheduler.step(eps, timestep, z_star).prev_sample
+            else:  # DG, Eq. 12: the three solver evaluations in one UNet call
+                stacked = torch.cat([z_star, z_nf, z_f])
+                eps = model(stacked, t, _repeat(reference, 3), _repeat(audio, 3),
+                            _repeat(condition, 3), _repeat(condition_mask, 3),
+                            _repeat(image_embeds, 3))  # fmt: skip
+                f_star, f_nf, f_f = scheduler.step(eps, timestep, stacked).prev_sample.chunk(3)
+                latents = differential_combine(f_star, f_nf, f_f, classifiers.face_mask,
+                                               guidance)  # fmt: skip
+        if callback is not None:
+            callback(index)
+    return latents
+
+
+def segment_starts(n_frames: int, window: int) -> list[int]:
+    """First frame of each segment of a long video (Appendix B.4.1).
+
+    Segments of ``window`` frames overlap by one frame (the conditioned first frame), so they
+    start at ``0, window - 1, 2 (window - 1), ...`` until ``n_frames`` are covered. The frames
+    generated are ``starts[-1] + window >= n_frames``.
+    """
+    if window < 2:
+        raise ValueError(f"a segment needs at least 2 frames, got {window}")
+    if n_frames < 1:
+        raise ValueError(f"a video needs at least 1 frame, got {n_frames}")
+    starts = [0]
+    while starts[-1] + window < n_frames:
+        starts.append(starts[-1] + window - 1)
+    return starts
+
+
+@torch.no_grad()
+def sample_long_video(
+    model: UniVDM, train_scheduler: DDPMScheduler, reference: torch.Tensor, audio: torch.Tensor,
+    n_frames: int, steps: int, initial_noise: torch.Tensor,
+    image_embeds: torch.Tensor | None = None, guidance: GuidanceWeights | None = None,
+    classifiers: Classifiers | None = None, callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Long video ``(B, n_frames, C, h, w)`` by chaining first-frame-conditioned windows.
+
+    Args:
+        reference: ``(B, C, h, w)`` reference latent.
+        audio: ``(B, F, W, A)`` audio windows of every frame, ``F >= starts[-1] + t`` (see
+            :func:`segment_starts`); segment ``k`` reads rows ``starts[k] ... starts[k] + t - 1``,
+            so the audio continues across each seam.
+        n_frames: frames wanted.
+        steps: DDIM steps per segment.
+        initial_noise: ``(B, S, t, C, h, w)``, ``z_T`` of each of the ``S`` segments.
+        guidance, classifiers: as in :func:`ddim_sample`; ``classifiers.audio`` ``(B, F, A)``
+            covers every frame and each segment's classifiers read their rows.
+        callback: called after every DDIM step of every segment.
+
+    Frame 0 of segment ``k + 1`` is the condition (segment ``k``'s last latent) and is not
+    repeated in the output.
+    """
+    window = model.config.frames
+    starts = segment_starts(n_frames, window)
+    if initial_noise.shape[1] != len(starts) or initial_noise.shape[2] != window:
+        raise ValueError(f"initial_noise {tuple(initial_noise.shape)} must have {len(starts)} "
+                         f"segments of {window} frames")  # fmt: skip
+    if audio.shape[1] < starts[-1] + window:
+        raise ValueError(f"audio windows cover {audio.shape[1]} frames; the segments need "
+                         f"{starts[-1] + window}")  # fmt: skip
+    pieces, condition, condition_mask = [], None, None
+    for k, start in enumerate(starts):
+        segment_classifiers = None
+        if classifiers is not None:
+            segment_classifiers = dataclasses.replace(
+                classifiers, audio=classifiers.audio[:, start : start + window]
+            )
+        segment = ddim_sample(
+            model, train_scheduler, reference, audio[:, start : start + window], steps,
+            condition=condition, condition_mask=condition_mask, image_embeds=image_embeds,
+            initial_noise=initial_noise[:, k], guidance=guidance, classifiers=segment_classifiers,
+            callback=callback,
+        )  # fmt: skip
+        pieces.append(segment if k == 0 else segment[:, 1:])
+        condition = torch.zeros_like(segment)
+        condition[:, 0] = segment[:, -1]
+        condition_mask = segment.new_zeros(segment.shape[:2])
+        condition_mask[:, 0] = 1.0
+    return torch.cat(pieces, dim=1)[:, :n_frames]

@@ -1,0 +1,1 @@
+"""Input and output: Parquet tables, media, audio, atomic outputs, pool, shards, previews."""

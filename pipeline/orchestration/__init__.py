@@ -1,0 +1,1 @@
+"""Running the DVC DAG: reading dvc.yaml and the Prefect flows."""

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.config import CutParams
+from pipeline.curation.cut import crop_box, cut_clip, safe_name
+from pipeline.io.media import count_frames, probe
+
+
+def test_center_crop_is_the_largest_centred_square():
+    assert crop_box(1280, 720, "center") == (280.0, 0.0, 720.0, 720.0)
+
+
+def test_person_crop_centres_on_the_median_face_and_stays_inside():
+    centres = np.array([[900.0, 200.0], [910.0, 210.0], [np.nan, np.nan], [905.0, 205.0]])
+    x0, y0, w, h = crop_box(1280, 720, "person", centres, person_scale=1.0)
+    assert (w, h) == (720.0, 720.0) and y0 == 0.0
+    assert x0 == pytest.approx(905.0 - 360.0)  # median face centre x = 905
+    x0, _, _, _ = crop_box(1280, 720, "person", centres + [200, 0])
+    assert x0 == pytest.approx(1280 - 720)  # 1105 - 360 would overflow: clamped
+    x0, y0, w, h = crop_box(1280, 720, "person", centres[:2] - [400, 0], person_scale=0.5)
+    assert w == 360.0 and x0 == pytest.approx(505.0 - 180.0) and y0 == pytest.approx(205.0 - 120)
+
+
+def test_person_crop_without_faces_falls_back_to_center():
+    centres = np.full((3, 2), np.nan)
+    assert crop_box(1280, 720, "person", centres) == crop_box(1280, 720, "center")
+    with pytest.raises(ValueError, match="unknown crop policy 'zoom'"):
+        crop_box(10, 10, "zoom", centres)
+
+
+def _row(path, **extra):
+    row = {"clip_id": "spk/a b", "video_id": "v", "speaker": "spk", "language": "en",
+           "source": "local", "path": str(path), "start_s": 0.5, "end_s": 2.5, "status": "ok",
+           "reason": ""}  # fmt: skip
+    return row | extra
+
+
+PARAMS = CutParams(size=64, crop="center", workers=1)
+
+
+def test_cut_clip_normalises_48k_stereo_and_variable_rate(video_factory, tmp_path):
+    source = video_factory("vfr.mp4", seconds=3.0, size=96, vfr=True, audio="stereo48k")
+    row = cut_clip(_row(source), tmp_path / "out", PARAMS, face_detector=None)
+    assert row["kept"] and row["reasons"] == []
+    assert row["clip_id"] == safe_name("spk/a b") == "spk_a_b"
+    assert row["n_frames"] == 50 == count_frames(row["path"])
+    info = probe(row["path"])
+    assert (info.width, info.height, info.fps) == (64, 64, 25.0)
+    wave, rate = soundfile.read(row["audio_path"])
+    assert rate == 16000 and wave.ndim == 1 and len(wave) == 32000
+    assert (row["crop_x0"], row["crop_w"]) == (0.0, 96.0)
+
+
+def test_cut_clip_rows_for_unusable_sources(video_factory, tmp_path):
+    silent = video_factory("silent.mp4", audio=None)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    out = tmp_path / "out"
+    no_audio = cut_clip(_row(silent), out, PARAMS, None)
+    assert not no_audio["kept"] and "no audio stream" in no_audio["reasons"][0]
+    broken = cut_clip(_row(corrupt), out, PARAMS, None)
+    assert not broken["kept"] and "corrupt.mp4: unreadable media" in broken["reasons"][0]
+    failed = cut_clip(_row("", status="failed", reason="download failed: 404"), out, PARAMS, None)
+    assert failed["reasons"] == ["source failed: download failed: 404"]
+    late = cut_clip(_row(silent, start_s=1.0, end_s=9.0), out, PARAMS, None)
+    assert not late["kept"]
+    assert not out.exists() or not list(out.iterdir())  # nothing half-written
+
+
+class _FakeFaces:
+    """A face always at the right side of a 160x96 frame."""
+
+    def detect(self, frames):
+        boxes = np.tile([[120.0, 10.0, 140.0, 30.0, 0.9]], (len(frames), 1))
+        return boxes.astype(np.float32)
+
+
+def test_cut_clip_person_policy_uses_the_face_detector(tmp_path):
+    from tests.conftest import make_video
+
+    source = make_video(tmp_path / "wide.mp4", seconds=2.0, size=96)
+    # Pad the square test pattern into a wide 160x96 frame.
+    wide = tmp_path / "wide2.mp4"
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(source), "-vf",
+                    "pad=160:96:0:0", "-c:a", "copy", str(wide)], check=True)  # fmt: skip
+    params = CutParams(size=64, crop="person", workers=1)
+    row = cut_clip(_row(wide, start_s=0.0, end_s=1.0), tmp_path / "out", params, _FakeFaces())
+    assert row["kept"]
+    assert (row["crop_x0"], row["crop_w"]) == (160.0 - 96.0, 96.0)  # centred on x=130, clamped

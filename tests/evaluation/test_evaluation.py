@@ -1,0 +1,122 @@
+"""The evaluate protocol's pooling and null rules, and the report's table layouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import EvaluateParams
+from pipeline.evaluation.evaluate import (
+    GROUND_TRUTH,
+    MetricModels,
+    VideoResult,
+    hand_speed,
+    lip_opening,
+    region_quality,
+    summarise,
+)
+from pipeline.evaluation.report import region_rows, table1_rows, table2_rows
+from pipeline.metrics.frechet import frechet_distance_of_features
+
+PARAMS = EvaluateParams()
+
+
+def _models(i3d=None) -> MetricModels:
+    return MetricModels(pose_backend="test", pose_reader=lambda f: f, gesture_ae=None,
+                        sync_name="sync_corpus", sync_description="test", sync_video=None,
+                        i3d=i3d, fvd_reason="no I3D file")  # fmt: skip
+
+
+def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | None = 0.5,
+           conf: float = 2.0) -> VideoResult:  # fmt: skip
+    quality = {f"{m}_{r}": 20.0 for m in ("psnr", "ssim") for r in ("face", "hand", "body")}
+    row = {"clip_id": clip, "language": "en", "pose_metrics": posed, "pose_rate": 1.0 if posed
+           else 0.1, "bas": bas if posed else None, "sync_confidence": conf, "sync_distance": 7.0,
+           **quality}  # fmt: skip
+    return VideoResult(row, np.zeros((1, 133, 3)), features if posed else np.zeros((0, 1)),
+                       np.zeros(31))  # fmt: skip
+
+
+def test_summarise_pools_windows_and_compares_with_the_ground_truth():
+    rng = np.random.default_rng(0)
+    real = [_video("a", rng.normal(size=(6, 3))), _video("b", rng.normal(size=(6, 3)))]
+    fake = [_video("a", rng.normal(2, 1, size=(6, 3)), conf=1.0, bas=0.2),
+            _video("b", rng.normal(2, 1, size=(6, 3)), conf=3.0, bas=0.4)]  # fmt: skip
+    metrics, reasons = summarise("sg", fake, real, _models(), PARAMS, 0.5)
+    expected = frechet_distance_of_features(
+        np.concatenate([v.gesture_features for v in real]),
+        np.concatenate([v.gesture_features for v in fake]),
+    )
+    assert metrics["fgd"] == pytest.approx(round(expected, 4))
+    assert metrics["bas"] == pytest.approx(0.3) and metrics["sync_corpus_c"] == pytest.approx(2.0)
+    assert metrics["gesture_windows"] == 12 and metrics["tc"] == 0.5
+    assert metrics["fvd"] is None and reasons["fvd"] == "no I3D file"
+    assert "fgd" not in reasons and "bas" not in reasons
+
+
+def test_videos_without_a_person_make_the_pose_metrics_null_with_a_reason():
+    real = [_video("a", np.ones((4, 3)))]
+    fake = [_video("a", np.ones((4, 3)), posed=False)]
+    metrics, reasons = summarise("dg", fake, real, _models(), PARAMS, 1.0)
+    assert metrics["fgd"] is None and metrics["div"] is None and metrics["bas"] is None
+    assert "0 of 1 videos" in reasons["fgd"] and reasons["bas"] == reasons["fgd"]
+    assert metrics["clips_with_pose"] == 0 and metrics["sync_corpus_c"] == 2.0
+
+
+def test_the_ground_truth_is_the_reference_not_a_zero():
+    real = [_video("a", np.arange(12.0).reshape(4, 3))]
+    metrics, reasons = summarise(GROUND_TRUTH, real, real, _models(), PARAMS, None)
+    assert metrics["fgd"] is None and "reference" in reasons["fgd"]
+    assert metrics["tc"] is None and metrics["div"] is not None
+
+
+def _pose_with_face(size: int) -> np.ndarray:
+    pose = np.zeros((133, 3), np.float32)
+    pose[23:91, :2] = size / 2  # every face keypoint at the centre, reliable
+    pose[23:91, 2] = 1.0
+    return pose
+
+
+def test_region_quality_is_measured_inside_the_face_area_only():
+    size = 32
+    truth = np.full((1, size, size, 3), 100, np.uint8)
+    frames = truth.copy()
+    frames[0, :4] = 0  # a difference far from the face changes nothing in the face area
+    pose = _pose_with_face(size)[None]
+    quality = region_quality(frames, truth, pose, PARAMS)
+    assert quality["psnr_face"] is None  # identical there: infinite PSNR, left out of the mean
+    assert quality["ssim_face"] == pytest.approx(1.0)
+    frames[0, size // 2, size // 2] = 110  # one pixel off by 10 at the face centre
+    quality = region_quality(frames, truth, pose, PARAMS)
+    radius = PARAMS.region_radius_at_512 * size / 512
+    yy, xx = np.mgrid[:size, :size]
+    area = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius**2).sum()
+    assert quality["psnr_face"] == pytest.approx(10 * np.log10(255**2 / (100 / area)), rel=1e-6)
+    assert quality["psnr_hand"] is None  # no hand keypoint: no hand area in any frame
+
+
+def test_hand_speed_and_lip_opening_by_hand():
+    pose = np.zeros((3, 133, 3), np.float32)
+    pose[:, 91:133, 2] = 1.0
+    pose[:, 91:133, 0] = np.array([0.0, 1.0, 3.0])[:, None]  # hands move 1 px then 2 px
+    pose[:, 23 + 62] = [[5, 10, 1], [5, 10, 1], [5, 10, 0]]
+    pose[:, 23 + 66] = [[5, 12, 1], [5, 14, 1], [5, 14, 1]]
+    speed = hand_speed(pose, fps=25.0, min_score=0.5)
+    assert np.isnan(speed[0]) and speed[1:] == pytest.approx([25.0, 50.0])
+    lips = lip_opening(pose, min_score=0.5)
+    assert lips[:2] == pytest.approx([2.0, 4.0]) and np.isnan(lips[2])
+
+
+def test_tables_follow_the_papers_layouts():
+    metrics = {"fvd": None, "bas": 0.15, "fgd": 12.5, "sync_corpus_c": 3.25, "div": 7.0,
+               "tc": 0.9, "psnr_face": 20.0, "psnr_hand": 18.0, "psnr_body": 22.0,
+               "ssim_face": 0.5, "ssim_hand": 0.4, "ssim_body": 0.6}  # fmt: skip
+    modes = {GROUND_TRUTH: metrics, "none": metrics, "sg": metrics, "dg": dict(metrics, tc=1.2)}
+    header, body = table1_rows({"all": modes, "en": modes}, "sync_corpus")
+    assert header[0][1:] == ["all"] * 5 + ["en"] * 5
+    assert header[1][1:6] == ["FVD ↓", "BAS ↑", "FGD ↓", "Sync-C ↑", "Div. ↑"]
+    assert body[2][:6] == ["PAHA-SG", "null", "0.1500", "12.500", "3.250", "7.000"]
+    _, rows = table2_rows(modes, 0.5, "sync_corpus")
+    assert rows[0][0] == "0 %" and rows[1][0] == "50%" and rows[1][-1] == "0.900 / 1.200"
+    _, regions = region_rows(modes)
+    assert [r[0] for r in regions] == ["PAHA w/o guidance", "PAHA-SG", "PAHA-DG"]

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from pipeline.io.audio import (
+    Wav2Vec2Features,
+    frame_count,
+    load_audio,
+    mel_features,
+    resample_rows,
+)
+from pipeline.io.media import MediaError
+
+
+def test_load_audio_resamples_and_downmixes(tmp_path):
+    stereo = np.stack([np.full(48000, 0.5), np.full(48000, -0.1)], axis=1)
+    soundfile.write(tmp_path / "s.wav", stereo, 48000)
+    wave = load_audio(tmp_path / "s.wav", 16000)
+    assert wave.shape == (16000,) and wave.dtype == np.float32
+    assert wave[1000:15000].mean() == pytest.approx(0.2, abs=0.01)
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(MediaError, match="gone.wav: audio file not found"):
+        load_audio(tmp_path / "gone.wav")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(MediaError, match="junk.wav: unreadable audio"):
+        load_audio(tmp_path / "junk.wav")
+
+
+def test_frame_count():
+    assert frame_count(16000 * 3, 16000, 25.0) == 75
+
+
+def test_mel_rows_follow_loudness_frame_by_frame():
+    sr, fps = 16000, 25.0
+    wave = np.zeros(sr * 2, np.float32)
+    wave[sr // 2 : sr] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr // 2) / sr)  # 0.5-1.0 s
+    features = mel_features(wave, sr, fps, n_frames=50, n_mels=40)
+    assert features.shape == (50, 40) and features.dtype == np.float32
+    energy = features.max(axis=1)
+    assert energy[15:23].min() > energy[:10].max() + 40  # frames 12.5..25 carry the tone
+    assert energy[30:].max() < energy[15:23].min() - 40
+
+
+def test_mel_pads_short_audio_to_the_frame_count():
+    features = mel_features(np.zeros(1600, np.float32), 16000, 25.0, n_frames=10, n_mels=8)
+    assert features.shape == (10, 8)
+
+
+def test_resample_rows_keeps_span_and_linear_values():
+    source = np.arange(4, dtype=np.float32)[:, None]  # values 0..3 at 4 positions
+    out = resample_rows(source, 8)
+    assert out.shape == (8, 1)
+    expected = np.clip((np.arange(8) + 0.5) * 4 / 8 - 0.5, 0, 3)
+    np.testing.assert_allclose(out[:, 0], expected, atol=1e-6)
+
+
+def test_wav2vec2_loader_on_a_tiny_local_model(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=2, do_stable_layer_norm=True, feat_extract_norm="layer",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    featurizer = Wav2Vec2Features(tmp_path / "w2v", layers=[1, 3])
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    features = featurizer(wave, 16000, n_frames=25)
+    assert features.shape == (25, 32) and np.isfinite(features).all()
+    # The two concatenated layers are different hidden states, not copies.
+    assert not np.allclose(features[:, :16], features[:, 16:])
+    with pytest.raises(ValueError, match="layers \\[7\\] outside 0..3"):
+        Wav2Vec2Features(tmp_path / "w2v", layers=[7])
+    with pytest.raises(FileNotFoundError, match="config.json missing"):
+        Wav2Vec2Features(tmp_path / "nothing", layers=[1])

@@ -1,0 +1,57 @@
+import json
+import os
+import subprocess
+
+import pytest
+
+from pipeline.io.outputs import atomic_directory, final_path, write_json
+from pipeline.io.pool import map_ordered, worker_state
+
+
+def test_atomic_directory_replaces_only_on_success(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("previous artifact")
+    with pytest.raises(RuntimeError), atomic_directory(final) as tmp:
+        (tmp / "half.txt").write_text("half-written")
+        raise RuntimeError("killed mid-write")
+    assert [p.name for p in final.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dir left
+    with atomic_directory(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert final_path(tmp / "new.txt", tmp, final) == str(final / "new.txt")
+    assert [p.name for p in final.iterdir()] == ["new.txt"]
+
+
+def test_write_json_is_sorted_and_rejects_nan(tmp_path):
+    write_json({"b": 1, "a": [1.5]}, tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": [1.5], "b": 1}
+    with pytest.raises(ValueError):
+        write_json({"x": float("nan")}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def _init(offset):
+    return {"offset": offset}
+
+
+def _add(value):
+    return value + worker_state["offset"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_ordered_keeps_order_and_worker_state(workers):
+    assert map_ordered(_add, range(7), workers=workers, initializer=_init,
+                       initargs=(10,)) == list(range(10, 17))  # fmt: skip
+
+
+def test_atomic_directory_removes_what_a_killed_writer_left(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a finished, reaped process: its pid is no longer alive
+    stale = tmp_path / f".out.tmp-{dead.pid}"
+    (stale / "half").mkdir(parents=True)
+    mine = tmp_path / f".out.tmp-{os.getpid()}-other"  # not a pid suffix: kept
+    mine.mkdir()
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "done").write_text("1")
+    assert not stale.exists() and mine.exists() and (tmp_path / "out" / "done").exists()
