@@ -15,8 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """params.yaml is unreadable, has an unknown key or a value of the wrong type."""
 
 

@@ -9,17 +9,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import ConfigError, Params, load_params
-from pipeline.io.media import MediaError
-from pipeline.io.tables import TableError
+from pipeline.config import Params, load_params
+from pipeline.errors import InputError
 from pipeline.training.checkpoints import resumable_checkpoint
 
 log = logging.getLogger("paha")
 
-# MediaPipe/TFLite print per-graph info lines to stderr; keep warnings and errors only. Set
-# before any worker process starts so that workers inherit it.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def quiet_native_logs() -> None:
+    """MediaPipe/TFLite print per-graph info lines to stderr: keep warnings and errors only.
+
+    Called by :func:`run_stage` before any worker process starts, so workers inherit it; nothing
+    changes the environment at import time.
+    """
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -53,13 +57,19 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 def run_stage(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,
               argv: list[str] | None = None) -> int:  # fmt: skip
-    """Parse arguments, load params, run ``main``; known input errors exit 2 with one line."""
+    """Parse arguments, load params, run ``main``.
+
+    The project's input errors (:class:`~pipeline.errors.InputError`: params, tables, media,
+    overrides, models) exit 2 with one line; anything else is a bug and propagates with its
+    traceback (exit 1).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_native_logs()
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         main(args, params)
-    except (ConfigError, TableError, MediaError, FileNotFoundError, ValueError) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

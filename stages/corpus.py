@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Params
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, final_path, write_json
 from stages.common import run_stage, stage_parser
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     write_json(summary, args.metrics)
     log.info("corpus: %s", summary)
     if summary["ok"] == 0:
-        raise ValueError(f"corpus: no usable interval ({summary['failed']} failed); see {final}")
+        raise InputError(f"corpus: no usable interval ({summary['failed']} failed); see {final}")
 
 
 def parser() -> argparse.ArgumentParser:

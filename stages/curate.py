@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.config import Params
 from pipeline.curation.curate import curate
 from pipeline.curation.report import write_report
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from stages.common import run_stage, stage_parser
@@ -48,7 +49,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     log.info("curate: %d of %d clips kept; report: %s", result.summary["kept"],
              result.summary["total"], final / "report.html")  # fmt: skip
     if result.summary["kept"] == 0:
-        raise ValueError(f"curate: every clip was rejected; see {final / 'report.html'}")
+        raise InputError(f"curate: every clip was rejected; see {final / 'report.html'}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.config import CutParams, Params
 from pipeline.curation.cut import cut_clip
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, final_path, write_json
 from pipeline.io.pool import map_ordered, worker_state
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         log.warning("cut: %s not usable: %s", row.clip_id, "; ".join(row.reasons))
     log.info("cut: %s", summary)
     if summary["cut"] == 0:
-        raise ValueError(f"cut: no interval could be cut ({len(failed)} failed); see {final}")
+        raise InputError(f"cut: no interval could be cut ({len(failed)} failed); see {final}")
 
 
 def parser() -> argparse.ArgumentParser:

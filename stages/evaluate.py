@@ -24,6 +24,7 @@ import pandas as pd
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.windows import load_clip_records, resize_frames
+from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
     evaluate_video,
@@ -78,7 +79,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
             results[mode].append(evaluate_video(mode, clip, frames, models, settings,
                                                 params.train_gesture_ae))  # fmt: skip
     if failed:
-        raise ValueError("evaluate: videos missing: " + "; ".join(failed))
+        raise InputError("evaluate: videos missing: " + "; ".join(failed))
 
     def seconds_per_segment(mode: str, ids: set[str]) -> float | None:
         if mode == GROUND_TRUTH:

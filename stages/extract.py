@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractParams, Params
+from pipeline.errors import InputError
 from pipeline.features.extraction import AudioFeaturizer, ExtractedClip, extract_clip
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, final_path, write_json
@@ -85,10 +86,10 @@ def main(args: argparse.Namespace, params: Params) -> None:
     curated = tables.read_table(args.clips, tables.CURATED)
     kept = curated[curated["kept"]].reset_index(drop=True)
     if kept.empty:
-        raise ValueError(f"{args.clips}: no kept clip to extract")
+        raise InputError(f"{args.clips}: no kept clip to extract")
     raw_poses = tables.read_table(args.annotations, tables.RAW_POSE)
     if settings.pose_backend == "annotations" and raw_poses.empty:
-        raise ValueError(f"{args.annotations}: pose_backend 'annotations' but no ground truth")
+        raise InputError(f"{args.annotations}: pose_backend 'annotations' but no ground truth")
     final = Path(args.out)
     with atomic_directory(final) as tmp:
         (tmp / "audio").mkdir()
@@ -119,7 +120,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         log.warning("extract: %s failed: %s", row.clip_id, row.reason)
     log.info("extract: %s", summary)
     if summary["ok"] == 0:
-        raise ValueError("extract: every clip failed; see data/features/extract.parquet")
+        raise InputError("extract: every clip failed; see data/features/extract.parquet")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.windows import load_clip_records, resize_frames
+from pipeline.errors import InputError
 from pipeline.inference.animator import Animator, clip_seed
 from pipeline.io import tables
 from pipeline.io.media import read_frames, write_video
@@ -96,11 +97,11 @@ def merge(args: argparse.Namespace, records: list, shards: int) -> pd.DataFrame:
     folders = [shard_dir(out, i, shards) for i in range(shards)]
     missing = [str(f) for f in folders if not (f / "index.parquet").exists()]
     if missing:
-        raise ValueError(f"infer {args.mode}: shards not written: {', '.join(missing)}")
+        raise InputError(f"infer {args.mode}: shards not written: {', '.join(missing)}")
     table = pd.concat([tables.read_table(f / "index.parquet", tables.GENERATED) for f in folders])
     order = {r.clip_id: i for i, r in enumerate(records)}
     if set(table["clip_id"]) != set(order) or table["clip_id"].duplicated().any():
-        raise ValueError(f"infer {args.mode}: the shards hold {sorted(table['clip_id'])}, "
+        raise InputError(f"infer {args.mode}: the shards hold {sorted(table['clip_id'])}, "
                          f"the test clips are {sorted(order)}")  # fmt: skip
     table = table.sort_values("clip_id", key=lambda c: c.map(order)).reset_index(drop=True)
     remove_other_shards(out, shards)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.classifier import SyncClassifier
@@ -42,7 +43,7 @@ def load_audio(index, features: Path) -> dict[str, np.ndarray]:
     wanted = sorted(set(index["clip_id"]) | set(index["audio_clip_id"]))
     missing = [c for c in wanted if c not in paths.index]
     if missing:
-        raise ValueError(f"{features}: no audio features for clips {missing}")
+        raise InputError(f"{features}: no audio features for clips {missing}")
     return {c: np.load(paths[c]) for c in wanted}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.keypoints import N_KEYPOINTS
@@ -49,13 +50,13 @@ def load_train_poses(clips_path: str | Path, features: str | Path) -> dict[str, 
     chosen = sorted(clips.loc[clips["kept"] & (clips["split"] == "train"), "clip_id"])
     chosen = [c for c in chosen if c in ok]
     if not chosen:
-        raise ValueError(f"{clips_path}: no kept 'train' clip with extracted poses")
+        raise InputError(f"{clips_path}: no kept 'train' clip with extracted poses")
     pose = tables.read_table(features / "pose.parquet", tables.POSE)
     pose = pose[pose["clip_id"].isin(chosen)].sort_values(["clip_id", "frame"])
     grouped = dict(tuple(pose.groupby("clip_id", sort=True)))
     missing = [c for c in chosen if c not in grouped]
     if missing:
-        raise ValueError(f"{features / 'pose.parquet'}: no poses for clips {missing}")
+        raise InputError(f"{features / 'pose.parquet'}: no poses for clips {missing}")
     return {c: np.stack(grouped[c]["keypoints"].to_numpy()).reshape(-1, N_KEYPOINTS, 3)
             for c in chosen}  # fmt: skip
 
@@ -86,7 +87,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     train, train_used = clip_windows(poses, train_ids, p.window, p.stride, p.min_score)
     heldout, heldout_used = clip_windows(poses, heldout_ids, p.window, p.stride, p.min_score)
     if len(train) == 0:
-        raise ValueError(f"{args.features}: no train clip gives a complete {p.window}-frame window")
+        raise InputError(f"{args.features}: no train clip gives a complete {p.window}-frame window")
     frames = sum(len(v) for v in poses.values())
     detection = sum(pose_detection_rate(v, p.min_score) * len(v) for v in poses.values()) / frames
     torch.manual_seed(p.seed)

@@ -29,6 +29,7 @@ import torch
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at
 from pipeline.data.windows import resize_frames
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.audio import load_audio
 from pipeline.io.media import read_frames
@@ -57,7 +58,7 @@ def first_face_box(faces: pd.DataFrame, clip_id: str, n_frames: int, scale: floa
     boxes[inside["frame"].to_numpy()] = inside[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)
     box = face_box_at(boxes, 0)
     if not np.isfinite(box).all():
-        raise ValueError(f"clip {clip_id}: no face box in faces.parquet")
+        raise InputError(f"clip {clip_id}: no face box in faces.parquet")
     return box * scale
 
 
@@ -68,7 +69,7 @@ def load_clip_inputs(curated: pd.DataFrame, faces: pd.DataFrame, size: int):
         video = read_frames(row.path)
         scale = size / video.shape[2]
         if video.shape[1] != video.shape[2]:
-            raise ValueError(f"{row.path}: clips must be square, got {video.shape[1:3]}")
+            raise InputError(f"{row.path}: clips must be square, got {video.shape[1:3]}")
         frames[row.clip_id] = resize_frames(video, size)
         waves[row.clip_id] = load_audio(row.audio_path)
         boxes[row.clip_id] = first_face_box(faces, row.clip_id, len(video), scale)
@@ -90,7 +91,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     curated = tables.read_table(args.clips, tables.CURATED)
     chosen = curated[curated["kept"] & (curated["split"] == "train")].sort_values("clip_id")
     if chosen.empty:
-        raise ValueError(f"{args.clips}: no kept 'train' clip")
+        raise InputError(f"{args.clips}: no kept 'train' clip")
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
     size = params.evaluate.size
     frames, waves, boxes = load_clip_inputs(chosen, faces, size)

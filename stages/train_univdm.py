@@ -20,10 +20,12 @@ import torch
 
 from pipeline.config import Params
 from pipeline.data.windows import (
+    NoClipsError,
     WindowDataset,
     load_clip_records,
     resize_frames,
 )
+from pipeline.errors import InputError
 from pipeline.inference.sampling import ddim_sample
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
@@ -71,7 +73,7 @@ def build_model(params: Params, vae, audio_dim: int, clip_dim: int | None) -> Un
     train = params.train_univdm
     factor = vae_downsample_factor(vae)
     if train.size % factor:
-        raise ValueError(f"train_univdm.size {train.size} is not a multiple of the VAE's {factor}")
+        raise InputError(f"train_univdm.size {train.size} is not a multiple of the VAE's {factor}")
     unet = train.unet
     config = UniVDMConfig(
         latent_channels=int(vae.config.latent_channels), latent_size=train.size // factor,
@@ -88,7 +90,7 @@ def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Pa
     train = params.train_univdm
     try:
         record = load_clip_records(args.clips, args.features, "test", train.frames)[0]
-    except ValueError:  # no test clip long enough: preview a training clip instead
+    except NoClipsError:  # no test clip long enough: preview a training clip instead
         record = load_clip_records(args.clips, args.features, "train", train.frames)[0]
     truth = resize_frames(read_frames(record.path, list(range(train.frames))), train.size)
     reference = encode_frames(vae, frames_to_images(truth[:1]))

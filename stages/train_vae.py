@@ -24,6 +24,7 @@ import torch
 from dvclive import Live
 
 from pipeline.config import Params, TrainVaeParams
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models import vae as vae_lib
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         else:
             train = kept[kept["split"] == "train"]
             if train.empty:
-                raise ValueError(f"{args.clips}: no kept clips in the train split to train a VAE")
+                raise InputError(f"{args.clips}: no kept clips in the train split to train a VAE")
             frames = vae_lib.sample_training_frames(
                 train, p.size, TRAIN_FRAMES, np.random.default_rng([p.seed, 0])
             )

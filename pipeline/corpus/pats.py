@@ -37,6 +37,7 @@ import yt_dlp
 
 from pipeline.config import PatsParams
 from pipeline.corpus.local import check_interval_end, probe_reason, raw_frame, safe_id
+from pipeline.errors import InputError
 from pipeline.io.media import MediaError, MediaInfo, probe
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
 _YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 
 
-class DownloadFailed(RuntimeError):
+class DownloadFailed(InputError, RuntimeError):
     """A source video could not be downloaded (the message is yt-dlp's reason)."""
 
 

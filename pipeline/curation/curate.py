@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CurateParams
+from pipeline.errors import InputError
 from pipeline.io.media import MediaError, count_frames, read_frames
 from pipeline.io.pool import map_ordered, worker_state
 from pipeline.io.tables import CLIPS, CURATED
@@ -78,7 +79,7 @@ FaceFactory = Callable[[], Any]
 PoseFactory = Callable[[], Any]
 
 
-class OverridesError(ValueError):
+class OverridesError(InputError):
     """The reviewer's overrides CSV is malformed (the message names the file and line)."""
 
 

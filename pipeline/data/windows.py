@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.config import ParParams
 from pipeline.keypoints import N_KEYPOINTS
@@ -25,6 +26,10 @@ from pipeline.models.vae import frames_to_images
 from pipeline.par import par_weights, part_areas, scaled_radius
 
 AREAS = ("hand", "face", "body")
+
+
+class NoClipsError(InputError):
+    """No clip of the asked split qualifies (kept, extracted, long enough)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ def load_clip_records(curated: str | Path, features: str | Path, split: str = "t
                       min_frames: int = 1) -> list[ClipRecord]:  # fmt: skip
     """The kept clips of ``split`` with extracted poses and audio, in clip-id order.
 
-    Raises ValueError naming the table when no clip qualifies.
+    Raises :class:`NoClipsError` naming the table when no clip qualifies.
     """
     features = Path(features)
     clips = tables.read_table(curated, tables.CURATED)
@@ -61,13 +66,13 @@ def load_clip_records(curated: str | Path, features: str | Path, split: str = "t
         poses = np.stack(frames["keypoints"].to_numpy()).reshape(-1, N_KEYPOINTS, 3)
         audio = np.load(ok.at[row.clip_id, "audio_features"])
         if len(poses) != n or len(audio) != n:
-            raise ValueError(f"{features}: clip {row.clip_id} has {len(poses)} poses and "
+            raise InputError(f"{features}: clip {row.clip_id} has {len(poses)} poses and "
                              f"{len(audio)} audio rows for {n} frames")  # fmt: skip
         records.append(
             ClipRecord(row.clip_id, row.path, row.audio_path, n, int(row.width), poses, audio)
         )
     if not records:
-        raise ValueError(f"{curated}: no kept '{split}' clip with >= {min_frames} extracted frames")
+        raise NoClipsError(f"{curated}: no kept '{split}' clip with >= {min_frames} extracted frames")
     return records
 
 

@@ -25,6 +25,7 @@ from pipeline.config import Params
 from pipeline.curation.cut import crop_box
 from pipeline.data.face_boxes import face_mask
 from pipeline.data.windows import resize_frames
+from pipeline.errors import InputError
 from pipeline.features.extraction import AudioFeaturizer
 from pipeline.inference.guidance import Classifiers, GuidanceWeights
 from pipeline.inference.sampling import sample_long_video, segment_starts
@@ -38,10 +39,6 @@ from pipeline.models.vae import decode_latents, encode_frames, frames_to_images,
 log = logging.getLogger("paha.inference")
 
 SILENCE_DBFS = -60.0  # an input whose loudest 20 ms is quieter than this is "silent"
-
-
-class InputError(ValueError):
-    """An input file cannot be used (the message names the file and the problem)."""
 
 
 @dataclass

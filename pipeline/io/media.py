@@ -14,8 +14,10 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from pipeline.errors import InputError
 
-class MediaError(RuntimeError):
+
+class MediaError(InputError, RuntimeError):
     """A media file is missing, unreadable or lacks a stream we need."""
 
 

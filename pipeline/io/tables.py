@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputError
+
 RAW = pa.schema(
     [
         ("clip_id", pa.string()),
@@ -128,7 +130,7 @@ EXTRACT = pa.schema(
 )
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """A table file is missing, unreadable or does not match its schema."""
 
 

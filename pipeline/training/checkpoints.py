@@ -52,6 +52,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from pipeline.errors import InputError
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -75,7 +77,7 @@ _ORDER_KEY = "paha.order"
 Unwrap = Callable[[nn.Module], nn.Module]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint is missing a file, is unreadable, or does not match what it is loaded into."""
 
 
