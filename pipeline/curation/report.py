@@ -272,7 +272,8 @@ def _clip_context(row: pd.Series, params: CurateParams, sheet: str) -> dict[str,
 def render_html(result: CurateResult, sheet_paths: dict[str, str]) -> str:
     """The report page as a string (``sheet_paths``: clip id -> relative PNG path)."""
     params = result.params
-    template_text = resources.files("pipeline.curation").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    template = resources.files("pipeline.curation").joinpath(TEMPLATE)
+    template_text = template.read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(template_text)
     summary = result.summary
