@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
+from pipeline.data.splits import train_and_held_out
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
@@ -61,14 +62,6 @@ def load_train_poses(clips_path: str | Path, features: str | Path) -> dict[str, 
             for c in chosen}  # fmt: skip
 
 
-def split_clips(clip_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """``(train, heldout)``: ``round(fraction * n)`` clips of a seeded permutation held out,
-    at least one left for training."""
-    order = np.random.default_rng(seed).permutation(sorted(clip_ids))
-    n_heldout = min(int(round(fraction * len(order))), len(order) - 1)
-    return sorted(order[n_heldout:].tolist()), sorted(order[:n_heldout].tolist())
-
-
 def clip_windows(poses: dict[str, np.ndarray], clip_ids: list[str], window: int, stride: int,
                  min_score: float) -> tuple[np.ndarray, int]:  # fmt: skip
     """Windows ``(N, window, POSE_DIM)`` of the clips and the number of clips giving any."""
@@ -83,7 +76,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
 
     p = params.train_gesture_ae
     poses = load_train_poses(args.clips, args.features)
-    train_ids, heldout_ids = split_clips(list(poses), p.heldout_fraction, p.seed)
+    train_ids, heldout_ids = train_and_held_out(
+        list(poses), p.heldout_fraction, p.seed, group="gesture_ae"
+    )
     train, train_used = clip_windows(poses, train_ids, p.window, p.stride, p.min_score)
     heldout, heldout_used = clip_windows(poses, heldout_ids, p.window, p.stride, p.min_score)
     if len(train) == 0:

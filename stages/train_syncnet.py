@@ -28,6 +28,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at
+from pipeline.data.splits import train_and_held_out
 from pipeline.data.windows import resize_frames
 from pipeline.errors import InputError
 from pipeline.io import tables
@@ -40,14 +41,6 @@ from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy,
 from stages.common import run_stage, stage_parser, training_live
 
 log = logging.getLogger("paha.train_syncnet")
-
-
-def split_clips(clip_ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """``(train, heldout)``: ``round(fraction * n)`` clips of a seeded permutation held out,
-    at least one left for training."""
-    order = np.random.default_rng(seed).permutation(sorted(clip_ids))
-    n_heldout = min(int(round(fraction * len(order))), len(order) - 1)
-    return sorted(order[n_heldout:].tolist()), sorted(order[:n_heldout].tolist())
 
 
 def first_face_box(faces: pd.DataFrame, clip_id: str, n_frames: int, scale: float) -> np.ndarray:
@@ -95,7 +88,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
     size = params.evaluate.size
     frames, waves, boxes = load_clip_inputs(chosen, faces, size)
-    train_ids, heldout_ids = split_clips(list(frames), p.heldout_fraction, p.seed)
+    train_ids, heldout_ids = train_and_held_out(
+        list(frames), p.heldout_fraction, p.seed, group="syncnet"
+    )
     clips = build_sync_clips(frames, waves, boxes, p.crop_scale, p.size)
     train = [c for c in clips if c.clip_id in train_ids]
     heldout = [c for c in clips if c.clip_id in heldout_ids]

@@ -33,7 +33,6 @@ deterministic per-speaker train/test split.
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import os
 from collections import Counter
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CurateParams
+from pipeline.data.splits import split_by_speaker
 from pipeline.errors import InputError
 from pipeline.io.media import MediaError, count_frames, read_frames
 from pipeline.io.pool import map_ordered, worker_state
@@ -619,48 +619,6 @@ def apply_overrides(
 
 
 # ---------------------------------------------------------------------------------------------
-# Train/test split
-# ---------------------------------------------------------------------------------------------
-def _split_key(seed: int, speaker: str, clip_id: str) -> str:
-    return hashlib.sha256(f"{seed}\x00{speaker}\x00{clip_id}".encode()).hexdigest()
-
-
-def n_test_clips(n_kept: int, test_fraction: float) -> int:
-    """Test clips for a speaker with ``n_kept`` kept clips: ``round(n * fraction)``, at least 1
-    when the speaker has 2 or more (so every speaker is evaluated) and at most ``n - 1`` (so
-    every speaker is trained on); 0 when the fraction is 0."""
-    if n_kept < 2 or test_fraction <= 0:
-        return 0
-    return min(n_kept - 1, max(1, math.floor(n_kept * test_fraction + 0.5)))
-
-
-def assign_split(table: pd.DataFrame, test_fraction: float, seed: int) -> pd.Series:
-    """Deterministic per-speaker train/test split of the kept clips.
-
-    Each speaker's kept clips are ranked by ``sha256(seed, speaker, clip_id)``; the first
-    :func:`n_test_clips` go to ``"test"``, the rest to ``"train"``. The result depends only on the
-    speaker's own kept clip ids and the seed: not on row order or on other speakers. Clips that
-    are not kept get ``""``.
-
-    Returns:
-        A string Series aligned with ``table``'s index.
-    """
-    split = pd.Series("", index=table.index, dtype=object)
-    kept = table[table["kept"].astype(bool)]
-    unnamed = kept["clip_id"][kept["speaker"].isna() | (kept["speaker"] == "")].tolist()
-    if unnamed:  # groupby would silently leave them out of both splits
-        raise ValueError(f"kept clips without a speaker: {unnamed[:5]}")
-    for speaker, group in kept.groupby("speaker", sort=True):
-        ranked = sorted(
-            group.index, key=lambda i: _split_key(seed, speaker, group.at[i, "clip_id"])
-        )
-        n_test = n_test_clips(len(ranked), test_fraction)
-        for rank, i in enumerate(ranked):
-            split.at[i] = "test" if rank < n_test else "train"
-    return split
-
-
-# ---------------------------------------------------------------------------------------------
 # The whole table
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -795,7 +753,7 @@ def curate(
     measured = {rows[k]["clip_id"] for k, m in by_row.items() if not m.errors}
     warnings = apply_overrides(table, overrides, str(params.overrides), measured)
     table["kept"] = table["kept"].astype(bool)
-    table["split"] = assign_split(table, params.test_fraction, params.split_seed)
+    table["split"] = split_by_speaker(table, params.test_fraction, params.split_seed)
     table = table[CURATED.names]
     return CurateResult(
         table=table,

@@ -40,7 +40,9 @@ import torch
 
 from pipeline.config import NegativesParams
 from pipeline.data.face_boxes import face_box_at
+from pipeline.data.splits import held_out
 from pipeline.data.windows import ClipRecord, resize_frames
+from pipeline.errors import InputError
 from pipeline.inference.sampling import sample_long_video, segment_starts
 from pipeline.io import tables
 from pipeline.io.media import read_frames
@@ -57,13 +59,10 @@ INDEX_FILE = "index.parquet"
 
 # ---------------------------------------------------------------------------------- planning
 def heldout_clips(clip_ids: list[str], fraction: float, seed: int) -> set[str]:
-    """A seeded ``fraction`` of the clips (at least one, never all when there are two or more)."""
-    ids = sorted(clip_ids)
-    if len(ids) < 2:
-        raise ValueError(f"need at least 2 training clips to hold some out, got {len(ids)}")
-    count = min(max(1, round(fraction * len(ids))), len(ids) - 1)
-    order = np.random.default_rng([seed, 7]).permutation(len(ids))
-    return {ids[i] for i in order[:count]}
+    """The training clips held out for the classifiers' evaluation (:func:`held_out`)."""
+    if len(set(clip_ids)) < 2:
+        raise InputError(f"need at least 2 training clips to hold some out, got {len(clip_ids)}")
+    return held_out(clip_ids, fraction, seed, group="negatives")
 
 
 def clip_windows(clip_id: str, n_frames: int, lengths: list[int], stride: int | None,

@@ -17,7 +17,6 @@ from pipeline.curation.curate import (
     ClipMeasurement,
     OverridesError,
     apply_overrides,
-    assign_split,
     audio_stats,
     body_ratio,
     curate,
@@ -25,7 +24,6 @@ from pipeline.curation.curate import (
     face_stats,
     frame_histograms,
     measure_clip,
-    n_test_clips,
     read_overrides,
     reason_category,
     scene_cut_count,
@@ -334,46 +332,6 @@ def test_overrides_errors_name_file_and_line(tmp_path, text, message):
 
 
 # ------------------------------------------------------------------------ split
-def _split_table(n_per_speaker: dict[str, int]) -> pd.DataFrame:
-    rows = [
-        {"clip_id": f"{s}-{i:03d}", "speaker": s, "kept": True}
-        for s, n in n_per_speaker.items()
-        for i in range(n)
-    ]
-    return pd.DataFrame(rows)
-
-
-def test_split_is_90_10_per_speaker_and_deterministic():
-    table = _split_table({"jon": 40, "seth": 20, "solo": 1, "pair": 2})
-    table.loc[3, "kept"] = False
-    split = assign_split(table, 0.1, seed=0)
-    per = table.assign(split=split).groupby("speaker")["split"].value_counts().unstack(fill_value=0)
-    assert per.loc["jon", "test"] == 4 and per.loc["jon", "train"] == 35
-    assert per.loc["seth", "test"] == 2 and per.loc["seth", "train"] == 18
-    assert per.loc["solo", "test"] == 0 and per.loc["solo", "train"] == 1
-    assert per.loc["pair", "test"] == 1 and per.loc["pair", "train"] == 1
-    assert split[3] == ""
-    assert split.equals(assign_split(table, 0.1, seed=0))
-    assert not split.equals(assign_split(table, 0.1, seed=1))
-
-
-def test_split_independent_of_row_order_and_other_speakers():
-    table = _split_table({"jon": 30, "seth": 25})
-    split = dict(zip(table["clip_id"], assign_split(table, 0.1, 0), strict=True))
-    shuffled = table.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    again = dict(zip(shuffled["clip_id"], assign_split(shuffled, 0.1, 0), strict=True))
-    assert again == split
-    jon_only = table[table["speaker"] == "jon"]
-    alone = dict(zip(jon_only["clip_id"], assign_split(jon_only, 0.1, 0), strict=True))
-    assert alone == {k: v for k, v in split.items() if k.startswith("jon")}
-
-
-def test_n_test_clips():
-    assert [n_test_clips(n, 0.1) for n in (0, 1, 2, 5, 10, 15, 100)] == [0, 0, 1, 1, 1, 2, 10]
-    assert n_test_clips(10, 0.0) == 0
-    assert n_test_clips(3, 0.9) == 2  # always at least one training clip
-
-
 # ------------------------------------------------------------------------ one clip, whole table
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
