@@ -1,8 +1,8 @@
 """Prefect flows over the DVC DAG: the same stage commands, cached, sharded and GPU-limited.
 
-The DAG is read from ``dvc.yaml`` through DVC's own API (:func:`load_dag`), so there is no second
-definition of the stages: a task runs a stage's ``cmd`` exactly as ``dvc repro`` would (a
-subprocess, ``python -m stages.NAME ...``, no shell).
+The DAG is read from ``dvc.yaml`` through DVC's own API (:mod:`pipeline.orchestration.dag`), so
+there is no second definition of the stages: a task runs a stage's ``cmd`` exactly as
+``dvc repro`` would (a subprocess, ``python -m stages.NAME ...``, no shell).
 
 Cache key of a stage (:func:`stage_key`): SHA-256 of the stage's command, the values of the
 params it declares, and the content hash of every dependency it declares, which covers its code
@@ -44,6 +44,8 @@ from typing import Any
 import yaml
 from prefect import flow
 
+from pipeline.orchestration.dag import StageSpec, load_dag, select
+
 log = logging.getLogger("paha.flows")
 
 GPU_STAGES = frozenset({"train_vae", "train_univdm", "negatives", "train_classifier", "infer",
@@ -54,77 +56,6 @@ GPU_LIMIT = "gpu"
 
 class StageFailed(RuntimeError):
     """A stage command exited non-zero (its last output lines are in the message)."""
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage of ``dvc.yaml`` (``foreach`` items expanded, e.g. ``infer@sg``)."""
-
-    name: str
-    cmd: str
-    deps: tuple[str, ...]
-    params: tuple[str, ...]
-    outs: tuple[str, ...]
-    upstream: tuple[str, ...]
-
-    @property
-    def base(self) -> str:
-        return self.name.split("@")[0]
-
-    @property
-    def argv(self) -> list[str]:
-        return shlex.split(self.cmd)
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def load_dag(root: str | os.PathLike = ".") -> dict[str, StageSpec]:
-    """The stages of ``root/dvc.yaml`` in a topological order, with their upstream stages."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        raw = []
-        for stage in repo.index.stages:
-            params = tuple(p for d in stage.deps if hasattr(d, "params") for p in d.params or [])
-            deps = tuple(d.def_path for d in stage.deps if not hasattr(d, "params"))
-            outs = tuple(o.def_path for o in stage.outs)
-            raw.append((stage.name, stage.cmd, deps, params, outs))
-    producers = {out: name for name, _, _, _, outs in raw for out in outs}
-    specs: dict[str, StageSpec] = {}
-    pending = {name: (cmd, deps, params, outs) for name, cmd, deps, params, outs in raw}
-    while pending:
-        progressed = False
-        for name, (cmd, deps, params, outs) in list(pending.items()):
-            upstream = sorted({
-                producers[o] for d in deps for o in producers
-                if (_inside(d, o) or _inside(o, d)) and producers[o] != name
-            })  # fmt: skip
-            if all(u in specs for u in upstream):
-                specs[name] = StageSpec(name, cmd, deps, params, outs, tuple(upstream))
-                del pending[name]
-                progressed = True
-        if not progressed:
-            raise ValueError(f"dvc.yaml: the stages {sorted(pending)} form a cycle")
-    return specs
-
-
-def select(specs: dict[str, StageSpec], targets: Sequence[str] | None) -> list[str]:
-    """``targets`` and everything upstream of them (all stages when None), in DAG order."""
-    if not targets:
-        return list(specs)
-    unknown = [t for t in targets if t not in specs]
-    if unknown:
-        raise ValueError(f"unknown stages {unknown}; dvc.yaml has {list(specs)}")
-    wanted: set[str] = set()
-    stack = list(targets)
-    while stack:
-        name = stack.pop()
-        if name not in wanted:
-            wanted.add(name)
-            stack.extend(specs[name].upstream)
-    return [name for name in specs if name in wanted]
 
 
 def content_hash(path: str | os.PathLike, memo: dict | None = None) -> str:
