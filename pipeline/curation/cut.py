@@ -8,6 +8,7 @@ they never stop the stage.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,12 +74,20 @@ def face_centres_in_interval(
     return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
 
 
+def expected_frames(start_s: float, end_s: float, fps: float) -> int:
+    """Frames of ``[start_s, end_s)`` at ``fps``; 0 for an empty interval or unknown times."""
+    span = end_s - start_s
+    return int(round(span * fps)) if math.isfinite(span) and span > 0 else 0
+
+
 def cut_clip(
     row: Mapping[str, Any], out_dir: Path, params: CutParams, face_detector: Any | None
 ) -> dict[str, Any]:
     """Cut one ``raw.parquet`` row into ``out_dir``; return its ``clips.parquet`` row.
 
-    The returned row has ``kept = False`` and a reason when the source cannot be used.
+    The returned row has ``kept = False`` and a reason when the source cannot be used; a row
+    that ``corpus`` already marked failed keeps that reason (its times may be NaN: the duration
+    of an unreadable video is unknown) and no file is opened.
     """
     clip_id = safe_name(str(row["clip_id"]))
     start_s, end_s = float(row["start_s"]), float(row["end_s"])
@@ -86,7 +95,7 @@ def cut_clip(
         "clip_id": clip_id, "video_id": row["video_id"], "speaker": row["speaker"],
         "language": row["language"], "source": row["source"], "path": "", "audio_path": "",
         "start_s": start_s, "end_s": end_s, "fps": float(params.fps),
-        "n_frames": int(round((end_s - start_s) * params.fps)),
+        "n_frames": expected_frames(start_s, end_s, params.fps),
         "width": params.size, "height": params.size, "sample_rate": params.sample_rate,
         "crop_x0": 0.0, "crop_y0": 0.0, "crop_w": 0.0, "crop_h": 0.0,
         "split": "", "kept": False, "reasons": [],
@@ -101,6 +110,8 @@ def cut_clip(
             raise MediaError(f"{source}: no video stream")
         if not info.has_audio:
             raise MediaError(f"{source}: no audio stream")
+        if not (math.isfinite(start_s) and math.isfinite(end_s)):
+            raise MediaError(f"{source}: interval times {start_s} - {end_s} are not numbers")
         if end_s <= start_s:
             raise MediaError(f"{source}: empty interval {start_s:.2f}-{end_s:.2f} s")
         if info.duration_s and end_s > info.duration_s + 0.5:

@@ -135,10 +135,17 @@ class TableError(InputError):
 
 
 def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """Convert a DataFrame to an Arrow table with exactly ``schema``'s columns, in order."""
+    """Convert a DataFrame to an Arrow table with exactly ``schema``'s columns, in order.
+
+    An empty frame gives the schema's empty table whatever its columns' dtypes: pandas makes
+    empty columns float64 or object, which Arrow cannot convert to list columns (e.g. the
+    ``keypoints`` of an empty ``RAW_POSE`` table, written by every source but ``sample``).
+    """
     missing = [name for name in schema.names if name not in frame.columns]
     if missing:
         raise TableError(f"table is missing columns {missing}")
+    if frame.empty:
+        return schema.empty_table()
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 

@@ -30,3 +30,48 @@ def test_par_figure_for_any_clip(tmp_path):
             str(tmp_path / "clips.parquet"), "--features", str(tmp_path / "features")]  # fmt: skip
     assert main(argv) == 0 and out.read_bytes()[:4] == b"\x89PNG"
     assert main(argv[:2] + ["--frame", "5"] + argv[4:]) == 2  # no pose for that frame
+
+
+def test_paha_stage_runs_outside_the_repository(tmp_path):
+    """`stages/` ships in the package: `paha stage NAME` works from any folder."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    paha = shutil.which("paha", path=str(Path(sys.executable).parent))
+    assert paha, "the `paha` console script is installed with the package"
+    result = subprocess.run([paha, "stage", "cut", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Stage ``cut``" in result.stdout
+
+
+def test_a_stage_bug_gives_a_traceback_and_bad_input_one_line(tmp_path):
+    """Input errors exit 2 with one line; anything else propagates with its traceback."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "stages.cut", "--raw", str(tmp_path / "no.parquet"),
+            "--out", str(tmp_path / "clips"), "--metrics", str(tmp_path / "m.json")]  # fmt: skip
+    missing = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert missing.returncode == 2, missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in missing.stderr
+
+    from pipeline.io.tables import TableError
+    from stages.common import run_stage, stage_parser
+
+    def bad_input(args, params):
+        raise TableError("clips.parquet: column kept missing")
+
+    def bug(args, params):
+        raise np.linalg.LinAlgError("shape bug")  # a ValueError subclass, but not an input error
+
+    assert run_stage(bad_input, stage_parser("x"), []) == 2
+    try:
+        run_stage(bug, stage_parser("x"), [])
+    except np.linalg.LinAlgError:
+        pass
+    else:
+        raise AssertionError("a bug must propagate with its traceback")
