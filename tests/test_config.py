@@ -53,3 +53,39 @@ def test_missing_and_invalid_files_are_clear(tmp_path):
     bad.write_text("cut: [1, 2\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_params(bad)
+
+
+def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            keys |= _yaml_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def _model_keys(model: type, prefix: str = "") -> set[str]:
+    import typing
+
+    from pydantic import BaseModel
+
+    keys = set()
+    for name, field in model.model_fields.items():
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        keys |= _model_keys(sections[0], f"{prefix}{name}.") if sections else {prefix + name}
+    return keys
+
+
+def test_sample_and_paper_profiles_name_every_knob_of_the_params_model():
+    """params.yaml and params/paper.yaml list the same keys, and every field of config.Params:
+    a knob one profile lacks would silently take the code's default in that profile."""
+    from pipeline.config import Params
+
+    sample = _yaml_keys(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    paper = _yaml_keys(yaml.safe_load((ROOT / "params" / "paper.yaml").read_text()))
+    model = _model_keys(Params)
+    assert not sample - paper, f"params/paper.yaml lacks {sorted(sample - paper)}"
+    assert not paper - sample, f"params.yaml lacks {sorted(paper - sample)}"
+    assert not model - sample, f"params.yaml lacks the config.py fields {sorted(model - sample)}"

@@ -44,6 +44,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import cv2
 import numpy as np
 import torch
+from scipy.fft import dct
 
 from pipeline.models.syncnet import MFCC_COEFFICIENTS, MFCC_STEPS, VIDEO_FRAMES, SyncNet
 
@@ -93,18 +94,6 @@ def mel_filterbank(n_filters: int, nfft: int, sample_rate: int) -> np.ndarray:
     return bank
 
 
-def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II as a matrix ``(n_in, n_out)``: ``y = x @ M``.
-
-    ``y_k = s_k sum_n x_n cos(pi k (2n + 1) / (2 n_in))``, ``s_0 = sqrt(1 / n_in)``,
-    ``s_k = sqrt(2 / n_in)`` (scipy's ``dct(type=2, norm="ortho")``).
-    """
-    n = np.arange(n_in)[:, None]
-    k = np.arange(n_out)[None, :]
-    scale = np.where(k == 0, np.sqrt(1.0 / n_in), np.sqrt(2.0 / n_in))
-    return scale * np.cos(np.pi * k * (2 * n + 1) / (2 * n_in))
-
-
 def mfcc_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """13 MFCCs per 10 ms, ``(13, n)`` float32: ``python_speech_features.mfcc`` with defaults.
 
@@ -116,7 +105,8 @@ def mfcc_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
        the last frame zero-padded;
     3. power spectrum ``P = |rfft(frame, 512)|^2 / 512``; energy ``E = sum P`` (0 -> eps);
     4. 26 mel filter energies ``F = P @ bank.T`` (0 -> eps), ``log F``;
-    5. orthonormal DCT-II, first 13 coefficients; lifter ``c_k *= 1 + 11 sin(pi k / 22)``;
+    5. orthonormal DCT-II (``scipy.fft.dct(type=2, norm="ortho")``), first 13 coefficients;
+       lifter ``c_k *= 1 + 11 sin(pi k / 22)``;
     6. ``c_0 = log E`` (appendEnergy).
 
     Args:
@@ -154,7 +144,7 @@ def mfcc_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     filters = power @ mel_filterbank(N_FILTERS, NFFT, sample_rate).T
     filters = np.where(filters == 0, eps, filters)
     # 5. DCT and lifter
-    cepstra = np.log(filters) @ dct_matrix(N_FILTERS, MFCC_COEFFICIENTS)
+    cepstra = dct(np.log(filters), type=2, axis=1, norm="ortho")[:, :MFCC_COEFFICIENTS]
     cepstra *= 1 + (CEP_LIFTER / 2) * np.sin(np.pi * np.arange(MFCC_COEFFICIENTS) / CEP_LIFTER)
     # 6. energy replaces c0
     cepstra[:, 0] = np.log(energy)
@@ -386,7 +376,7 @@ def mean_sync(scores: Sequence[SyncScores]) -> dict[str, float | int]:
 
 
 __all__ = [
-    "SyncScores", "audio_windows", "crop_rectangle", "dct_matrix", "embed_windows",
+    "SyncScores", "audio_windows", "crop_rectangle", "embed_windows",
     "evaluate_sync", "face_crops", "mean_sync", "mel_filterbank", "mfcc_features",
     "offset_distances", "sync_distances", "sync_scores", "usable_windows", "video_windows",
 ]  # fmt: skip

@@ -12,7 +12,6 @@ from pipeline.metrics.sync import (
     SyncScores,
     audio_windows,
     crop_rectangle,
-    dct_matrix,
     embed_windows,
     evaluate_sync,
     face_crops,
@@ -64,11 +63,23 @@ def test_float_waves_are_scaled_to_16_bit():
                                rtol=1e-6, atol=1e-5)  # fmt: skip
 
 
-def test_dct_and_filterbank_by_hand():
-    # y0 = (x0 + x1) / sqrt 2, y1 = (x0 - x1) / sqrt 2
-    np.testing.assert_allclose(dct_matrix(2, 2), np.array([[1, 1], [1, -1]]) / np.sqrt(2))
-    x = np.arange(26.0) ** 1.5
-    np.testing.assert_allclose(x @ dct_matrix(26, 13), dct(x, type=2, norm="ortho")[:13])
+def test_mfcc_equals_python_speech_features():
+    """The official SyncNet's recipe is ``python_speech_features.mfcc`` on the int16 samples."""
+    psf = pytest.importorskip("python_speech_features", reason="the `dev` extra installs it")
+    rng = np.random.default_rng(2)
+    t = np.arange(16000 + 123) / 16000  # not a whole number of 10 ms steps: the last frame pads
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    ints = np.round((tone + 0.02 * rng.normal(size=t.size)) * 16000).astype(np.int16)
+    ints[4000:6000] = 0  # silent frames: the eps floors of the energies
+    expected = psf.mfcc(ints, 16000).T  # (13, n) float64
+    ours = mfcc_features(ints, 16000)
+    assert ours.shape == expected.shape, ours.shape
+    np.testing.assert_array_equal(ours, expected.astype(np.float32))
+    np.testing.assert_allclose(mfcc_features(ints / 32768.0, 16000), expected, rtol=1e-5,
+                               atol=1e-4)  # fmt: skip
+
+
+def test_filterbank_by_hand():
     bank = mel_filterbank(26, 512, 16000)
     assert bank.shape == (26, 257)
     # Filter 0: mel points 0 and 2595 log10(1 + 8000/700) / 27 -> bins floor(513 hz / 16000).
