@@ -36,3 +36,14 @@ def video_factory(tmp_path):
         return make_video(tmp_path / name, **kwargs)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory):
+    """One copy of the repository with the tiny profile, shared by the end-to-end ``dvc repro``
+    tests and the Prefect flow tests (whichever runs first computes; the others reuse what DVC
+    or the flow recorded). Every test clip is generated (``infer.max_clips: null``), so the
+    flow's two shards get one clip each."""
+    from tests.tiny_repo import make_tiny_repo
+
+    return make_tiny_repo(tmp_path_factory.mktemp("tiny_repo"), {"infer": {"max_clips": None}})

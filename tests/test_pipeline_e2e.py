@@ -3,6 +3,8 @@
 Checks that the DAG runs offline from the sample corpus to the evaluation report, that a second
 ``dvc repro`` does nothing, that ``dvc exp run -S`` reruns only what a parameter reaches, and
 that a queued two-value sweep (the README's ablation recipe) runs and shows in ``dvc exp show``.
+The tests share the session's tiny repository (``tiny_repo`` in conftest, also used by the flow
+tests) and run in the order written: the later ones change its workspace.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import pytest
 
 from pipeline.io import tables
 from pipeline.io.media import probe
-from tests.tiny_repo import make_tiny_repo
 
 BIN = Path(sys.executable).parent
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
@@ -32,13 +35,18 @@ def _run(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return make_tiny_repo(tmp_path_factory.mktemp("repo"))
+def repo(tiny_repo) -> Path:
+    """The tiny repository after one ``dvc repro`` (what the flow tests computed is reused)."""
+    _run([str(BIN / "dvc"), "repro"], tiny_repo)
+    return tiny_repo
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
-    _run([str(BIN / "dvc"), "repro"], repo)
+def _test_clips(repo: Path) -> int:
+    curated = tables.read_table(repo / "data/curated/clips.parquet", tables.CURATED)
+    return int((curated["kept"] & (curated["split"] == "test")).sum())
+
+
+def test_data_half_every_clip_kept_split_and_extracted(repo):
     clips = tables.read_table(repo / "data/clips/clips.parquet", tables.CLIPS)
     assert len(clips) == 6 and clips["kept"].all()
     curated = tables.read_table(repo / "data/curated/clips.parquet", tables.CURATED)
@@ -50,16 +58,19 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert len(pose) == int(status["n_frames"].sum())
     assert len(pose["keypoints"].iloc[0]) == 133 * 3
     assert (repo / "dvc.lock").exists()
-    # The model half: a VAE, UniVDM checkpoints (incl. the negatives' step), a preview.
+
+
+def test_model_half_vae_univdm_checkpoints_and_preview(repo):
     assert (repo / "data/models/vae").is_dir()
     steps = sorted(p.name for p in (repo / "data/models/univdm/checkpoints").iterdir())
-    assert steps == ["step-000000002", "step-000000004"]
+    assert steps == ["step-000000002", "step-000000004"]  # incl. the negatives' step
     assert (repo / "data/models/univdm/final/model.safetensors").exists()
     preview = repo / "data/samples/univdm/preview.mp4"
     assert preview.stat().st_size > 0 and probe(preview).has_audio
     assert list((repo / "data/samples/univdm").glob("par_*.png"))
 
-    # PCE: pairs from the step-2 checkpoint, both classifiers with their held-out figures.
+
+def test_pce_pairs_and_both_classifiers_with_heldout_figures(repo):
     pairs = tables.read_table(repo / "data/negatives/index.parquet", tables.PAIRS)
     assert len(pairs) and set(pairs["split"]) == {"train", "heldout"}
     for kind in ("face", "nonface"):
@@ -67,16 +78,18 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
         figures = (repo / f"data/metrics/train_classifier_{kind}.json").read_text()
         assert "heldout_auc_t000_249" in figures and "shifted_audio_auc" in figures
 
-    # Inference in the three modes: same clip, same frame count, audio muxed, timed.
+
+def test_infer_three_modes_same_clips_audio_muxed_and_timed(repo):
     for mode in ("none", "sg", "dg"):
         generated = tables.read_table(repo / f"data/infer/{mode}/index.parquet", tables.GENERATED)
-        assert len(generated) == 1 and (generated["status"] == "ok").all()
-        row = generated.iloc[0]
-        info = probe(repo / row["video_path"])
-        assert info.has_audio and row["seconds_per_segment"] > 0
-        assert np.load(repo / row["latents_path"]).shape[0] == row["n_frames"]
+        assert len(generated) == _test_clips(repo) and (generated["status"] == "ok").all()
+        for row in generated.itertuples():
+            info = probe(repo / row.video_path)
+            assert info.has_audio and row.seconds_per_segment > 0
+            assert np.load(repo / row.latents_path).shape[0] == row.n_frames
 
-    # Evaluation: every mode and the ground truth, per language, nulls with their reasons.
+
+def test_evaluate_every_mode_and_ground_truth_with_null_reasons(repo):
     evaluation = json.loads((repo / "data/metrics/evaluate.json").read_text())
     assert set(evaluation["modes"]) == {"ground_truth", "none", "sg", "dg"}
     assert evaluation["pose_backend"] == "mediapipe"
@@ -88,22 +101,28 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
         for key in ("fgd", "div", "bas"):
             assert metrics[key] is not None or f"all.{mode}.{key}" in evaluation["null_reasons"]
     per_clip = pd.read_parquet(repo / "data/eval/per_clip.parquet")
-    assert len(per_clip) == 4 and set(per_clip["mode"]) == {"ground_truth", "none", "sg", "dg"}
+    assert len(per_clip) == 4 * _test_clips(repo)
+    assert set(per_clip["mode"]) == {"ground_truth", "none", "sg", "dg"}
     report = (repo / "data/eval/report.html").read_text()
     assert "Table 1 layout" in report and "Table 2 layout" in report and "data:image/png" in report
 
+
+def test_second_repro_does_nothing(repo):
     second = _run([str(BIN / "dvc"), "repro"], repo)
     assert "Running stage" not in second, second
 
-    # Rerunning a finished training (e.g. after a code change) resumes at its last step, trains
-    # nothing and rewrites its outputs; the persistent curves survive.
+
+def test_rerun_of_a_finished_training_resumes_at_its_last_step(repo):
+    # E.g. after a code change: it trains nothing, rewrites its outputs, the curves survive.
     again = _run([str(BIN / "dvc"), "repro", "-f", "-s", "train_univdm"], repo)
     assert "resuming from" in again and "step 4" in again
     assert (repo / "data/dvclive/train_univdm/plots/metrics/loss.tsv").exists()
     assert "loss_last10" in (repo / "data/metrics/train_univdm.json").read_text()
 
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], repo)
+
+def test_exp_run_reruns_only_what_a_curate_parameter_reaches(repo):
+    _run([*GIT, "add", "-A"], repo)
+    _run([*GIT, "commit", "-qm", "lock"], repo)
     experiment = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.min_snr_db=5.0"], repo)
     assert "Running stage 'curate'" in experiment
     # extract reruns when the curated table changed, and is restored from cache otherwise.
@@ -111,8 +130,9 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     assert "Running stage 'corpus'" not in experiment
     assert "Running stage 'cut'" not in experiment
 
-    # A classifier's own setting reruns that classifier only.
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp"], repo)
+
+def test_a_classifier_setting_reruns_that_classifier_and_the_guided_modes_only(repo):
+    _run([*GIT, "commit", "-qam", "exp"], repo)
     face = _run([str(BIN / "dvc"), "exp", "run", "-S", "train_classifier.face.lr=0.001"], repo)
     assert "Running stage 'train_classifier@face'" in face
     # The guided modes follow (infer@none declares the classifiers too: one uniform foreach).
@@ -120,8 +140,10 @@ def test_dvc_repro_runs_the_data_half_and_is_then_up_to_date(repo):
     for other in ("train_classifier@nonface", "negatives", "train_univdm", "extract"):
         assert f"Running stage '{other}'" not in face, other
 
-    # An ablation sweep as queued experiments: two values, each reruns evaluate only.
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp2"], repo)
+
+def test_an_ablation_sweep_as_queued_experiments(repo):
+    # Two values, each reruns evaluate only; both show in `dvc exp show`.
+    _run([*GIT, "commit", "-qam", "exp2"], repo)
     _run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "evaluate.bas.sigma_s=0.05,0.2"], repo)
     _run([str(BIN / "dvc"), "exp", "run", "--run-all"], repo)
     shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, stdout_only=True))

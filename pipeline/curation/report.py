@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from pipeline.curation.curate import (
     sheet_positions,
 )
 from pipeline.io.media import MediaError, count_frames, read_frames, tmp_path
-from pipeline.io.outputs import write_png
+from pipeline.io.outputs import atomic_directory, write_png
 from pipeline.keypoints import BODY, LEFT_HAND, RIGHT_HAND
 
 TILE = 160  # contact-sheet tile height, pixels
@@ -316,12 +315,8 @@ def write_report(result: CurateResult, root: str | os.PathLike, out_dir: str | o
     """
     root, out_dir = Path(root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sheets_dir = out_dir / "sheets"
-    building = out_dir / f".sheets.tmp-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
     sheet_paths: dict[str, str] = {}
-    try:
+    with atomic_directory(out_dir / "sheets") as building:
         for _, row in result.table.iterrows():
             name = sheet_name(str(row["clip_id"]))
             if f"sheets/{name}" in sheet_paths.values():
@@ -330,14 +325,6 @@ def write_report(result: CurateResult, root: str | os.PathLike, out_dir: str | o
             write_png(image, building / name)
             sheet_paths[row["clip_id"]] = f"sheets/{name}"
         html = render_html(result, sheet_paths)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    old = out_dir / f".sheets.old-{os.getpid()}"
-    if sheets_dir.exists():
-        os.replace(sheets_dir, old)
-    os.replace(building, sheets_dir)
-    shutil.rmtree(old, ignore_errors=True)
     report = out_dir / "report.html"
     tmp = tmp_path(report)
     tmp.write_text(html, encoding="utf-8")

@@ -29,12 +29,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _dead_pid_suffix(path: Path) -> bool:
+    pid = path.name.rsplit("-", 1)[-1]
+    return pid.isdigit() and not _alive(int(pid))
+
+
 def remove_stale_temporaries(final: Path) -> None:
-    """Remove ``.NAME.tmp-PID`` siblings of ``final`` left by killed processes (PID not alive)."""
+    """Clean up after processes killed while writing ``final`` (their PID is not alive).
+
+    ``.NAME.tmp-PID`` (a half-built replacement) is removed. ``.NAME.old-PID`` (the previous
+    artifact, moved aside by :func:`replace_directory`) is put back when the writer died between
+    its two renames and ``final`` is missing; otherwise it is removed.
+    """
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if _dead_pid_suffix(stale):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+    for old in final.parent.glob(f".{final.name}.old-*"):
+        if _dead_pid_suffix(old):
+            if old.is_dir() and not final.exists():
+                os.replace(old, final)
+            else:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def replace_directory(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Swap the complete directory ``tmp`` in as ``final``, by rename (same file system).
+
+    An existing ``final`` is first renamed to ``.NAME.old-PID`` beside it and removed once the
+    new one is in place, so a reader sees the old or the new folder, never a mix; if the second
+    rename fails, the old folder is put back. A writer killed between the two renames leaves the
+    old folder under that name; :func:`remove_stale_temporaries` (run by the next
+    :func:`atomic_directory` on ``final``) restores it. Returns ``final``.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    moved_aside = final.exists()
+    if moved_aside:
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if moved_aside:
+            os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 @contextmanager
@@ -42,7 +82,8 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``final`` when the block succeeds.
 
     Files inside should be referred to by their final paths (see :func:`final_path`).
-    On an exception the temporary directory is removed and ``final`` is left as it was.
+    On an exception the temporary directory is removed and ``final`` is left as it was; on
+    success :func:`replace_directory` swaps it in.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -55,11 +96,11 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        replace_directory(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def final_path(path: str | os.PathLike, tmp: Path, final: str | os.PathLike) -> str:

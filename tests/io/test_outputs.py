@@ -4,7 +4,13 @@ import subprocess
 
 import pytest
 
-from pipeline.io.outputs import atomic_directory, final_path, write_json
+from pipeline.io.outputs import (
+    atomic_directory,
+    final_path,
+    remove_stale_temporaries,
+    replace_directory,
+    write_json,
+)
 from pipeline.io.pool import map_ordered, worker_state
 
 
@@ -55,3 +61,32 @@ def test_atomic_directory_removes_what_a_killed_writer_left(tmp_path):
     with atomic_directory(tmp_path / "out") as tmp:
         (tmp / "done").write_text("1")
     assert not stale.exists() and mine.exists() and (tmp_path / "out" / "done").exists()
+
+
+def test_replace_directory_swaps_a_folder_in_and_keeps_nothing_aside(tmp_path):
+    final, new = tmp_path / "sheets", tmp_path / ".sheets.building"
+    final.mkdir()
+    (final / "old.png").write_text("old")
+    new.mkdir()
+    (new / "new.png").write_text("new")
+    assert replace_directory(new, final) == final
+    assert [p.name for p in final.iterdir()] == ["new.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheets"]
+    fresh = tmp_path / ".fresh.tmp"
+    fresh.mkdir()
+    replace_directory(fresh, tmp_path / "absent")  # nothing to move aside
+    assert (tmp_path / "absent").is_dir() and not fresh.exists()
+
+
+def test_a_writer_killed_between_the_two_renames_gets_the_old_folder_back(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = tmp_path / f".out.old-{dead.pid}"  # `out` was moved aside, the new one never came
+    old.mkdir()
+    (old / "previous").write_text("1")
+    remove_stale_temporaries(tmp_path / "out")
+    assert (tmp_path / "out" / "previous").exists() and not old.exists()
+    again = tmp_path / f".out.old-{dead.pid}"  # with `out` present, a leftover is removed
+    again.mkdir()
+    remove_stale_temporaries(tmp_path / "out")
+    assert not again.exists() and (tmp_path / "out" / "previous").exists()

@@ -1,7 +1,7 @@
 """Prefect flows over the DVC DAG: cache keys, caching, sharding, killed tasks, DVC agreement.
 
 The flow tests run in Prefect's test harness (a temporary database and server) on a copy of the
-repository with the tiny profile of the end-to-end test.
+repository with the tiny profile, shared with the end-to-end tests (``tiny_repo`` in conftest).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 
 from pipeline.io import tables
 from pipeline.orchestration import flows
-from tests.tiny_repo import ROOT, make_tiny_repo
+from tests.tiny_repo import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -62,9 +62,9 @@ def harness():
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    # Every test clip (max_clips null): the two shards get one clip each.
-    return make_tiny_repo(tmp_path_factory.mktemp("flowrepo"), {"infer": {"max_clips": None}})
+def repo(tiny_repo) -> Path:
+    # The session's tiny repository (tests/conftest.py): every test clip, two shards of one.
+    return tiny_repo
 
 
 def _flow(repo: Path, **options) -> dict:
