@@ -144,7 +144,8 @@ class ExtractParams(Section):
 
 # ---------------------------------------------------------------- train_vae
 class TrainVaeParams(Section):
-    """The VAE: a pretrained AutoencoderKL from a local folder, or a small one trained here."""
+    """The VAE: a pretrained AutoencoderKL from a local folder, or a small one trained here
+    (:mod:`pipeline.training.vae_trainer`)."""
 
     pretrained: str | None = None  # local diffusers AutoencoderKL folder (paper: SD's VAE)
     size: int = Field(64, ge=16, description="training resolution of the frames, pixels")
@@ -155,8 +156,17 @@ class TrainVaeParams(Section):
     steps: int = Field(600, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "cosine", description="diffusers get_scheduler name: after the warm-up, decay to 0 or not"
+    )
+    warmup_steps: int = Field(50, ge=0, description="linear LR warm-up from 0")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient-norm clipping")
     kl_weight: float = Field(1e-6, ge=0)
     eval_frames: int = Field(64, ge=1, description="test-split frames for the PSNR report")
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
     seed: int = 0
 
 

@@ -7,11 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from pipeline.config import Params, load_params
 from pipeline.errors import InputError
-from pipeline.training.checkpoints import resumable_checkpoint
 
 log = logging.getLogger("paha")
 
@@ -35,18 +33,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
     return index, count
-
-
-def training_live(live_dir: str, checkpoint_dir: Path, run_id: str):
-    """The DVCLive logger of a training stage.
-
-    The curves persist with the checkpoints: a run that will resume from ``checkpoint_dir``
-    appends to them, a fresh one restarts them.
-    """
-    from dvclive import Live
-
-    resuming = resumable_checkpoint(checkpoint_dir, run_id) is not None
-    return Live(dir=live_dir, resume=resuming, save_dvc_exp=False, dvcyaml=None)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ log = logging.getLogger("paha.corpus")
 def gather(params: Params, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(raw, annotations)`` tables for ``params.corpus.source``, writing into out_dir."""
     corpus = params.corpus
-    empty_poses = pd.DataFrame({name: [] for name in tables.RAW_POSE.names})
+    empty_poses = tables.RAW_POSE.empty_table().to_pandas()
     if corpus.source == "sample":
         from pipeline.corpus.sample.render import render_sample_corpus
 
@@ -60,7 +60,10 @@ def main(args: argparse.Namespace, params: Params) -> None:
     write_json(summary, args.metrics)
     log.info("corpus: %s", summary)
     if summary["ok"] == 0:
-        raise InputError(f"corpus: no usable interval ({summary['failed']} failed); see {final}")
+        failed = raw[raw["status"] != "ok"]
+        first = f"; first: {failed['reason'].iloc[0]}" if len(failed) else ""
+        raise InputError(f"corpus: no usable interval ({len(failed)} failed{first}); "
+                         f"see {final / 'raw.parquet'}")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -49,7 +49,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     log.info("curate: %d of %d clips kept; report: %s", result.summary["kept"],
              result.summary["total"], final / "report.html")  # fmt: skip
     if result.summary["kept"] == 0:
-        raise InputError(f"curate: every clip was rejected; see {final / 'report.html'}")
+        first = next((f" (first: {r.clip_id}: {'; '.join(r.reasons)})"
+                      for r in result.table.itertuples()), "")  # fmt: skip
+        raise InputError(f"curate: every clip was rejected{first}; see {final / 'report.html'}")
 
 
 def parser() -> argparse.ArgumentParser:

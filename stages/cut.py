@@ -56,7 +56,11 @@ def main(args: argparse.Namespace, params: Params) -> None:
         log.warning("cut: %s not usable: %s", row.clip_id, "; ".join(row.reasons))
     log.info("cut: %s", summary)
     if summary["cut"] == 0:
-        raise InputError(f"cut: no interval could be cut ({len(failed)} failed); see {final}")
+        # The first failure names the file and the problem (the others are in the log above).
+        first = next((f"; first: {r.clip_id}: {'; '.join(r.reasons)}"
+                      for r in failed.itertuples()), "")  # fmt: skip
+        raise InputError(f"cut: no interval could be cut ({len(failed)} failed{first}); "
+                         f"see {final / 'clips.parquet'}")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from pipeline.data.windows import load_clip_records, resize_frames
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
+    FvdSettings,
     evaluate_video,
     load_metric_models,
     load_test_clips,
@@ -56,8 +57,12 @@ def main(args: argparse.Namespace, params: Params) -> None:
     clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
                             params.cut.fps)  # fmt: skip
     models_dir = Path(args.models)
-    models = load_metric_models(params, models_dir / "gesture_ae" / "final",
-                                models_dir / "syncnet" / "final")  # fmt: skip
+    fvd = FvdSettings(settings.fvd.i3d, settings.fvd.clip_frames, settings.fvd.size,
+                      settings.fvd.batch_size)  # fmt: skip
+    models = load_metric_models(models_dir / "gesture_ae" / "final",
+                                models_dir / "syncnet" / "final", settings.pose_backend,
+                                params.train_syncnet.crop_scale, fvd,
+                                params.extract.dwpose_dir)  # fmt: skip
     results: dict[str, list] = {GROUND_TRUTH: []}
     generated: dict[str, dict[str, np.ndarray]] = {c.clip_id: {} for c in clips}
     for clip in clips:

@@ -13,12 +13,17 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractParams, Params
 from pipeline.errors import InputError
-from pipeline.features.extraction import AudioFeaturizer, ExtractedClip, extract_clip
+from pipeline.features.extraction import (
+    AudioFeaturizer,
+    ExtractedClip,
+    extract_clip,
+    frame_rows,
+    pose_accuracy,
+)
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, final_path, write_json
 from pipeline.io.pool import map_ordered, worker_state
@@ -35,7 +40,9 @@ def _init(params: ExtractParams, fps: float, annotations_path: str) -> dict:
     if params.pose_backend == "annotations":
         raw_poses = tables.read_table(annotations_path, tables.RAW_POSE)
     return {
-        "backend": build_pose_backend(params.pose_backend, params, raw_poses),
+        "backend": build_pose_backend(
+            params.pose_backend, dwpose_dir=params.dwpose_dir, raw_poses=raw_poses
+        ),
         "faces": FaceDetector(min_score=params.face_min_score),
         "featurizer": AudioFeaturizer(params, fps),
     }
@@ -45,40 +52,6 @@ def _extract_one(job: tuple[dict, str]) -> ExtractedClip:
     row, audio_dir = job
     s = worker_state
     return extract_clip(row, Path(audio_dir), s["backend"], s["faces"], s["featurizer"])
-
-
-def frame_rows(results: list[ExtractedClip], backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Flatten per-clip arrays into the ``POSE`` and ``FACES`` tables (one row per frame)."""
-    pose_rows, face_rows = [], []
-    for result in results:
-        clip_id = result.status["clip_id"]
-        for frame, (pose, face) in enumerate(zip(result.poses, result.faces, strict=True)):
-            pose_rows.append((clip_id, frame, backend, pose.reshape(-1)))
-            face_rows.append((clip_id, frame, *face.tolist()))
-    pose = pd.DataFrame(pose_rows, columns=tables.POSE.names)
-    faces = pd.DataFrame(face_rows, columns=tables.FACES.names)
-    return pose, faces
-
-
-def pose_accuracy(results: list[ExtractedClip], clips: pd.DataFrame, raw_poses: pd.DataFrame,
-                  params: ExtractParams) -> dict:  # fmt: skip
-    """Mean PCK per body part of the backend's poses against the ground truth (if any)."""
-    from pipeline.features.pose.accuracy import pck
-    from pipeline.features.pose.annotations import AnnotationsBackend
-
-    truth_backend = AnnotationsBackend(raw_poses)
-    rows = clips.set_index("clip_id")
-    per_clip = []
-    for result in results:
-        if result.status["status"] != "ok":
-            continue
-        row = rows.loc[result.status["clip_id"]].to_dict() | {"clip_id": result.status["clip_id"]}
-        truth = truth_backend.estimate(np.zeros((len(result.poses), 1, 1, 3), np.uint8), row)
-        per_clip.append(pck(result.poses, truth, params.pck_threshold * float(row["width"])))
-    if not per_clip:
-        return {}
-    table = pd.DataFrame(per_clip)
-    return {part: (None if np.isnan(v) else round(float(v), 4)) for part, v in table.mean().items()}
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
@@ -113,14 +86,18 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "frames_without_face": int(ok["frames_without_face"].sum()),
     }  # fmt: skip
     if not raw_poses.empty and settings.pose_backend != "annotations":
-        summary["pck_vs_ground_truth"] = pose_accuracy(results, kept, raw_poses, settings)
+        summary["pck_vs_ground_truth"] = pose_accuracy(results, kept, raw_poses,
+                                                       settings.pck_threshold)  # fmt: skip
         summary["pck_threshold"] = settings.pck_threshold
     write_json(summary, args.metrics)
-    for row in status[status["status"] != "ok"].itertuples():
+    failed = status[status["status"] != "ok"]
+    for row in failed.itertuples():
         log.warning("extract: %s failed: %s", row.clip_id, row.reason)
     log.info("extract: %s", summary)
     if summary["ok"] == 0:
-        raise InputError("extract: every clip failed; see data/features/extract.parquet")
+        first = failed.iloc[0]
+        raise InputError(f"extract: every clip failed (first: {first['clip_id']}: "
+                         f"{first['reason']}); see {final / 'extract.parquet'}")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

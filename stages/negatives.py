@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from pipeline.config import Params
@@ -27,18 +26,17 @@ from pipeline.data.windows import load_clip_records
 from pipeline.inference.negatives import (
     PairGenerator,
     generate_shard,
-    load_latents,
     merge_shards,
     plan_fingerprint,
     plan_pairs,
+    write_preview_strip,
 )
 from pipeline.io import tables
-from pipeline.io.outputs import write_json, write_png
-from pipeline.io.previews import frame_strip
-from pipeline.models.schedulers import noise_scheduler
+from pipeline.io.outputs import write_json
 from pipeline.models.univdm import UniVDM
-from pipeline.models.vae import decode_latents, images_to_frames, resolve_vae
-from pipeline.training.checkpoints import checkpoint_for_step, load_model_weights, weights_digest
+from pipeline.models.vae import resolve_vae
+from pipeline.training.checkpoint_store import checkpoint_for_step, load_model_weights
+from pipeline.training.resume import weights_digest
 from stages.common import parse_shard, run_stage, stage_parser
 
 log = logging.getLogger("paha.negatives")
@@ -46,37 +44,20 @@ log = logging.getLogger("paha.negatives")
 
 def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[PairGenerator, dict]:
     """The UniVDM at ``negatives.checkpoint_step``, the VAE, and the settings that fingerprint."""
-    univdm_dir = Path(args.univdm)
+    univdm_dir, train = Path(args.univdm), params.train_univdm
     model = UniVDM.load(univdm_dir / "final")
     checkpoint = checkpoint_for_step(univdm_dir / "checkpoints", params.negatives.checkpoint_step)
     # The EMA weights when the run kept an EMA: what the run would have deployed at that step.
     load_model_weights(checkpoint, model, use_ema=(checkpoint / "ema.safetensors").exists())
     vae = resolve_vae(args.vae)
-    image_encoder = None
-    if params.train_univdm.clip:
-        from pipeline.models.image_encoder import ClipImageEncoder
-
-        image_encoder = ClipImageEncoder(params.train_univdm.clip)
-    train = params.train_univdm
-    scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
-    generator = PairGenerator(model, vae, scheduler,
-                          {r.clip_id: r for r in records}, params.train_univdm.size,
-                          params.negatives.ddim_steps, image_encoder)  # fmt: skip
-    settings = {"model": weights_digest(model), "vae": weights_digest(vae),
-                "size": params.train_univdm.size, "ddim_steps": params.negatives.ddim_steps,
-                "dtype": params.negatives.dtype, "batch_size": params.negatives.batch_size,
-                "schedule": [params.train_univdm.num_train_timesteps,
-                             params.train_univdm.beta_schedule]}  # fmt: skip
+    generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
+                                    train.num_train_timesteps, train.beta_schedule,
+                                    train.clip)  # fmt: skip
+    settings = {"model": weights_digest(model), "vae": weights_digest(vae), "size": train.size,
+                "ddim_steps": params.negatives.ddim_steps, "dtype": params.negatives.dtype,
+                "batch_size": params.negatives.batch_size,
+                "schedule": [train.num_train_timesteps, train.beta_schedule]}  # fmt: skip
     return generator, settings
-
-
-def write_preview_strip(index, vae, path: Path, pairs: int = 3) -> None:
-    """First frames of a few pairs: real (top) and generated (bottom)."""
-    rows = index.head(pairs)
-    real = [load_latents(p)[0] for p in rows["positive_path"]]
-    fake = [load_latents(p)[0] for p in rows["negative_path"]]
-    frames = images_to_frames(decode_latents(vae, torch.stack(real + fake)))
-    write_png(frame_strip([frames[: len(real)], frames[len(real) :]], ["real", "generated"]), path)
 
 
 def main(args: argparse.Namespace, params: Params) -> None:

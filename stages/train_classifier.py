@@ -18,41 +18,25 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
-from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
-from pipeline.training.checkpoints import fingerprint, weights_digest
-from pipeline.training.classifier_data import PairData
-from pipeline.training.classifier_trainer import (
-    KINDS,
-    evaluate,
-    train_classifier,
-)
-from stages.common import run_stage, stage_parser, training_live
+from pipeline.training.classifier_data import PairData, load_audio_features
+from pipeline.training.classifier_trainer import KINDS, evaluate, train_classifier
+from pipeline.training.live_log import training_live
+from pipeline.training.resume import fingerprint, weights_digest
+from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_classifier")
 
 
-def load_audio(index, features: Path) -> dict[str, np.ndarray]:
-    """Audio features of every clip the pairs name (positives' and negatives' audio)."""
-    status = tables.read_table(features / "extract.parquet", tables.EXTRACT)
-    paths = status[status["status"] == "ok"].set_index("clip_id")["audio_features"]
-    wanted = sorted(set(index["clip_id"]) | set(index["audio_clip_id"]))
-    missing = [c for c in wanted if c not in paths.index]
-    if missing:
-        raise InputError(f"{features}: no audio features for clips {missing}")
-    return {c: np.load(paths[c]) for c in wanted}
-
-
 def main(args: argparse.Namespace, params: Params) -> None:
-
     kind = args.kind
     settings = getattr(params.train_classifier, kind)
     index = tables.read_table(args.pairs, tables.PAIRS)
-    audio = load_audio(index, Path(args.features))
+    audio = load_audio_features(index, args.features)
     train = PairData(index[index["split"] == "train"], audio)
     heldout = PairData(index[index["split"] == "heldout"], audio)
     univdm = UniVDM.load(args.univdm)
@@ -71,14 +55,10 @@ def main(args: argparse.Namespace, params: Params) -> None:
     scheduler = noise_scheduler(schedule.num_train_timesteps, schedule.beta_schedule)
     out = Path(args.out)
     started = time.perf_counter()
-    live = training_live(args.live, out / "checkpoints", run_id)
-    try:
+    with training_live(args.live, out / "checkpoints", run_id) as live:
         result = train_classifier(model, kind, train, heldout, scheduler,
                                   settings, out / "checkpoints", run_id, params.cut.fps,
                                   logger=live)  # fmt: skip
-    finally:
-        live.end()
-        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     if result.first_step >= settings.steps:  # finished earlier: evaluate the saved weights
         figures = evaluate(model, kind, scheduler, heldout, settings,
                            params.cut.fps)  # fmt: skip

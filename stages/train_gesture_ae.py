@@ -3,7 +3,7 @@
 Reads the kept train-split clips of ``data/curated/clips.parquet`` that ``extract`` handled and
 their poses (``data/features/pose.parquet``); holds out ``heldout_fraction`` of those clips
 (a seeded permutation of the sorted clip ids); normalises each clip's poses and cuts windows
-(:mod:`pipeline.models.gesture_ae`); trains with L1 + velocity L1
+(:mod:`pipeline.training.gesture_ae_data`); trains with L1 + velocity L1
 (:mod:`pipeline.training.gesture_ae_trainer`). Writes safetensors checkpoints under
 ``<out>/checkpoints`` (a persistent output: an interrupted run resumes), the final weights and
 config under ``<out>/final``, DVCLive curves and the final figures as metrics.
@@ -18,62 +18,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.config import Params
 from pipeline.data.splits import train_and_held_out
 from pipeline.errors import InputError
-from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
-from pipeline.keypoints import N_KEYPOINTS
-from pipeline.models.gesture_ae import (
-    POSE_DIM,
-    GestureAEConfig,
-    GestureAutoencoder,
-    normalise_poses,
-    pose_detection_rate,
-    pose_windows,
-)
-from pipeline.training.checkpoints import fingerprint
+from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder, pose_detection_rate
+from pipeline.training.gesture_ae_data import clip_windows, load_train_poses
 from pipeline.training.gesture_ae_trainer import train_gesture_ae
-from stages.common import run_stage, stage_parser, training_live
+from pipeline.training.live_log import training_live
+from pipeline.training.resume import fingerprint
+from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_gesture_ae")
 
 
-def load_train_poses(clips_path: str | Path, features: str | Path) -> dict[str, np.ndarray]:
-    """Poses ``(T, 133, 3)`` of every kept train clip that ``extract`` handled, by clip id."""
-    features = Path(features)
-    clips = tables.read_table(clips_path, tables.CURATED)
-    status = tables.read_table(features / "extract.parquet", tables.EXTRACT)
-    ok = set(status.loc[status["status"] == "ok", "clip_id"])
-    chosen = sorted(clips.loc[clips["kept"] & (clips["split"] == "train"), "clip_id"])
-    chosen = [c for c in chosen if c in ok]
-    if not chosen:
-        raise InputError(f"{clips_path}: no kept 'train' clip with extracted poses")
-    pose = tables.read_table(features / "pose.parquet", tables.POSE)
-    pose = pose[pose["clip_id"].isin(chosen)].sort_values(["clip_id", "frame"])
-    grouped = dict(tuple(pose.groupby("clip_id", sort=True)))
-    missing = [c for c in chosen if c not in grouped]
-    if missing:
-        raise InputError(f"{features / 'pose.parquet'}: no poses for clips {missing}")
-    return {c: np.stack(grouped[c]["keypoints"].to_numpy()).reshape(-1, N_KEYPOINTS, 3)
-            for c in chosen}  # fmt: skip
-
-
-def clip_windows(poses: dict[str, np.ndarray], clip_ids: list[str], window: int, stride: int,
-                 min_score: float) -> tuple[np.ndarray, int]:  # fmt: skip
-    """Windows ``(N, window, POSE_DIM)`` of the clips and the number of clips giving any."""
-    parts = [pose_windows(normalise_poses(poses[c], min_score), window, stride) for c in clip_ids]
-    used = sum(len(p) > 0 for p in parts)
-    if not parts:
-        return np.zeros((0, window, POSE_DIM), np.float32), 0
-    return np.concatenate(parts), used
-
-
 def main(args: argparse.Namespace, params: Params) -> None:
-
     p = params.train_gesture_ae
     poses = load_train_poses(args.clips, args.features)
     train_ids, heldout_ids = train_and_held_out(
@@ -93,12 +54,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     })  # fmt: skip
     out = Path(args.out)
     started = time.perf_counter()
-    live = training_live(args.live, out / "checkpoints", run_id)
-    try:
+    with training_live(args.live, out / "checkpoints", run_id) as live:
         result = train_gesture_ae(model, train, heldout, p, out / "checkpoints", run_id, live)
-    finally:
-        live.end()
-        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     with atomic_directory(out / "final") as tmp:
         model.save(tmp)
     summary = {

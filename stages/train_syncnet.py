@@ -23,50 +23,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from pipeline.config import Params
-from pipeline.data.face_boxes import face_box_at
 from pipeline.data.splits import train_and_held_out
-from pipeline.data.windows import resize_frames
 from pipeline.errors import InputError
 from pipeline.io import tables
-from pipeline.io.audio import load_audio
-from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.syncnet import SyncNet, write_official_record
-from pipeline.training.checkpoints import fingerprint
+from pipeline.training.live_log import training_live
+from pipeline.training.resume import fingerprint
+from pipeline.training.syncnet_data import load_clip_inputs
 from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
-from stages.common import run_stage, stage_parser, training_live
+from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_syncnet")
-
-
-def first_face_box(faces: pd.DataFrame, clip_id: str, n_frames: int, scale: float) -> np.ndarray:
-    """The face box of frame 0 (or of the nearest frame with a face), times ``scale``."""
-    rows = faces[(faces["clip_id"] == clip_id) & (faces["score"] > 0)]
-    boxes = np.full((n_frames, 4), np.nan, dtype=np.float32)
-    inside = rows[rows["frame"] < n_frames]
-    boxes[inside["frame"].to_numpy()] = inside[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)
-    box = face_box_at(boxes, 0)
-    if not np.isfinite(box).all():
-        raise InputError(f"clip {clip_id}: no face box in faces.parquet")
-    return box * scale
-
-
-def load_clip_inputs(curated: pd.DataFrame, faces: pd.DataFrame, size: int):
-    """Frames resized to ``size``, 16 kHz waves and scaled face boxes of the clips, by id."""
-    frames, waves, boxes = {}, {}, {}
-    for row in curated.itertuples():
-        video = read_frames(row.path)
-        scale = size / video.shape[2]
-        if video.shape[1] != video.shape[2]:
-            raise InputError(f"{row.path}: clips must be square, got {video.shape[1:3]}")
-        frames[row.clip_id] = resize_frames(video, size)
-        waves[row.clip_id] = load_audio(row.audio_path)
-        boxes[row.clip_id] = first_face_box(faces, row.clip_id, len(video), scale)
-    return frames, waves, boxes
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
@@ -101,12 +72,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "frames": [int(len(frames[c])) for c in sorted(frames)],
     })  # fmt: skip
     started = time.perf_counter()
-    live = training_live(args.live, out / "checkpoints", run_id)
-    try:
+    with training_live(args.live, out / "checkpoints", run_id) as live:
         result = train_syncnet(model, train, p, out / "checkpoints", run_id, live)
-    finally:
-        live.end()
-        (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     trained_s = time.perf_counter() - started
     with atomic_directory(out / "final") as tmp:
         model.save(tmp)

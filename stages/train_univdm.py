@@ -9,107 +9,31 @@ Fig. 3-style PAR figures and a preview (unguided DDIM sample of a test clip, mp4
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-
 from pipeline.config import Params
-from pipeline.data.windows import (
-    NoClipsError,
-    WindowDataset,
-    load_clip_records,
-    resize_frames,
-)
-from pipeline.errors import InputError
-from pipeline.inference.sampling import ddim_sample
+from pipeline.data.windows import WindowDataset, load_clip_records
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
-from pipeline.io.previews import write_preview
 from pipeline.models.schedulers import noise_scheduler
-from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
-from pipeline.models.vae import (
-    decode_latents,
-    encode_frames,
-    frames_to_images,
-    images_to_frames,
-    resolve_vae,
-    vae_downsample_factor,
-)
+from pipeline.models.vae import resolve_vae
 from pipeline.par import par_figure
-from pipeline.training.checkpoints import (
-    checkpoint_for_step,
-    fingerprint,
-    resumable_checkpoint,
-    weights_digest,
-)
-from pipeline.training.univdm_trainer import (
-    accelerate_precision,
-    train_univdm,
-)
+from pipeline.training.checkpoint_store import checkpoint_for_step
+from pipeline.training.live_log import loss_summary, training_live
+from pipeline.training.resume import fingerprint, weights_digest
+from pipeline.training.univdm_preview import preview_record, write_univdm_preview
+from pipeline.training.univdm_trainer import accelerate_precision, build_univdm, train_univdm
 from stages.common import run_stage, stage_parser
 
 log = logging.getLogger("paha.train_univdm")
 
 
-def loss_summary(live_dir: Path) -> dict[str, float]:
-    """Mean logged loss of the first and last ten log points (the whole run, across resumes)."""
-    summary = {}
-    for name in ("loss", "mse"):
-        path = live_dir / "plots" / "metrics" / f"{name}.tsv"
-        if path.exists():
-            values = pd.read_csv(path, sep="\t")[name].to_numpy()
-            if len(values):
-                summary[f"{name}_first10"] = float(np.mean(values[:10]))
-                summary[f"{name}_last10"] = float(np.mean(values[-10:]))
-    return summary
-
-
-def build_model(params: Params, vae, audio_dim: int, clip_dim: int | None) -> UniVDM:
-    train = params.train_univdm
-    factor = vae_downsample_factor(vae)
-    if train.size % factor:
-        raise InputError(f"train_univdm.size {train.size} is not a multiple of the VAE's {factor}")
-    unet = train.unet
-    config = UniVDMConfig(
-        latent_channels=int(vae.config.latent_channels), latent_size=train.size // factor,
-        frames=train.frames, audio_dim=audio_dim, audio_context=train.audio_context,
-        clip_dim=clip_dim, fps=params.cut.fps, block_out_channels=list(unet.block_out_channels),
-        layers_per_block=unet.layers_per_block, cross_attention_dim=unet.cross_attention_dim,
-        attention_head_dim=unet.attention_head_dim,
-    )  # fmt: skip
-    return UniVDM(config)
-
-
-def preview(model: UniVDM, vae, params: Params, args, image_encoder, out_dir: Path) -> None:
-    """Unguided DDIM sample of the first test clip's first window, its frame 0 as reference."""
-    train = params.train_univdm
-    try:
-        record = load_clip_records(args.clips, args.features, "test", train.frames)[0]
-    except NoClipsError:  # no test clip long enough: preview a training clip instead
-        record = load_clip_records(args.clips, args.features, "train", train.frames)[0]
-    truth = resize_frames(read_frames(record.path, list(range(train.frames))), train.size)
-    reference = encode_frames(vae, frames_to_images(truth[:1]))
-    audio = audio_windows(torch.from_numpy(record.audio.astype(np.float32)), 0, train.frames,
-                          train.audio_context)[None]  # fmt: skip
-    embeds = image_encoder(frames_to_images(truth[:1])) if image_encoder else None
-    generator = torch.Generator().manual_seed(train.seed)
-    model.eval()
-    scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
-    latents = ddim_sample(model, scheduler, reference, audio, train.preview_steps,
-                          generator, image_embeds=embeds)  # fmt: skip
-    frames = images_to_frames(decode_latents(vae, latents[0]))  # (t, S, S, 3) uint8
-    write_preview(frames, record.audio_path, 0.0, params.cut.fps, out_dir / "preview.mp4",
-                  out_dir / "preview.png", truth=truth)  # fmt: skip
-
-
 def main(args: argparse.Namespace, params: Params) -> None:
     from accelerate import Accelerator
-    from dvclive import Live
 
     train = params.train_univdm
     records = load_clip_records(args.clips, args.features, "train", min_frames=train.frames)
@@ -119,8 +43,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         from pipeline.models.image_encoder import ClipImageEncoder
 
         image_encoder = ClipImageEncoder(train.clip)
-    model = build_model(params, vae, records[0].audio.shape[1],
-                        image_encoder.dim if image_encoder else None)  # fmt: skip
+    model = build_univdm(train, params.cut.fps, vae, records[0].audio.shape[1],
+                         image_encoder.dim if image_encoder else None)  # fmt: skip
     dataset = WindowDataset(records, train.size, train.frames, train.audio_context, train.par,
                             train.first_frame_prob, train.seed)  # fmt: skip
     run_id = fingerprint(train, [r.clip_id for r in records],
@@ -129,21 +53,12 @@ def main(args: argparse.Namespace, params: Params) -> None:
     # One process here; with `accelerate launch` one per GPU (DDP), rank 0 writing the outputs.
     accelerator = Accelerator(mixed_precision=accelerate_precision(train.precision))
     started = time.perf_counter()
-    live = None
-    if accelerator.is_main_process:
-        # The curves persist with the checkpoints: a resumed run appends, a fresh one restarts.
-        resuming = resumable_checkpoint(out / "checkpoints", run_id) is not None
-        live = Live(dir=args.live, resume=resuming, save_dvc_exp=False, dvcyaml=None)
-    try:
+    live = (training_live(args.live, out / "checkpoints", run_id) if accelerator.is_main_process
+            else contextlib.nullcontext())  # fmt: skip
+    with live as logger:
         result = train_univdm(model, vae, dataset, train, out / "checkpoints", run_id,
-                              protect_steps={params.negatives.checkpoint_step}, logger=live,
+                              protect_steps={params.negatives.checkpoint_step}, logger=logger,
                               image_encoder=image_encoder, accelerator=accelerator)  # fmt: skip
-    finally:
-        if live is not None:
-            live.end()
-            # A resumed, already finished run logs nothing: the declared plots folder must
-            # still exist.
-            (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     elapsed = time.perf_counter() - started
     if not accelerator.is_main_process:
         return
@@ -159,9 +74,13 @@ def main(args: argparse.Namespace, params: Params) -> None:
             # At the clip's own resolution, where the areas are computed (paper Fig. 3).
             frame = read_frames(record.path, [0])[0]
             par_figure(frame, record.poses[0], train.par, tmp / f"par_{record.clip_id}.png")
-        preview(model, vae, params, args, image_encoder, tmp)
+        scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
+        write_univdm_preview(model, vae, preview_record(args.clips, args.features, train.frames),
+                             train.frames, train.size, train.audio_context, scheduler,
+                             train.preview_steps, train.seed, params.cut.fps, image_encoder,
+                             tmp)  # fmt: skip
     summary = {"steps": train.steps, "resumed_from": result.first_step,
-               "seconds_this_run": round(elapsed, 1)} | loss_summary(Path(args.live))  # fmt: skip
+               "seconds_this_run": round(elapsed, 1)} | loss_summary(args.live)  # fmt: skip
     write_json(summary, args.metrics)
     log.info("train_univdm: %s", summary)
 

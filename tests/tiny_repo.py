@@ -21,7 +21,7 @@ TINY = {
     "cut": {"size": 128, "workers": 2},
     "curate": {"workers": 2, "sheet_frames": 3},
     "extract": {"workers": 2},
-    "train_vae": {"steps": 20, "batch_size": 8, "eval_frames": 8},
+    "train_vae": {"steps": 20, "batch_size": 8, "eval_frames": 8, "warmup_steps": 2},
     "train_univdm": {"steps": 4, "save_every": 2, "log_every": 1, "preview_steps": 2,
                      "par": {"figures": 1}},
     "negatives": {"checkpoint_step": 2, "ddim_steps": 2, "lengths": [8], "batch_size": 4},

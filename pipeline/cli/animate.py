@@ -19,8 +19,10 @@ from pipeline.io.media import MediaError
 def animate_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline.features.extraction import AudioFeaturizer
     from pipeline.inference.animator import (
         Animator,
+        AnimatorSettings,
         InputError,
         crop_reference,
         detect_face,
@@ -28,12 +30,13 @@ def animate_command(args: argparse.Namespace) -> int:
         read_image,
     )
     from pipeline.inference.sampling import segment_starts
-    from pipeline.io.audio import SAMPLE_RATE
+    from pipeline.io.audio import SAMPLE_RATE, frame_count
     from pipeline.io.media import write_video
 
     models = Path(args.models)
     try:
         params = load_params(args.params)
+        settings = AnimatorSettings.from_params(params)
         out = Path(args.out)
         if out.suffix.lower() != ".mp4":
             raise InputError(f"{out}: the output must be an .mp4 file")
@@ -43,13 +46,16 @@ def animate_command(args: argparse.Namespace) -> int:
         if args.mode != "none":
             root = Path(args.classifiers) if args.classifiers else models / "classifier"
             classifiers = {k: root / k / "final" for k in ("face", "nonface")}
-        animator = Animator(params, args.univdm or models / "univdm" / "final",
-                            args.vae or models / "vae", classifiers)  # fmt: skip
+        animator = Animator(args.univdm or models / "univdm" / "final", args.vae or models / "vae",
+                            settings, classifiers)  # fmt: skip
         wave = load_speech(args.audio, animator.segment_seconds)
-        reference, face_box = crop_reference(image, box, params)
-        features = animator.audio_features(wave)
+        reference, face_box = crop_reference(image, box, settings.size, params.cut.crop,
+                                             params.cut.person_scale)  # fmt: skip
+        # The same per-frame features as `extract` (wav2vec2 loads a model: only here).
+        featurizer = AudioFeaturizer(params.extract, settings.fps)
+        features = featurizer(wave, frame_count(len(wave), SAMPLE_RATE, settings.fps))
         total = len(segment_starts(len(features), animator.model.config.frames))
-        with tqdm(total=total * params.infer.steps, desc=f"animate ({args.mode})",
+        with tqdm(total=total * settings.steps, desc=f"animate ({args.mode})",
                   unit="step") as bar:  # fmt: skip
             result = animator.generate(reference, face_box, features, args.mode, args.seed,
                                        callback=lambda _: bar.update())  # fmt: skip
@@ -58,7 +64,7 @@ def animate_command(args: argparse.Namespace) -> int:
 
             wav = Path(tmp) / "speech.wav"
             soundfile.write(wav, wave, SAMPLE_RATE)
-            write_video(iter(result.frames), out, params.cut.fps, audio=wav)
+            write_video(iter(result.frames), out, settings.fps, audio=wav)
     except (ConfigError, InputError, MediaError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,12 +30,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import LocalParams
+from pipeline.errors import InputError
 from pipeline.io.media import MediaError, MediaInfo, probe
 from pipeline.io.tables import RAW
 
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class LocalCorpusError(InputError):
+    """The videos folder or the intervals CSV is unusable (the message names it, and the line)."""
 
 
 def safe_id(text: str) -> str:
@@ -119,20 +124,21 @@ def video_key(relative: Path | PurePosixPath) -> str:
 def read_local_intervals(csv_path: Path) -> pd.DataFrame:
     """Read and validate the intervals CSV: columns ``video``, ``start_s``, ``end_s``, ``speaker``.
 
-    Raises ``ValueError`` naming the file (and line) for a missing file, a missing column, a
-    non-numeric or negative time, or an end that is not after its start.
+    Raises :class:`LocalCorpusError` naming the file (and line) for a missing file, a missing
+    column, a non-numeric or negative time, or an end that is not after its start.
     """
     if not csv_path.is_file():
-        raise ValueError(f"{csv_path}: intervals CSV not found (corpus.local.intervals_csv)")
+        raise LocalCorpusError(f"{csv_path}: intervals CSV not found (corpus.local.intervals_csv)")
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"{csv_path}: not a readable CSV ({error})") from error
+        raise LocalCorpusError(f"{csv_path}: not a readable CSV ({error})") from error
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in ("video", "start_s", "end_s") if c not in table.columns]
     if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing} (has {list(table.columns)}); "
-                         f"expected video,start_s,end_s[,speaker]")  # fmt: skip
+        raise LocalCorpusError(f"{csv_path}: missing columns {missing} (has "
+                               f"{list(table.columns)}); expected "
+                               f"video,start_s,end_s[,speaker]")  # fmt: skip
     if "speaker" not in table.columns:
         table["speaker"] = ""
     for column in ("start_s", "end_s"):
@@ -141,16 +147,16 @@ def read_local_intervals(csv_path: Path) -> pd.DataFrame:
         if bad.any():
             # +2: line numbers count from 1 and the header is line 1.
             lines = [int(i) + 2 for i in table.index[bad][:5]]
-            raise ValueError(f"{csv_path}: {column} is not a number on line(s) {lines}")
+            raise LocalCorpusError(f"{csv_path}: {column} is not a number on line(s) {lines}")
         table[column] = values
     bad = (table["start_s"] < 0) | (table["end_s"] <= table["start_s"])
     if bad.any():
         lines = [int(i) + 2 for i in table.index[bad][:5]]
-        raise ValueError(f"{csv_path}: need 0 <= start_s < end_s, not so on line(s) {lines}")
+        raise LocalCorpusError(f"{csv_path}: need 0 <= start_s < end_s, not so on line(s) {lines}")
     table["video"] = table["video"].str.strip()
     if (table["video"] == "").any():
         lines = [int(i) + 2 for i in table.index[table["video"] == ""][:5]]
-        raise ValueError(f"{csv_path}: empty video on line(s) {lines}")
+        raise LocalCorpusError(f"{csv_path}: empty video on line(s) {lines}")
     table["speaker"] = table["speaker"].str.strip()
     return table
 
@@ -160,16 +166,16 @@ def local_corpus(params: LocalParams, out_dir: Path, fps: float) -> pd.DataFrame
 
     ``out_dir`` is not written to (videos are used in place); it is accepted so that every corpus
     source has the same signature. ``fps`` sets the tolerance (one frame) when an interval's end
-    is compared with the video's duration. Raises ``ValueError`` naming the folder or CSV when
-    the folder is missing or empty or the CSV is malformed.
+    is compared with the video's duration. Raises :class:`LocalCorpusError` naming the folder or
+    CSV when the folder is missing or empty or the CSV is malformed.
     """
     del out_dir  # videos are referenced in place, nothing to write
     videos_dir = Path(params.videos_dir)
     if not videos_dir.is_dir():
-        raise ValueError(f"{videos_dir}: videos folder not found (corpus.local.videos_dir)")
+        raise LocalCorpusError(f"{videos_dir}: videos folder not found (corpus.local.videos_dir)")
     videos = list_videos(videos_dir, params.extensions)
     if not videos and params.intervals_csv is None:
-        raise ValueError(f"{videos_dir}: no videos with extensions {params.extensions}")
+        raise LocalCorpusError(f"{videos_dir}: no videos with extensions {params.extensions}")
 
     if params.intervals_csv is not None:
         table = read_local_intervals(Path(params.intervals_csv))
@@ -207,8 +213,8 @@ def local_corpus(params: LocalParams, out_dir: Path, fps: float) -> pd.DataFrame
     frame = raw_frame(rows)
     duplicated = frame["clip_id"][frame["clip_id"].duplicated()]
     if not duplicated.empty:
-        raise ValueError(f"{videos_dir}: clip ids {sorted(set(duplicated))[:5]} occur twice; "
-                         f"rename the videos or set distinct speakers")  # fmt: skip
+        raise LocalCorpusError(f"{videos_dir}: clip ids {sorted(set(duplicated))[:5]} occur "
+                               f"twice; rename the videos or set distinct speakers")  # fmt: skip
     for info in probed.values():
         if isinstance(info, MediaInfo) and info.has_video and not info.has_audio:
             log.warning("%s: no audio stream (kept; cut/curate will handle it)", info.path)

@@ -49,6 +49,10 @@ _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
 _YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 
 
+class IntervalsError(InputError):
+    """The PATS interval table is missing, malformed or lacks a configured speaker."""
+
+
 class DownloadFailed(InputError, RuntimeError):
     """A source video could not be downloaded (the message is yt-dlp's reason)."""
 
@@ -99,20 +103,21 @@ def _parse_time_text(text: str) -> float:
 
 
 def read_intervals(csv_path: str | Path) -> pd.DataFrame:
-    """Read ``cmu_intervals_df.csv`` as strings; ``ValueError`` naming the file if unusable."""
+    """Read ``cmu_intervals_df.csv`` as strings; :class:`IntervalsError` naming it if unusable."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise ValueError(f"{csv_path}: PATS intervals file not found (corpus.pats.intervals_csv; "
-                         f"cmu_intervals_df.csv comes with every PATS speaker zip)")  # fmt: skip
+        raise IntervalsError(f"{csv_path}: PATS intervals file not found (corpus.pats."
+                             f"intervals_csv; cmu_intervals_df.csv comes with every PATS speaker "
+                             f"zip)")  # fmt: skip
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"{csv_path}: not a readable CSV ({error})") from error
+        raise IntervalsError(f"{csv_path}: not a readable CSV ({error})") from error
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing} (has {list(table.columns)}); "
-                         f"expected PATS's cmu_intervals_df.csv layout")  # fmt: skip
+        raise IntervalsError(f"{csv_path}: missing columns {missing} (has {list(table.columns)}); "
+                             f"expected PATS's cmu_intervals_df.csv layout")  # fmt: skip
     if "video_fn" not in table.columns:
         table["video_fn"] = ""
     for column in (*REQUIRED_COLUMNS, "video_fn"):
@@ -163,8 +168,9 @@ def select_intervals(table: pd.DataFrame, params: PatsParams, csv_path: str) -> 
     table = table[table["speaker"].isin(params.speakers)].copy()
     absent = [s for s in params.speakers if s not in set(table["speaker"])]
     if absent:
-        raise ValueError(f"{csv_path}: no intervals for speakers {absent} "
-                         f"(corpus.pats.speakers; PATS spells them e.g. 'chemistry')")  # fmt: skip
+        raise IntervalsError(f"{csv_path}: no intervals for speakers {absent} "
+                             f"(corpus.pats.speakers; PATS spells them e.g. "
+                             f"'chemistry')")  # fmt: skip
     starts, ends, ids, urls, errors = [], [], [], [], []
     for row in table.itertuples(index=False):
         error = ""
@@ -291,8 +297,8 @@ def pats_corpus(params: PatsParams, out_dir: Path, fps: float) -> pd.DataFrame:
     ``out_dir`` is not written to: downloads live in the persistent cache ``download_dir`` so
     that rerunning the stage (whose output folder is replaced) does not fetch them again.
     ``fps`` sets the tolerance (one frame) when an interval's end is compared with the video's
-    duration. Raises ``ValueError`` naming the CSV when it is missing or malformed or lacks a
-    configured speaker; per-video problems become ``failed`` rows.
+    duration. Raises :class:`IntervalsError` naming the CSV when it is missing or malformed or
+    lacks a configured speaker; per-video problems become ``failed`` rows.
     """
     del out_dir  # downloads go to the cache in params.download_dir
     table = select_intervals(read_intervals(params.intervals_csv), params, params.intervals_csv)

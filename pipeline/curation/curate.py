@@ -48,7 +48,8 @@ import pandas as pd
 from pipeline.config import CurateParams
 from pipeline.data.splits import split_by_speaker
 from pipeline.errors import InputError
-from pipeline.io.media import MediaError, count_frames, read_frames
+from pipeline.io.audio import read_audio
+from pipeline.io.media import MediaError, count_frames, decoder_message, read_frames
 from pipeline.io.pool import map_ordered, worker_state
 from pipeline.io.tables import CLIPS, CURATED
 from pipeline.keypoints import BODY_INDEX, N_KEYPOINTS, validate_pose
@@ -327,7 +328,7 @@ def _scan_video(path: Path, every: int) -> tuple[int, np.ndarray, np.ndarray, np
         try:
             chunk = read_frames(path, range(start, min(start + READ_CHUNK, total)))
         except (RuntimeError, decord.DECORDError) as error:  # a corrupt frame mid-file
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            first = decoder_message(error)
             raise MediaError(f"{path}: cannot decode frames from {start} ({first})") from None
         if len(chunk) != min(READ_CHUNK, total - start):
             raise MediaError(f"{path}: decoded {len(chunk)} frames from {start}, expected more")
@@ -336,22 +337,6 @@ def _scan_video(path: Path, every: int) -> tuple[int, np.ndarray, np.ndarray, np
         analysed.append(chunk[offset::every].copy())  # copy: do not keep the whole chunk alive
     indices = np.arange(0, total, every)
     return total, np.concatenate(histograms), indices, np.concatenate(analysed)
-
-
-def _read_wave(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 waveform at the file's own rate (soundfile: the wav written by ``cut``)."""
-    import soundfile  # librosa's own reader; imported here to keep worker start-up light
-
-    if not path.exists():
-        raise MediaError(f"{path}: file not found")
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError) as error:
-        detail = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
-        raise MediaError(f"{path}: {detail}") from None
-    if data.size == 0:
-        raise MediaError(f"{path}: no audio samples")
-    return data.mean(axis=1), int(rate)
 
 
 def measure_clip(
@@ -413,7 +398,7 @@ def measure_clip(
     audio_rel = str(row["audio_path"])
     audio_path = root / audio_rel
     try:
-        wave, rate = _read_wave(audio_path)
+        wave, rate = read_audio(audio_path)  # at the wav's own rate
     except MediaError as error:
         errors.append(f"unreadable: audio {audio_rel}: {_detail(error, audio_path)}")
     else:

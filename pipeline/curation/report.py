@@ -179,7 +179,9 @@ def _sheet_for(row: pd.Series, root: Path, params: CurateParams, sheets) -> np.n
             if len(frames) == len(detections.frames):
                 return render_sheet(frames, detections.frames, detections)
             raise MediaError(f"{path}: decoded {len(frames)} of {len(detections.frames)} frames")
-        if not path.exists():
+        if not str(row["path"]):  # cut rejected it: there is no clip file to open
+            raise MediaError("no clip file (rejected by cut)")
+        if not path.is_file():
             raise MediaError(f"{path}: file not found")
         total = count_frames(path)
         indices = sheet_positions(total, params.sheet_frames)

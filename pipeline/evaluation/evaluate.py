@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import EvaluateParams, Params, TrainGestureAEParams
+from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.windows import resize_frames
 from pipeline.io.audio import SAMPLE_RATE, load_audio
 from pipeline.io.media import read_frames
@@ -284,11 +284,31 @@ def summarise(
     return metrics, reasons
 
 
-def load_metric_models(params: Params, gesture_ae_dir: Path, syncnet_dir: Path) -> MetricModels:
+@dataclass(frozen=True)
+class FvdSettings:
+    """FVD's I3D features (:mod:`pipeline.metrics.fvd`): the StyleGAN-V I3D torchscript file
+    (None: FVD is ``null``), clip length in frames, input side and batch size."""
+
+    i3d: str | None = None
+    clip_frames: int = 16
+    size: int = 224
+    batch_size: int = 8
+
+
+def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose_backend: str,
+                       crop_scale: float, fvd: FvdSettings = FvdSettings(),
+                       dwpose_dir: str | Path | None = None) -> MetricModels:  # fmt: skip
     """The pose reader, the gesture autoencoder, the SyncNet and (if given) the I3D detector.
 
-    ``syncnet_dir`` is ``train_syncnet``'s output: the official weights it recorded (then the
-    metric is ``sync``, i.e. Sync-C / Sync-D) or the SyncNet it trained (``sync_corpus``).
+    Args:
+        gesture_ae_dir: ``train_gesture_ae``'s final folder.
+        syncnet_dir: ``train_syncnet``'s output: the official weights it recorded (then the
+            metric is ``sync``, i.e. Sync-C / Sync-D) or the SyncNet it trained (``sync_corpus``).
+        pose_backend: the backend that reads every video's poses (``evaluate.pose_backend``).
+        crop_scale: SyncNet's face crop growth (``train_syncnet.crop_scale``, official 0.4).
+        fvd: the I3D settings (``evaluate.fvd``).
+        dwpose_dir: DWPose's ONNX folder, for ``pose_backend`` ``dwpose``
+            (``extract.dwpose_dir``).
     """
     from pipeline.features.pose.build import build_pose_backend
     from pipeline.metrics.fvd import i3d_features, load_i3d
@@ -296,14 +316,12 @@ def load_metric_models(params: Params, gesture_ae_dir: Path, syncnet_dir: Path) 
     from pipeline.models.gesture_ae import GestureAutoencoder
     from pipeline.models.syncnet import load_for_metric
 
-    settings = params.evaluate
-    backend = build_pose_backend(settings.pose_backend, params.extract)
+    backend = build_pose_backend(pose_backend, dwpose_dir=dwpose_dir)
     syncnet, official = load_for_metric(syncnet_dir)
     vshift = 15  # the official search range, +-15 frames (0.6 s at 25 fps)
 
     def sync_video(frames, wave, sample_rate, box):
-        distances = sync_distances(syncnet, frames, wave, sample_rate, box,
-                                   params.train_syncnet.crop_scale, vshift)  # fmt: skip
+        distances = sync_distances(syncnet, frames, wave, sample_rate, box, crop_scale, vshift)
         return sync_scores(distances, vshift), distances
 
     if official:
@@ -312,7 +330,6 @@ def load_metric_models(params: Params, gesture_ae_dir: Path, syncnet_dir: Path) 
         name = "sync_corpus"
         description = ("a SyncNet trained on this corpus (train_syncnet), reported as "
                        "sync_corpus_c / sync_corpus_d, not the paper's Sync-C")  # fmt: skip
-    fvd = settings.fvd
     i3d, reason, fvd_description = None, "", ""
     if fvd.i3d is None:
         reason = ("evaluate.fvd.i3d is null: FVD needs the StyleGAN-V I3D torchscript "
@@ -326,7 +343,7 @@ def load_metric_models(params: Params, gesture_ae_dir: Path, syncnet_dir: Path) 
             return i3d_features(detector, videos, fvd.clip_frames, fvd.size, fvd.batch_size)
 
     return MetricModels(
-        pose_backend=settings.pose_backend, pose_reader=backend.estimate,
+        pose_backend=pose_backend, pose_reader=backend.estimate,
         gesture_ae=GestureAutoencoder.load(gesture_ae_dir), sync_name=name,
         sync_description=description, sync_video=sync_video, i3d=i3d, fvd_reason=reason,
         fvd_description=fvd_description,
@@ -409,8 +426,7 @@ def lip_opening(pose: np.ndarray, min_score: float) -> np.ndarray:
 
 
 __all__ = [
-    "GROUND_TRUTH", "REGIONS", "MetricModels", "ModeResult", "TestClip", "VideoResult",
-    "beat_alignment", "evaluate_video", "hand_speed", "lip_opening", "load_metric_models",
-    "load_test_clips", "summarise_groups",
-    "region_quality", "summarise",
+    "GROUND_TRUTH", "REGIONS", "FvdSettings", "MetricModels", "ModeResult", "TestClip",
+    "VideoResult", "beat_alignment", "evaluate_video", "hand_speed", "lip_opening",
+    "load_metric_models", "load_test_clips", "region_quality", "summarise", "summarise_groups",
 ]  # fmt: skip

@@ -1,5 +1,6 @@
 """The evaluation report: the paper's tables filled with our numbers, frames side by side and a
-Fig. 7-style spectrogram-over-motion plot, in one self-contained HTML file.
+Fig. 7-style spectrogram-over-motion plot, in one self-contained HTML file rendered from the
+jinja2 template ``report.html.j2`` next to this module (every value escaped, figures embedded).
 
 - Table 1 layout: one row per method (ground truth, unguided, SG, DG), one column group per
   language of the test clips (the paper's PATS = English, CNAS = Mandarin), columns
@@ -15,12 +16,13 @@ Fig. 7-style spectrogram-over-motion plot, in one self-contained HTML file.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 
 import cv2
+import jinja2
 import numpy as np
 
 from pipeline.config import EvaluateParams
@@ -30,6 +32,7 @@ from pipeline.metrics.regions import region_masks
 MODE_LABELS = {"ground_truth": "Ground truth", "none": "PAHA w/o guidance",
                "sg": "PAHA-SG", "dg": "PAHA-DG"}  # fmt: skip
 _FACE_COLOUR, _HAND_COLOUR = (255, 60, 60), (60, 200, 255)
+TEMPLATE = "report.html.j2"
 
 
 def _cell(value, digits: int = 3) -> str:
@@ -85,16 +88,6 @@ def region_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
                     + [_cell(metrics.get(f"psnr_{r}"), 2) for r in regions]
                     + [_cell(metrics.get(f"ssim_{r}"), 3) for r in regions])  # fmt: skip
     return header, rows
-
-
-def _html_table(header: list[list[str]], rows: list[list[str]], title: str) -> str:
-    out = [f"<h2>{html.escape(title)}</h2>", "<table>"]
-    for h in header:
-        out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in h) + "</tr>")
-    for r in rows:
-        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
 
 
 def outlined(
@@ -223,9 +216,37 @@ def png_bytes(image_rgb: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def _img(data: bytes, alt: str) -> str:
-    encoded = base64.b64encode(data).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+def render_report(
+    summary: Mapping,
+    groups: Mapping[str, Mapping[str, dict]],
+    figures: Sequence[tuple[str, str, bytes]],
+    notes: Sequence[str],
+) -> str:
+    """The self-contained HTML report (``report.html.j2``): tables, embedded PNGs, notes.
+
+    summary: the stage's metrics summary (profile, eval size, pose backend, sync and FVD models,
+    guidance rate); groups: group -> mode -> metrics; figures: ``(file stem, caption, PNG
+    bytes)`` as :func:`report_figures` makes them; notes: why some values are null.
+    """
+    sync_name = summary["sync_model"]["metric"]
+    modes = groups["all"]
+    tables = [
+        ("Table 1 layout: quality and alignment", table1_rows(groups, sync_name)),
+        ("Table 2 layout: guidance time rate (SG / DG)",
+         table2_rows(modes, summary["guidance_rate"], sync_name)),
+        ("Region quality against the real frames", region_rows(modes)),
+    ]  # fmt: skip
+    source = resources.files("pipeline.evaluation").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             keep_trailing_newline=True)  # fmt: skip
+    embedded = [{"caption": caption, "png_base64": base64.b64encode(data).decode()}
+                for _, caption, data in figures]  # fmt: skip
+    return env.from_string(source).render(
+        summary=summary,
+        tables=[{"title": t, "header": h, "rows": r} for t, (h, r) in tables],
+        notes=list(notes),
+        figures=embedded,
+    )
 
 
 def write_report(
@@ -235,37 +256,14 @@ def write_report(
     figures: Sequence[tuple[str, str, bytes]],
     notes: Sequence[str],
 ) -> None:
-    """Write the self-contained HTML report (tables, figures as embedded PNGs, notes).
-
-    figures: ``(file stem, caption, PNG bytes)`` as :func:`report_figures` makes them.
-    """
-    sync_name = summary["sync_model"]["metric"]
-    modes = groups["all"]
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>PAHA evaluation</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse;margin-bottom:1em}"
-        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-        "th{background:#eee}img{max-width:100%;display:block;margin:0.5em 0}</style>",
-        "<h1>PAHA evaluation</h1>",
-        f"<p>Profile: {html.escape(str(summary['profile']))}. Frames judged at "
-        f"{summary['eval_size']} px. Poses by <b>{html.escape(summary['pose_backend'])}</b>. "
-        f"Sync: {html.escape(summary['sync_model']['description'])}. "
-        f"FVD: {html.escape(summary['fvd_model'])}.</p>",
-        _html_table(*table1_rows(groups, sync_name), "Table 1 layout: quality and alignment"),
-        _html_table(*table2_rows(modes, summary["guidance_rate"], sync_name),
-                    "Table 2 layout: guidance time rate (SG / DG)"),  # fmt: skip
-        _html_table(*region_rows(modes), "Region quality against the real frames"),
-        "<h2>Why some values are null</h2><ul>"
-        + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
-    ]  # fmt: skip
-    for _, caption, data in figures:
-        parts.append(f"<h2>{html.escape(caption)}</h2>" + _img(data, caption))
+    """Write :func:`render_report`'s HTML to ``path`` atomically."""
+    html = render_report(summary, groups, figures, notes)
     with atomic_file(path) as tmp:
-        tmp.write_text("\n".join(parts) + "\n")
+        tmp.write_text(html, encoding="utf-8")
 
 
 __all__ = [
-    "MODE_LABELS", "outlined", "png_bytes", "region_rows", "report_figures", "side_by_side",
-    "spectrogram_over_motion", "table1_rows", "table2_rows", "write_report",
+    "MODE_LABELS", "TEMPLATE", "outlined", "png_bytes", "region_rows", "render_report",
+    "report_figures", "side_by_side", "spectrogram_over_motion", "table1_rows", "table2_rows",
+    "write_report",
 ]  # fmt: skip

@@ -6,18 +6,24 @@ For a clip of ``T`` frames it produces
   score 0 where no face was found),
 - audio features ``(T, dim)`` saved as ``<clip_id>.npy``,
 and a status row. A clip that cannot be processed gets ``status = "failed"`` and the reason.
+:func:`frame_rows` flattens the clips' arrays into the ``POSE`` and ``FACES`` tables, and
+:func:`pose_accuracy` scores the backend's poses against ground truth (PCK per body part).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.config import ExtractParams
+from pipeline.features.pose.accuracy import pck, pck_radius_px
+from pipeline.features.pose.annotations import AnnotationsBackend
+from pipeline.io import tables
 from pipeline.io.audio import SAMPLE_RATE, Wav2Vec2Features, load_audio, mel_features
 from pipeline.io.media import MediaError, read_frames
 from pipeline.keypoints import BODY_INDEX, validate_pose
@@ -89,3 +95,62 @@ def extract_clip(
         frames_without_face=int((faces[:, 4] <= 0).sum()),
     )  # fmt: skip
     return ExtractedClip(status, poses, faces)
+
+
+def frame_rows(
+    results: Sequence[ExtractedClip], backend: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Flatten per-clip arrays into the ``POSE`` and ``FACES`` tables, one row per frame.
+
+    Args:
+        results: :func:`extract_clip` outputs; a failed clip has no frames, hence no rows.
+        backend: the pose backend's name, for the ``backend`` column.
+
+    Returns:
+        ``(pose, faces)``: ``pose`` has the ``(133, 3)`` keypoints of each frame flattened to 399
+        floats; ``faces`` the ``x0, y0, x1, y1, score`` box (NaN box, score 0: no face).
+    """
+    pose_rows, face_rows = [], []
+    for result in results:
+        clip_id = result.status["clip_id"]
+        for frame, (pose, face) in enumerate(zip(result.poses, result.faces, strict=True)):
+            pose_rows.append((clip_id, frame, backend, pose.reshape(-1)))
+            face_rows.append((clip_id, frame, *face.tolist()))
+    pose = pd.DataFrame(pose_rows, columns=tables.POSE.names)
+    faces = pd.DataFrame(face_rows, columns=tables.FACES.names)
+    return pose, faces
+
+
+def pose_accuracy(
+    results: Sequence[ExtractedClip], clips: pd.DataFrame, raw_poses: pd.DataFrame,
+    pck_threshold: float,
+) -> dict[str, float | None]:  # fmt: skip
+    """Mean over clips of the backend's PCK per body part against the ground truth.
+
+    Args:
+        results: :func:`extract_clip` outputs; failed clips are left out.
+        clips: the curated rows of those clips (``clip_id``, crop, ``start_s``, ``fps``, size),
+            which map the ground truth into clip pixels.
+        raw_poses: the source's ground-truth ``RAW_POSE`` table (``corpus``'s annotations).
+        pck_threshold: PCK radius as a fraction of the clip size (``extract.pck_threshold``).
+
+    Returns:
+        ``{part: mean PCK rounded to 4 decimals, or None where no clip had visible truth}``;
+        empty when no clip succeeded. See :mod:`pipeline.features.pose.accuracy` for the protocol.
+    """
+    truth_backend = AnnotationsBackend(raw_poses)
+    rows = clips.set_index("clip_id")
+    per_clip = []
+    for result in results:
+        if result.status["status"] != "ok":
+            continue
+        clip_id = result.status["clip_id"]
+        row = rows.loc[clip_id].to_dict() | {"clip_id": clip_id}
+        # The annotations backend only reads the frame count from the frames it is given.
+        truth = truth_backend.estimate(np.zeros((len(result.poses), 1, 1, 3), np.uint8), row)
+        radius = pck_radius_px(pck_threshold, float(row["width"]), float(row["height"]))
+        per_clip.append(pck(result.poses, truth, radius))
+    if not per_clip:
+        return {}
+    table = pd.DataFrame(per_clip)
+    return {part: (None if np.isnan(v) else round(float(v), 4)) for part, v in table.mean().items()}

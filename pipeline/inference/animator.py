@@ -1,40 +1,45 @@
 """Making a video from a reference image and speech with the trained artifacts (Section 4.2).
 
 :class:`Animator` holds UniVDM, the VAE, the two PCE classifiers (for SG / DG) and the settings
-the models were trained with. It prepares inputs the way training did (the reference cropped
-around the person like ``cut`` and resized to the training size; audio as 16 kHz mono turned into
-the same per-frame features as ``extract``), generates one frame per ``1 / fps`` of audio as
-chained segments (:func:`pipeline.inference.sampling.sample_long_video`) and decodes the latents.
+the models were trained and are sampled with (:class:`AnimatorSettings`, plain values; the
+params become one in :meth:`AnimatorSettings.from_params`). Inputs are prepared the way training
+did: the reference cropped around the person like ``cut`` and resized to the training size
+(:func:`crop_reference`); the audio as the same per-frame features as ``extract`` (the caller's
+featurizer). It generates one frame per ``1 / fps`` of audio as chained segments
+(:func:`pipeline.inference.sampling.sample_long_video`) and decodes the latents.
 
-Used by ``paha animate`` and by the ``infer`` stage.
+Used by ``paha animate`` and by the ``infer`` stage (:mod:`pipeline.inference.generate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from pipeline.config import Params
 from pipeline.curation.cut import crop_box
 from pipeline.data.face_boxes import face_mask
 from pipeline.data.windows import resize_frames
 from pipeline.errors import InputError
-from pipeline.features.extraction import AudioFeaturizer
 from pipeline.inference.guidance import Classifiers, GuidanceWeights
 from pipeline.inference.sampling import sample_long_video, segment_starts
-from pipeline.io.audio import SAMPLE_RATE, frame_count
+from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.media import MediaError
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM, audio_windows
 from pipeline.models.vae import decode_latents, encode_frames, frames_to_images, images_to_frames
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
 
 log = logging.getLogger("paha.inference")
 
@@ -67,79 +72,113 @@ def check_speech(wave: np.ndarray, path: str | Path, min_seconds: float) -> None
         raise InputError(f"{path}: audio is silent (loudest 20 ms below {SILENCE_DBFS:.0f} dBFS)")
 
 
-def crop_reference(image: np.ndarray, face_box: np.ndarray, params: Params) -> tuple:
+def crop_reference(image: np.ndarray, face_box: np.ndarray, size: int,
+                   crop: Literal["person", "center", "pad"] = "person",
+                   person_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Crop and resize a reference image as ``cut`` + training did.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
         face_box: ``(4,)`` pixel box ``x0, y0, x1, y1`` of the face in ``image``.
+        size: the training frame side ``S`` (``train_univdm.size``).
+        crop, person_scale: ``cut``'s crop policy and person scale (``pad`` crops like
+            ``center`` here).
 
     Returns:
         ``(frame (S, S, 3) uint8, face box (4,) normalised to the crop)``.
     """
     height, width = image.shape[:2]
     centre = np.array([[(face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2]])
-    policy = "center" if params.cut.crop == "pad" else params.cut.crop
-    x0, y0, side, _ = crop_box(width, height, policy, centre, params.cut.person_scale)
-    crop = image[int(round(y0)) : int(round(y0 + side)), int(round(x0)) : int(round(x0 + side))]
-    frame = resize_frames(crop[None], params.train_univdm.size)[0]
+    policy = "center" if crop == "pad" else crop
+    x0, y0, side, _ = crop_box(width, height, policy, centre, person_scale)
+    crop_pixels = image[int(round(y0)) : int(round(y0 + side)),
+                        int(round(x0)) : int(round(x0 + side))]  # fmt: skip
+    frame = resize_frames(crop_pixels[None], size)[0]
     box = (np.asarray(face_box[:4], np.float64) - [x0, y0, x0, y0]) / side
     return frame, np.clip(box, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AnimatorSettings:
+    """How the models were trained and how to sample them (plain values, no params).
+
+    Attributes:
+        size: side ``S`` of the training frames (``train_univdm.size``).
+        fps: video frames per second, one audio-feature row per frame (``cut.fps``).
+        steps: DDIM steps per segment (``infer.steps``; paper 30).
+        guidance: the guidance weights and time rate (``infer``, Eq. 8-12); its ``mode`` is
+            replaced by each :meth:`Animator.generate` call's.
+        face_dilation: ``M_f`` is the reference face box grown by this (``infer.face_dilation``).
+        num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
+        clip: the CLIP image encoder UniVDM was trained with, or None (``train_univdm.clip``).
+    """
+
+    size: int
+    fps: float = 25.0
+    steps: int = 30
+    guidance: GuidanceWeights = field(default_factory=GuidanceWeights)
+    face_dilation: float = 0.25
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    clip: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Params) -> AnimatorSettings:
+        """The settings of a params file (``cut``, ``train_univdm`` and ``infer`` sections)."""
+        infer, train = params.infer, params.train_univdm
+        guidance = GuidanceWeights(lambda_nonface=infer.lambda_nonface,
+                                   lambda_face=infer.lambda_face, lambda_diff=infer.lambda_diff,
+                                   rate=infer.guidance_rate, dg_form=infer.dg_form)  # fmt: skip
+        return cls(size=train.size, fps=params.cut.fps, steps=infer.steps, guidance=guidance,
+                   face_dilation=infer.face_dilation,
+                   num_train_timesteps=train.num_train_timesteps,
+                   beta_schedule=train.beta_schedule, clip=train.clip)  # fmt: skip
 
 
 class Animator:
     """Trained UniVDM (+ VAE, + classifiers) ready to generate.
 
     Args:
-        params: the pipeline params the models were trained with.
         univdm_dir: folder written by ``UniVDM.save`` (``data/models/univdm/final``).
         vae_dir: ``data/models/vae``.
+        settings: how the models were trained and are sampled (:class:`AnimatorSettings`).
         classifier_dirs: ``{"face": ..., "nonface": ...}`` final classifier folders, or None
             (unguided only).
+
+    Raises FileNotFoundError naming a model folder that does not exist.
     """
 
-    def __init__(self, params: Params, univdm_dir: str | Path, vae_dir: str | Path,
+    def __init__(self, univdm_dir: str | Path, vae_dir: str | Path, settings: AnimatorSettings,
                  classifier_dirs: dict[str, str | Path] | None = None):  # fmt: skip
         from pipeline.models.vae import resolve_vae
 
-        self.params = params
+        self.settings = settings
         for path in [univdm_dir, vae_dir, *(classifier_dirs or {}).values()]:
             if not Path(path).is_dir():
                 raise FileNotFoundError(f"{path}: model folder not found (run `dvc repro` or "
                                         "give the path)")  # fmt: skip
         self.model = UniVDM.load(univdm_dir).eval()
         self.vae = resolve_vae(vae_dir).eval()
-        self.scheduler = noise_scheduler(
-            params.train_univdm.num_train_timesteps, params.train_univdm.beta_schedule
-        )
+        self.scheduler = noise_scheduler(settings.num_train_timesteps, settings.beta_schedule)
         self.classifiers = None
         if classifier_dirs:
             self.classifiers = {
                 kind: SyncClassifier.load(path).eval() for kind, path in classifier_dirs.items()
             }
         self.image_encoder = None
-        if params.train_univdm.clip:
+        if settings.clip:
             from pipeline.models.image_encoder import ClipImageEncoder
 
-            self.image_encoder = ClipImageEncoder(params.train_univdm.clip)
-        self._featurizer = None  # made on first use: `infer` reads extracted features
+            self.image_encoder = ClipImageEncoder(settings.clip)
 
     @property
     def segment_seconds(self) -> float:
-        return self.model.config.frames / self.params.cut.fps
-
-    def audio_features(self, wave: np.ndarray) -> np.ndarray:
-        """``(n_frames, A)`` features, one row per ``1 / fps`` of the 16 kHz waveform."""
-        if self._featurizer is None:  # wav2vec2 loads a model: only when audio comes in raw
-            self._featurizer = AudioFeaturizer(self.params.extract, self.params.cut.fps)
-        n_frames = frame_count(len(wave), SAMPLE_RATE, self.params.cut.fps)
-        return self._featurizer(wave, n_frames)
+        """Seconds of audio one segment of ``frames`` frames covers."""
+        return self.model.config.frames / self.settings.fps
 
     def weights(self, mode: str) -> GuidanceWeights:
-        infer = self.params.infer
-        return GuidanceWeights(mode=mode, lambda_nonface=infer.lambda_nonface,
-                               lambda_face=infer.lambda_face, lambda_diff=infer.lambda_diff,
-                               rate=infer.guidance_rate, dg_form=infer.dg_form)  # fmt: skip
+        """The guidance weights of ``mode`` (``none``, ``sg`` or ``dg``)."""
+        return dataclasses.replace(self.settings.guidance, mode=mode)
 
     @torch.no_grad()
     def generate(self, reference: np.ndarray, face_box: np.ndarray, features: np.ndarray,
@@ -154,20 +193,20 @@ class Animator:
             seed: draws every segment's initial noise.
             callback: called after each DDIM step (progress).
         """
-        config = self.model.config
+        config, settings = self.model.config, self.settings
         n_frames = len(features)
         starts = segment_starts(n_frames, config.frames)
         total = starts[-1] + config.frames
         weights = self.weights(mode)
         classifiers = None
         clean = torch.from_numpy(np.asarray(features, np.float32))
-        if weights.guided_steps(self.params.infer.steps):
+        if weights.guided_steps(settings.steps):
             if not self.classifiers:
                 raise FileNotFoundError(f"guidance mode {mode!r} needs the face and non-face "
                                         "classifiers (data/models/classifier)")  # fmt: skip
             # Past the audio's end the last row repeats, as audio_windows does.
             padded = clean[torch.arange(total).clamp(max=n_frames - 1)]
-            mask = face_mask(face_box, config.latent_size, self.params.infer.face_dilation)
+            mask = face_mask(face_box, config.latent_size, settings.face_dilation)
             classifiers = Classifiers(self.classifiers["face"], self.classifiers["nonface"],
                                       mask[None], padded[None])  # fmt: skip
         started = time.perf_counter()
@@ -179,7 +218,7 @@ class Animator:
                  config.latent_size)  # fmt: skip
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         latents = sample_long_video(self.model, self.scheduler, ref_latent, audio, n_frames,
-                                    self.params.infer.steps, noise, image_embeds=embeds,
+                                    settings.steps, noise, image_embeds=embeds,
                                     guidance=weights, classifiers=classifiers,
                                     callback=callback)[0]  # fmt: skip
         seconds = time.perf_counter() - started
@@ -220,6 +259,8 @@ def load_speech(path: str | Path, min_seconds: float) -> np.ndarray:
     """16 kHz mono speech from any audio file ffmpeg/librosa read; :class:`InputError` if bad."""
     from pipeline.io.audio import load_audio
 
+    if not Path(path).is_file():  # named as the CLI's audio input, like read_image's
+        raise InputError(f"{path}: audio file not found")
     try:
         wave = load_audio(path)
     except MediaError as error:
@@ -231,6 +272,6 @@ def load_speech(path: str | Path, min_seconds: float) -> np.ndarray:
 
 
 __all__ = [
-    "Animator", "Generated", "InputError", "check_speech", "clip_seed", "crop_reference",
-    "detect_face", "load_speech", "read_image",
+    "Animator", "AnimatorSettings", "Generated", "InputError", "check_speech", "clip_seed",
+    "crop_reference", "detect_face", "load_speech", "read_image",
 ]  # fmt: skip

@@ -15,9 +15,10 @@ grouped into batches in a fixed order and batch ``j`` belongs to shard ``j mod n
 computes exactly what the single-process run computes for those windows (same batches, same
 numbers) and the merged index does not depend on how the work was split.
 
-A shard is written into a temporary directory and renamed when complete; a shard interrupted
-half-way leaves nothing and is redone. ``merge_shards`` refuses to build the index until every
-shard of the same plan is present.
+Shards are written and merged by :mod:`pipeline.io.shards`: a shard is written into a temporary
+directory and renamed when complete, so a shard interrupted half-way leaves nothing and is
+redone; a complete shard of the same plan (:func:`plan_fingerprint`) is kept; ``merge_shards``
+refuses to build the index until every shard of the same plan is present.
 
 A part of the training clips (``heldout_fraction``) is held out: its windows, and the audio and
 reference frames of its negatives, come from those clips only, and the classifiers are evaluated
@@ -26,8 +27,6 @@ on them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import zlib
 from collections.abc import Callable, Iterable
@@ -44,17 +43,19 @@ from pipeline.data.splits import held_out
 from pipeline.data.windows import ClipRecord, resize_frames
 from pipeline.errors import InputError
 from pipeline.inference.sampling import sample_long_video, segment_starts
+from pipeline.io import shards as sharding
 from pipeline.io import tables
 from pipeline.io.media import read_frames
-from pipeline.io.outputs import atomic_directory, final_path, write_json
-from pipeline.io.shards import remove_other_shards, shard_dir
+from pipeline.io.outputs import final_path, write_png
+from pipeline.io.previews import frame_strip
+from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM, audio_windows
-from pipeline.models.vae import encode_frames, frames_to_images
+from pipeline.models.vae import decode_latents, encode_frames, frames_to_images, images_to_frames
 
 log = logging.getLogger("paha.negatives")
 
-PLAN_FILE = "plan.json"
-INDEX_FILE = "index.parquet"
+PLAN_COLUMNS = ["window_id", "split", "clip_id", "start", "length", "audio_clip_id",
+                "audio_start", "ref_clip_id", "ref_frame", "seed"]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- planning
@@ -151,18 +152,7 @@ def shard_batches(plan: pd.DataFrame, batch_size: int, shard: int, shards: int) 
 
 def plan_fingerprint(plan: pd.DataFrame, settings: dict) -> str:
     """Hash of the plan and the generation settings (model weights digest, steps, dtype...)."""
-    columns = ["window_id", "split", "clip_id", "start", "length", "audio_clip_id", "audio_start",
-               "ref_clip_id", "ref_frame", "seed"]  # fmt: skip
-    blob = plan[columns].to_csv(index=False) + json.dumps(settings, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def shard_is_complete(folder: Path, fingerprint: str) -> bool:
-    """True when ``folder`` holds a finished shard of the plan ``fingerprint``."""
-    plan_file = folder / PLAN_FILE
-    if not (plan_file.exists() and (folder / INDEX_FILE).exists()):
-        return False
-    return json.loads(plan_file.read_text()).get("fingerprint") == fingerprint
+    return sharding.fingerprint(plan[PLAN_COLUMNS].to_csv(index=False), settings)
 
 
 # ---------------------------------------------------------------------------------- generation
@@ -177,6 +167,27 @@ class PairGenerator:
     size: int
     ddim_steps: int
     image_encoder: Callable | None = None
+
+    @classmethod
+    def build(cls, model: UniVDM, vae: object, records: Iterable[ClipRecord], size: int,
+              ddim_steps: int, num_train_timesteps: int, beta_schedule: str,
+              clip: str | None = None) -> PairGenerator:  # fmt: skip
+        """A generator for ``model`` (its weights already those of the early checkpoint).
+
+        Args:
+            vae: the trained VAE; records: the training clips; size: the training frame side.
+            ddim_steps: DDIM steps per negative segment.
+            num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
+            clip: the CLIP image encoder UniVDM was trained with, or None.
+        """
+        image_encoder = None
+        if clip:
+            from pipeline.models.image_encoder import ClipImageEncoder
+
+            image_encoder = ClipImageEncoder(clip)
+        scheduler = noise_scheduler(num_train_timesteps, beta_schedule)
+        return cls(model, vae, scheduler, {r.clip_id: r for r in records}, size, ddim_steps,
+                   image_encoder)  # fmt: skip
 
     def frames(self, clip_id: str, indices: list[int]) -> np.ndarray:
         """``(len(indices), size, size, 3)`` uint8 frames of a clip, resized as in training."""
@@ -221,17 +232,15 @@ def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: Negativ
                    progress: Callable[[Iterable], Iterable] = iter) -> Path:  # fmt: skip
     """Write shard ``shard`` of ``shards`` (latents + its index); skip it when already complete.
 
-    Returns the shard's directory. The shard appears only once every window in it is written.
+    Returns the shard's directory (:func:`pipeline.io.shards.write_shard`). The shard appears
+    only once every window in it is written.
     """
-    folder = shard_dir(out, shard, shards)
-    if shard_is_complete(folder, fingerprint):
-        log.info("negatives: %s is complete, kept", folder)
-        return folder
     dtype = np.float16 if params.dtype == "float16" else np.float32
     by_id = plan.set_index("window_id", drop=False)
-    rows_out = []
-    generator.model.eval()
-    with atomic_directory(folder) as tmp:
+
+    def fill(tmp: Path, folder: Path) -> pd.DataFrame:
+        rows_out = []
+        generator.model.eval()
         (tmp / "latents").mkdir()
         for ids in progress(shard_batches(plan, params.batch_size, shard, shards)):
             rows = by_id.loc[ids]
@@ -245,35 +254,32 @@ def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: Negativ
                     paths[f"{kind}_path"] = final_path(path, tmp, folder)
                 rows_out.append(by_id.loc[row.window_id].to_dict() | paths
                                 | {"shard": folder.name})  # fmt: skip
-        frame = pd.DataFrame(rows_out, columns=tables.PAIRS.names)
-        tables.write_table(frame, tmp / INDEX_FILE, tables.PAIRS)
-        # Written last: a shard folder without it is not complete.
-        write_json({"fingerprint": fingerprint, "shard": shard, "shards": shards,
-                    "windows": len(frame)}, tmp / PLAN_FILE)  # fmt: skip
-    return folder
+        return pd.DataFrame(rows_out, columns=tables.PAIRS.names)
+
+    return sharding.write_shard(out, shard, shards, fingerprint, tables.PAIRS, fill, "negatives")
 
 
 def merge_shards(out: str | Path, shards: int, fingerprint: str, expected: int) -> pd.DataFrame:
     """Assemble ``out/index.parquet`` from the ``shards`` complete shards of plan ``fingerprint``.
 
-    Raises ValueError naming the missing shards, or when the windows do not add up to
-    ``expected``. Shard folders of other plans or shard counts are removed.
+    ``expected`` is the plan's number of windows (their ids are ``0 .. expected - 1``, as
+    :func:`plan_pairs` numbers them); the index is in window-id order. Raises
+    :class:`~pipeline.io.shards.ShardError` naming the missing shards or those of another plan,
+    or when the windows do not add up. Shard folders of other shard counts are removed.
     """
-    out = Path(out)
-    folders = [shard_dir(out, i, shards) for i in range(shards)]
-    missing = [str(f) for f in folders if not shard_is_complete(f, fingerprint)]
-    if missing:
-        raise ValueError(f"negatives: shards not complete for this plan: {', '.join(missing)}")
-    frame = pd.concat([tables.read_table(f / INDEX_FILE, tables.PAIRS) for f in folders])
-    frame = frame.sort_values("window_id").reset_index(drop=True)
-    if len(frame) != expected or frame["window_id"].duplicated().any():
-        raise ValueError(
-            f"negatives: shards hold {len(frame)} windows "
-            f"({frame['window_id'].nunique()} distinct), the plan has {expected}"
-        )
-    remove_other_shards(out, shards)
-    tables.write_table(frame, out / INDEX_FILE, tables.PAIRS)
-    return frame
+    return sharding.merge_shards(out, shards, fingerprint, tables.PAIRS, "window_id",
+                                 range(expected), "negatives")  # fmt: skip
+
+
+def write_preview_strip(index: pd.DataFrame, vae, path: str | Path, pairs: int = 3) -> Path:
+    """PNG of the first frames of the index's first ``pairs`` pairs: real (top), generated
+    (bottom), decoded by ``vae``."""
+    rows = index.head(pairs)
+    real = [load_latents(p)[0] for p in rows["positive_path"]]
+    fake = [load_latents(p)[0] for p in rows["negative_path"]]
+    frames = images_to_frames(decode_latents(vae, torch.stack(real + fake)))
+    strip = frame_strip([frames[: len(real)], frames[len(real) :]], ["real", "generated"])
+    return write_png(strip, path)
 
 
 def load_latents(path: str | Path) -> torch.Tensor:
@@ -282,7 +288,7 @@ def load_latents(path: str | Path) -> torch.Tensor:
 
 
 __all__ = [
-    "PairGenerator", "batches", "clip_windows", "generate_shard", "heldout_clips",
-    "load_latents", "merge_shards", "plan_fingerprint", "plan_pairs",
-    "shard_batches", "shard_dir", "shard_is_complete",
+    "PLAN_COLUMNS", "PairGenerator", "batches", "clip_windows", "generate_shard", "heldout_clips",
+    "load_latents", "merge_shards", "plan_fingerprint", "plan_pairs", "shard_batches",
+    "write_preview_strip",
 ]  # fmt: skip

@@ -18,23 +18,65 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from pipeline.io.media import MediaError
+from pipeline.io.media import MediaError, describe_file
 
 SAMPLE_RATE = 16000
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Load any audio file as mono float32 in [-1, 1] at ``sample_rate``: shape ``(samples,)``."""
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """The pipeline's one audio reader: mono float32 in [-1, 1] and its sample rate.
+
+    Args:
+        path: a WAV/FLAC/OGG file (read by soundfile, exactly: 16-bit samples become
+            ``int / 32768``) or anything else ffmpeg decodes, e.g. mp3 or a video's audio track
+            (read by librosa's audioread fallback).
+        sample_rate: resample to this rate (soxr, librosa's default); None keeps the file's own.
+
+    Returns:
+        ``(wave, rate)``: ``wave`` of shape ``(samples,)`` float32, channels averaged; ``rate``
+        is ``sample_rate`` when given, else the file's.
+
+    Raises:
+        MediaError: naming the file, when it is missing, has no samples, or no decoder reads
+            it (then the message has what the decoders said and what the file looks like: size,
+            first bytes, ffprobe's verdict).
+    """
     path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: audio file not found")
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    wave, rate = _decode(path)
+    if wave.size == 0:
+        raise MediaError(f"{path}: no audio samples")
+    if sample_rate is not None and rate != sample_rate:
+        wave = librosa.resample(wave, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        rate = sample_rate
+    return wave.astype(np.float32, copy=False), int(rate)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at the file's own rate: soundfile, else librosa (audioread)."""
+    import soundfile  # librosa's own first choice; imported here to keep start-up light
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return data.mean(axis=1), int(rate)
+    except (soundfile.SoundFileError, RuntimeError) as error:  # not a format libsndfile reads
+        soundfile_said = str(error).removeprefix(f"Error opening {str(path)!r}: ").rstrip(".")
     try:
         with warnings.catch_warnings():  # librosa warns before falling back to audioread
-            warnings.simplefilter("ignore", (UserWarning, FutureWarning))
-            wave, _ = librosa.load(path, sr=sample_rate, mono=True)
-    except Exception as error:  # soundfile/audioread raise many types for a bad file
-        raise MediaError(f"{path}: unreadable audio ({error})") from None
-    return wave.astype(np.float32)
+            # ... and audioread imports modules Python deprecates (aifc, audioop, sunau).
+            warnings.simplefilter("ignore", (UserWarning, FutureWarning, DeprecationWarning))
+            wave, rate = librosa.load(path, sr=None, mono=True)
+    except Exception as error:  # audioread raises many types (NoBackendError has no message)
+        audioread_said = str(error) or type(error).__name__
+        raise MediaError(f"{path}: unreadable audio (soundfile: {soundfile_said}; audioread: "
+                         f"{audioread_said}; {describe_file(path)})") from None  # fmt: skip
+    return np.asarray(wave, dtype=np.float32), int(rate)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """:func:`read_audio` at ``sample_rate`` (16 kHz by default), samples only: ``(samples,)``."""
+    return read_audio(path, sample_rate)[0]
 
 
 def frame_count(n_samples: int, sample_rate: int, fps: float) -> int:

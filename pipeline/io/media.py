@@ -7,6 +7,7 @@ Frames are ``uint8`` RGB arrays of shape ``(T, H, W, 3)``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,37 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             sample_rate=int(audio.get("sample_rate") or 0), channels=int(audio.get("channels") or 0)
         )
     return MediaInfo(**fields)
+
+
+def describe_file(path: str | os.PathLike, head_bytes: int = 12) -> str:
+    """What a file looks like, for an error message when no decoder could read it.
+
+    Its size, its first ``head_bytes`` bytes and ffprobe's verdict (the container format and
+    stream codecs it found, or its error), e.g. ``"2310 bytes, begins b'\\x89PNG\\r\\n...',
+    ffprobe: png_pipe with video png"``: enough to tell an image, a text file or an empty
+    download from damaged audio.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(head_bytes)
+    except OSError as error:
+        return f"cannot read the file ({error.strerror or error})"
+    if size == 0:
+        return "0 bytes (empty file)"
+    try:
+        info = ffmpeg.probe(str(path))
+    except ffmpeg.Error as error:
+        lines = (error.stderr or b"").decode(errors="replace").strip().splitlines()
+        verdict = lines[-1].removeprefix(f"{path}: ") if lines else "failed"
+    else:
+        streams = [f"{s.get('codec_type', '?')} {s.get('codec_name', '?')}"
+                   for s in info.get("streams", [])]  # fmt: skip
+        verdict = f"{info.get('format', {}).get('format_name', '?')} with " + (
+            ", ".join(streams) or "no streams"
+        )
+    return f"{size} bytes, begins {head!r}, ffprobe: {verdict}"
 
 
 def _run(stream, what: str) -> None:
@@ -162,6 +194,27 @@ def cut_audio(
     os.replace(tmp, dst)
 
 
+# decord prefixes its messages with a time and its own source line: "[21:55:16] /.../x.cc:486: ".
+_DECORD_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:[0-9]+: (?:Error: )?")
+_FFMPEG_CODE = re.compile(r"failed with (-?[0-9]+)")
+# FFmpeg error codes decord reports as bare numbers (AVERROR tags, either sign).
+_FFMPEG_ERRORS = {
+    1094995529: "invalid data: the file is truncated or corrupt",  # AVERROR_INVALIDDATA
+    541478725: "unexpected end of file",  # AVERROR_EOF
+}
+
+
+def decoder_message(error: BaseException) -> str:
+    """decord's error as one readable line: its first line, without its source-code prefix, with
+    a bare FFmpeg error code spelled out."""
+    text = str(error).strip()
+    line = _DECORD_PREFIX.sub("", text.splitlines()[0]) if text else type(error).__name__
+    code = _FFMPEG_CODE.search(line)
+    if code and abs(int(code.group(1))) in _FFMPEG_ERRORS:
+        line = f"{line} ({_FFMPEG_ERRORS[abs(int(code.group(1)))]})"
+    return line
+
+
 def read_frames(path: str | os.PathLike, indices: Iterable[int] | None = None) -> np.ndarray:
     """Decode frames with decord: ``(T, H, W, 3)`` uint8 RGB (all frames or ``indices``)."""
     import decord  # imported here: decord loads native libraries at import
@@ -169,7 +222,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | None = None) -
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except (RuntimeError, decord.DECORDError) as error:
-        raise MediaError(f"{path}: cannot decode video ({str(error).splitlines()[0]})") from None
+        raise MediaError(f"{path}: cannot decode video ({decoder_message(error)})") from None
     count = len(reader)
     indices = list(range(count)) if indices is None else [i for i in indices if 0 <= i < count]
     if not indices:
@@ -178,7 +231,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | None = None) -
     try:
         return reader.get_batch(indices).asnumpy()
     except (RuntimeError, decord.DECORDError) as error:  # decord fails on frames < 64 px wide
-        raise MediaError(f"{path}: cannot decode frames ({str(error).splitlines()[0]})") from None
+        raise MediaError(f"{path}: cannot decode frames ({decoder_message(error)})") from None
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -188,7 +241,7 @@ def count_frames(path: str | os.PathLike) -> int:
     try:
         return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
     except (RuntimeError, decord.DECORDError) as error:
-        raise MediaError(f"{path}: cannot decode video ({str(error).splitlines()[0]})") from None
+        raise MediaError(f"{path}: cannot decode video ({decoder_message(error)})") from None
 
 
 def write_video(

@@ -9,9 +9,10 @@ real test frame for the same audio and reference image, both ``size x size``:
    ``radius`` around the face keypoints with score ``> tau``, ``hand`` = the same for both hands,
    ``body`` = the bounding rectangle of the reliable body keypoints. The radius is given in
    pixels of this frame (scale it with :func:`pipeline.par.scaled_radius`).
-2. PSNR (:func:`masked_psnr`): ``MSE`` over the masked pixels and the three channels of the
-   uint8 frames, ``PSNR = 10 log10(255^2 / MSE)`` in dB. Identical pixels give ``inf`` (the
-   caller should count such frames rather than average them); an empty mask gives NaN.
+2. PSNR (:func:`masked_psnr`: :func:`pipeline.metrics.psnr.psnr` with the mask): ``MSE`` over
+   the masked pixels and the three channels of the uint8 frames, ``PSNR = 10 log10(255^2 /
+   MSE)`` in dB. Identical pixels give ``inf`` (the caller should count such frames rather
+   than average them); an empty mask gives NaN.
 3. SSIM (:func:`masked_ssim`): the full SSIM map of ``skimage.metrics.structural_similarity``
    (``channel_axis=-1``, ``data_range=255``, uniform 7 x 7 window, sample covariance: skimage's
    defaults), averaged over the masked pixels and the three channels. The map at a pixel
@@ -24,12 +25,11 @@ Clip-level numbers are the means over frames of the finite per-frame values (the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from skimage.metrics import structural_similarity
 
 from pipeline.keypoints import N_KEYPOINTS
+from pipeline.metrics.psnr import psnr
 from pipeline.par import part_areas
 
 REGIONS = ("face", "hand", "body")
@@ -69,7 +69,7 @@ def _check_frames(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.n
 
 
 def masked_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR in dB inside ``mask``: ``10 log10(255^2 / MSE)``.
+    """PSNR in dB inside ``mask``: ``10 log10(255^2 / MSE)`` (:func:`pipeline.metrics.psnr.psnr`).
 
     Args:
         pred, truth: uint8 ``(H, W, 3)`` frames.
@@ -79,13 +79,7 @@ def masked_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
         The PSNR; ``inf`` when the masked pixels are identical, NaN when the mask is empty.
     """
     mask = _check_frames(pred, truth, mask)
-    if not mask.any():
-        return float("nan")
-    difference = pred[mask].astype(np.float64) - truth[mask].astype(np.float64)  # (K, 3)
-    mse = float(np.mean(difference**2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(255.0**2 / mse)
+    return psnr(pred, truth, mask=mask)
 
 
 def masked_ssim(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:

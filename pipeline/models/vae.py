@@ -13,7 +13,8 @@ Conventions used throughout:
 
 The stage output folder (``data/models/vae``) holds either a diffusers model saved with
 safetensors, or only ``pretrained.json`` naming a local pretrained folder; :func:`resolve_vae`
-reads both.
+reads both. Training is :mod:`pipeline.training.vae_trainer`; PSNR is
+:func:`pipeline.metrics.psnr.psnr`.
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from pipeline.config import TrainVaeParams
 from pipeline.io.media import read_frames
+from pipeline.metrics.psnr import psnr
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name
@@ -79,38 +78,47 @@ def resolve_vae(vae_dir: str | os.PathLike) -> AutoencoderKL:
     return load_vae(vae_dir)
 
 
-def build_vae(params: TrainVaeParams) -> AutoencoderKL:
-    """A fresh, small ``AutoencoderKL`` sized by ``params`` (weights seeded by ``params.seed``).
+def build_vae(
+    size: int,
+    block_out_channels: list[int] | tuple[int, ...],
+    layers_per_block: int,
+    latent_channels: int,
+    norm_num_groups: int,
+    seed: int = 0,
+) -> AutoencoderKL:
+    """A fresh, small ``AutoencoderKL`` for ``size x size`` frames, weights seeded by ``seed``.
 
     One ``DownEncoderBlock2D`` / ``UpDecoderBlock2D`` per entry of ``block_out_channels``; the
     spatial downsampling factor is ``2 ** (len(block_out_channels) - 1)``. ``scaling_factor``
     starts at 1 and is set from the data by :func:`estimate_scaling_factor` after training.
+    The caller's global RNG state is left as it was.
+
+    Raises:
+        ValueError: no block, a block width not divisible by ``norm_num_groups`` (GroupNorm),
+            or ``size`` not a multiple of the downsampling factor.
     """
-    channels = list(params.block_out_channels)
+    channels = list(block_out_channels)
     if not channels:
-        raise ValueError("train_vae.block_out_channels: at least one block is needed")
-    bad = [c for c in channels if c % params.norm_num_groups]
+        raise ValueError("block_out_channels: at least one block is needed")
+    bad = [c for c in channels if c % norm_num_groups]
     if bad:
-        raise ValueError(
-            f"train_vae.block_out_channels: {bad} not divisible by "
-            f"train_vae.norm_num_groups = {params.norm_num_groups} (GroupNorm needs it)"
-        )
+        raise ValueError(f"block_out_channels {bad} are not divisible by norm_num_groups = "
+                         f"{norm_num_groups} (GroupNorm needs it)")  # fmt: skip
     factor = 2 ** (len(channels) - 1)
-    if params.size % factor:
-        raise ValueError(f"train_vae.size = {params.size} is not a multiple of {factor}")
-    # Fork the RNG so that seeding the initial weights leaves the caller's global state alone.
+    if size % factor:
+        raise ValueError(f"size {size} is not a multiple of the downsampling factor {factor}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)
+        torch.manual_seed(seed)
         vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * len(channels),
             up_block_types=("UpDecoderBlock2D",) * len(channels),
             block_out_channels=tuple(channels),
-            layers_per_block=params.layers_per_block,
-            latent_channels=params.latent_channels,
-            norm_num_groups=params.norm_num_groups,
-            sample_size=params.size,
+            layers_per_block=layers_per_block,
+            latent_channels=latent_channels,
+            norm_num_groups=norm_num_groups,
+            sample_size=size,
             scaling_factor=1.0,
         )
     return vae
@@ -218,68 +226,7 @@ def sample_training_frames(
     return np.stack(out)
 
 
-# ---------------------------------------------------------------- training
-def _lr_factor(step: int, steps: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % (a short run ends with small, careful steps)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def train_vae(
-    vae: AutoencoderKL,
-    train_frames: np.ndarray,
-    params: TrainVaeParams,
-    log: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """Train ``vae`` in place on ``train_frames`` ``(N, H, W, 3)`` uint8; one loss dict per step.
-
-    Each step draws ``params.batch_size`` random frames (randomly mirrored left-right), encodes,
-    samples the posterior, decodes, and minimises ``L1 + MSE`` (per element, images in [-1, 1])
-    ``+ kl_weight * KL``. The KL is summed over latent elements and divided by the number of
-    image elements, so ``kl_weight`` means what it means in the LDM/SD autoencoder loss (where
-    both terms are sums; SD used 1e-6). AdamW, linear warm-up then cosine decay of the learning
-    rate, gradient norm clipped at 1. Seeded by ``params.seed``. ``log(record)`` is called after
-    every step with ``{"step", "loss", "rec", "kl", "lr"}`` (``kl`` normalised as above).
-    """
-    if len(train_frames) == 0:
-        raise ValueError("train_vae: no training frames")
-    rng = np.random.default_rng(params.seed)
-    generator = torch.Generator(device=vae.device).manual_seed(params.seed)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=params.lr, weight_decay=1e-4)
-    warmup = max(1, min(50, params.steps // 10))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, params.steps, warmup)
-    )
-    history: list[dict] = []
-    vae.train()
-    for step in range(params.steps):
-        # Frames stay uint8 until batched: a float copy of them all would be 4x larger.
-        index = rng.integers(0, len(train_frames), size=params.batch_size)
-        batch = frames_to_images(train_frames[index])
-        flip = torch.from_numpy(rng.random(params.batch_size) < 0.5)
-        batch[flip] = batch[flip].flip(-1)
-        batch = batch.to(vae.device, vae.dtype)
-        posterior = vae.encode(batch).latent_dist
-        recon = vae.decode(posterior.sample(generator)).sample
-        rec = F.l1_loss(recon, batch) + F.mse_loss(recon, batch)
-        kl = posterior.kl().sum() / batch.numel()
-        loss = rec + params.kl_weight * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        record = {"step": step, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(),
-                  "lr": scheduler.get_last_lr()[0]}  # fmt: skip
-        scheduler.step()
-        history.append(record)
-        if log is not None:
-            log(record)
-    vae.eval()
-    return history
-
-
+# ---------------------------------------------------------------- latent scale
 def estimate_scaling_factor(vae: AutoencoderKL, frames: np.ndarray) -> float:
     """``1 / std`` of the unscaled posterior means of ``frames`` (as Stable Diffusion did), so
     that scaled latents have unit variance. Uses at most :data:`SCALE_ESTIMATE_FRAMES` frames
@@ -302,26 +249,6 @@ def set_scaling_factor(vae: AutoencoderKL, frames: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- quality
-def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor,
-         data_range: float | None = None) -> float:  # fmt: skip
-    """Peak signal-to-noise ratio in dB of ``b`` against ``a``, over all their elements.
-
-    Convention: ``uint8`` inputs are in ``[0, 255]`` (peak 255); floating inputs are images in
-    ``[-1, 1]`` (peak-to-peak range 2). Pass ``data_range`` to override (e.g. 255 for float
-    images in ``[0, 255]``). Identical inputs give ``inf``.
-    """
-    a_arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b_arr = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-    if a_arr.shape != b_arr.shape:
-        raise ValueError(f"psnr: shapes differ: {a_arr.shape} vs {b_arr.shape}")
-    if data_range is None:
-        data_range = 255.0 if a_arr.dtype == np.uint8 and b_arr.dtype == np.uint8 else 2.0
-    mse = float(np.mean((a_arr.astype(np.float64) - b_arr.astype(np.float64)) ** 2))
-    if mse == 0:
-        return math.inf
-    return 10.0 * math.log10(data_range**2 / mse)
-
-
 def reconstruct_frames(vae: AutoencoderKL, frames: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Encode (posterior mean) and decode ``(N, H, W, 3)`` uint8 frames; same shape and dtype."""
     return images_to_frames(decode_latents(vae, encode_frames(vae, frames, batch_size=batch_size),
@@ -334,7 +261,7 @@ def reconstruction_psnr(vae: AutoencoderKL, frames: np.ndarray) -> float:
     The reconstruction is quantised to uint8 first: the number describes what a preview shows.
     """
     recon = reconstruct_frames(vae, frames)
-    return float(np.mean([psnr(f, r) for f, r in zip(frames, recon, strict=True)]))
+    return float(np.mean([psnr(r, f) for f, r in zip(frames, recon, strict=True)]))
 
 
 def reconstruction_grid(vae: AutoencoderKL, frames: np.ndarray, columns: int = 8) -> np.ndarray:

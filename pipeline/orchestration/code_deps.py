@@ -25,6 +25,7 @@ PACKAGES = ("pipeline", "stages")
 # Non-Python files read by a module at run time: (file or glob, the module that reads it).
 PACKAGE_DATA = (
     ("pipeline/curation/report.html.j2", "pipeline/curation/report.py"),
+    ("pipeline/evaluation/report.html.j2", "pipeline/evaluation/report.py"),
     ("pipeline/corpus/sample/sentences/*.txt", "pipeline/corpus/sample/render.py"),
 )
 

@@ -7,18 +7,39 @@ sees what the uninterrupted one would have.
 
 The mismatched-pair check uses real windows only: the window with its own audio (label 1)
 against the same window with its clip's audio shifted by ``shift`` frames, or with the audio of
-another clip (label 0).
+another clip (label 0). :func:`load_audio_features` reads the audio features the pairs need.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.errors import InputError
 from pipeline.inference.negatives import load_latents
+from pipeline.io import tables
+
+
+def load_audio_features(index: pd.DataFrame, features: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Audio features ``(T, A)`` of every clip the pairs ``index`` name (the positives' and the
+    negatives' audio), by clip id, from ``features/extract.parquet``'s ``ok`` rows.
+
+    Raises :class:`~pipeline.errors.InputError` naming the folder and the clips without
+    features.
+    """
+    features = Path(features)
+    status = tables.read_table(features / "extract.parquet", tables.EXTRACT)
+    paths = status[status["status"] == "ok"].set_index("clip_id")["audio_features"]
+    wanted = sorted(set(index["clip_id"]) | set(index["audio_clip_id"]))
+    missing = [c for c in wanted if c not in paths.index]
+    if missing:
+        raise InputError(f"{features}: no audio features for clips {missing}")
+    return {c: np.load(paths[c]) for c in wanted}
 
 
 @dataclass

@@ -11,40 +11,34 @@ Each step (one classifier, ``face`` or ``nonface``):
 4. minimise the BCE of Eq. 7 on the [CLS] logit.
 
 Masking comes after noising, as at inference, where guidance evaluates the classifier on the
-noised latent of the current step. Evaluation on the held-out pairs applies the mask always and
-reports the ROC-AUC per noise-level bucket (``t`` drawn within each bucket with a fixed seed),
-and, on real windows only, the AUC of own audio against audio shifted by ``shift_s`` seconds and
-against another clip's audio, in the lowest-noise bucket.
+noised latent of the current step. The step runs in :class:`~pipeline.training.loop.TrainingLoop`
+(resume, per-step seeds, NaN guard, gradient clipping, logging, checkpoints); the learning rate
+warms up linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``).
+
+Evaluation on the held-out pairs applies the mask always and reports the ROC-AUC per
+noise-level bucket (``t`` drawn within each bucket with a fixed seed), and, on real windows
+only, the AUC of own audio against audio shifted by ``shift_s`` seconds and against another
+clip's audio, in the lowest-noise bucket.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
 
 from pipeline.config import ClassifierParams
 from pipeline.data.face_boxes import apply_region, face_masks
 from pipeline.metrics.roc import roc_auc
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.schedulers import add_noise
-from pipeline.training.checkpoints import (
-    checkpoint_to_resume,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.classifier_data import PairBatch, PairData
-from pipeline.training.live_log import log_metrics
-from pipeline.training.univdm_trainer import TrainingDiverged, linear_warmup
-
-log = logging.getLogger("paha.train_classifier")
+from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
 KINDS = ("face", "nonface")
 
@@ -128,19 +122,11 @@ def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: P
     return out
 
 
-@dataclass
-class ClassifierResult:
-    first_step: int
-    last_step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    evaluations: list[dict[str, float]] = field(default_factory=list)
-
-
 def train_classifier(
     model: SyncClassifier, kind: str, train: PairData, heldout: PairData,
     scheduler: DDPMScheduler, params: ClassifierParams, checkpoint_root: str | Path,
     fingerprint: str, fps: float, logger: Any | None = None,
-) -> ClassifierResult:  # fmt: skip
+) -> LoopResult:  # fmt: skip
     """Train (or resume) one classifier up to ``params.steps``; evaluate every ``eval_every``.
 
     Args:
@@ -150,70 +136,48 @@ def train_classifier(
         train, heldout: the pairs of the two splits.
         scheduler: the DDPM training scheduler of UniVDM (noise levels).
         checkpoint_root: folder of ``step-*`` checkpoints.
-        fingerprint: :func:`~pipeline.training.checkpoints.fingerprint` of the run; other
-            checkpoints are not resumed.
+        fingerprint: :func:`~pipeline.training.resume.fingerprint` of the run; other
+            checkpoints are moved aside, not resumed.
         fps: video frame rate (the shifted-audio check's shift in frames).
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
+
+    Returns:
+        The loop's result; ``evaluations`` hold :func:`evaluate`'s figures.
     """
-    root = Path(checkpoint_root)
-    torch.manual_seed(params.seed)
-    torch.set_flush_denormal(True)
+    if kind not in KINDS:
+        raise ValueError(f"classifier kind must be one of {KINDS}, got {kind!r}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(params.warmup_steps))
-    start = 0
-    latest = checkpoint_to_resume(root, fingerprint)
-    if latest is not None:
-        start = load_checkpoint(latest, model, optimizer, None, lr_scheduler)["step"]
-        log.info("resuming %s classifier from %s (step %d)", kind, latest, start)
-    result = ClassifierResult(first_step=start, last_step=start)
-    if start >= params.steps:
-        return result
-    model.train()
-    generator = torch.Generator()
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer,
+                                num_warmup_steps=params.warmup_steps)  # fmt: skip
+    settings = LoopSettings(
+        name=f"{kind} classifier", steps=params.steps, seed=params.seed,
+        save_every=params.save_every, keep_checkpoints=params.keep_checkpoints,
+        log_every=params.log_every, eval_every=params.eval_every,
+        max_grad_norm=params.max_grad_norm,
+    )  # fmt: skip
     timesteps = scheduler.config.num_train_timesteps
 
-    for step in range(start + 1, params.steps + 1):
+    def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        # 1-4 of the module docstring; t, noise and masks from the step's generator.
         batch = train.training_batch(step, params.batch_size, params.seed)
         size = len(batch.labels)
-        generator.manual_seed(params.seed * 1_000_003 + step)
-        t = torch.randint(0, timesteps, (size,), generator=generator)
-        noise = torch.randn(batch.latents.shape, generator=generator)
-        masked = torch.rand(size, generator=generator) < params.mask_prob
+        t = torch.randint(0, timesteps, (size,), generator=generator, device=generator.device)
+        noise = torch.randn(batch.latents.shape, generator=generator, device=generator.device)
+        masked = torch.rand(size, generator=generator, device=generator.device) < params.mask_prob
         x = classifier_input(kind, scheduler, batch, t, noise, masked, params.face_dilation)
         logits = model(x, t, batch.audio)
-        loss = SyncClassifier.bce_loss(logits, batch.labels)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"{kind} classifier: loss is {loss.item()} at step {step}; "
-                f"the last good checkpoint is {latest_checkpoint(root)}"
-            )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        row = {"loss": float(loss.detach()),
-               "accuracy": float(((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()),
-               "lr": lr_scheduler.get_last_lr()[0]}  # fmt: skip
-        result.history.append({"step": step, **row})
-        if step % params.log_every == 0:
-            log_metrics(logger, step, row)
-        if step % params.eval_every == 0 or step == params.steps:
-            figures = evaluate(model, kind, scheduler, heldout, params, fps)
-            result.evaluations.append({"step": step, **figures})
-            log_metrics(logger, step, figures)
-            log.info("%s classifier step %d: %s", kind, step,
-                     {k: round(v, 3) for k, v in figures.items()})  # fmt: skip
-        if step % params.save_every == 0 or step == params.steps:
-            save_checkpoint(root, step, model, optimizer, None, lr_scheduler,
-                            extra={"fingerprint": fingerprint})  # fmt: skip
-            prune_checkpoints(root, params.keep_checkpoints)
-        result.last_step = step
-    return result
+        accuracy = ((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()
+        return {"loss": SyncClassifier.bce_loss(logits, batch.labels), "accuracy": accuracy}
+
+    loop = TrainingLoop(TrainingState(model, optimizer, lr_schedule), settings, checkpoint_root,
+                        fingerprint, logger)  # fmt: skip
+    return loop.run(
+        step_losses, evaluate=lambda step: evaluate(model, kind, scheduler, heldout, params, fps)
+    )
 
 
 __all__ = [
-    "KINDS", "ClassifierResult", "bucket_edges", "classifier_input", "evaluate",
-    "region_multiplier", "score_batches", "train_classifier",
+    "KINDS", "bucket_edges", "classifier_input", "evaluate", "region_multiplier",
+    "score_batches", "train_classifier",
 ]  # fmt: skip

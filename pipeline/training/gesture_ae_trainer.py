@@ -4,14 +4,14 @@ Protocol:
 
 1. the per-coordinate mean and std of the training windows (over all windows and frames) become
    the model's standardisation buffers (:meth:`GestureAutoencoder.set_statistics`);
-2. step ``s`` draws ``batch_size`` training windows uniformly with replacement from a
-   ``torch.Generator`` seeded with ``seed * 1_000_003 + s``, so a resumed run sees exactly the
-   batches an uninterrupted one would;
+2. step ``s`` draws ``batch_size`` training windows uniformly with replacement from the
+   step's generator (:class:`~pipeline.training.loop.TrainingLoop` seeds it from ``(seed, s)``),
+   so a resumed run sees exactly the batches an uninterrupted one would;
 3. the loss, on standardised coordinates ``x~ = (x - mean) / std``, is
 
    ``L = mean |r~ - x~| + velocity_weight * mean |(r~_{t+1} - r~_t) - (x~_{t+1} - x~_t)|``
 
-   (:func:`reconstruction_loss`), minimised with AdamW;
+   (:func:`reconstruction_loss`), minimised with AdamW (no clipping, constant rate);
 4. every ``save_every`` steps and at the last step, a checkpoint (model with its BatchNorm and
    statistics buffers, optimizer, RNG) is written with the run fingerprint, older ones pruned,
    and the held-out windows are evaluated in eval mode: the same loss, plus the plain L1
@@ -20,7 +20,6 @@ Protocol:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,8 @@ import torch
 
 from pipeline.config import TrainGestureAEParams
 from pipeline.models.gesture_ae import GestureAutoencoder
-from pipeline.training.checkpoints import (
-    check_loss,
-    checkpoint_to_resume,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from pipeline.training.live_log import log_metrics
-
-log = logging.getLogger("paha.train_gesture_ae")
+from pipeline.training.checkpoint_store import TrainingState
+from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
 EVAL_BATCH = 256
 
@@ -101,8 +92,8 @@ def evaluate(model: GestureAutoencoder, windows: np.ndarray, velocity_weight: fl
 
 
 @dataclass
-class GestureAEResult:
-    """What a (possibly resumed) run did.
+class GestureAEResult(LoopResult):
+    """What a (possibly resumed) run did: the loop's result plus final figures.
 
     ``final_*``: the last training step's losses (None when no step ran in this call);
     ``train`` / ``heldout``: :func:`evaluate` of the final weights on all training and held-out
@@ -110,15 +101,11 @@ class GestureAEResult:
     ``heldout["l1_normalised"]``, in shoulder widths.
     """
 
-    first_step: int
-    last_step: int
     final_loss: float | None = None
     final_l1: float | None = None
     final_velocity_l1: float | None = None
     train: dict[str, float] = field(default_factory=dict)
     heldout: dict[str, float] | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    evaluations: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def heldout_l1(self) -> float | None:
@@ -149,62 +136,47 @@ def train_gesture_ae(
         train_windows: ``(N, W, D)`` float32 normalised pose windows, ``N >= 1``.
         heldout_windows: ``(M, W, D)``, ``M`` may be 0 (no held-out figures).
         checkpoint_dir: folder of ``step-*`` checkpoints.
-        run_id: :func:`~pipeline.training.checkpoints.fingerprint` of the run; other checkpoints are
-            deleted, not resumed.
+        run_id: :func:`~pipeline.training.resume.fingerprint` of the run; other checkpoints are
+            moved aside, not resumed.
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
     """
     train_windows = _check_windows(train_windows, model, "train windows")
     heldout_windows = _check_windows(heldout_windows, model, "held-out windows")
     if len(train_windows) == 0:
         raise ValueError("no training windows")
-    root = Path(checkpoint_dir)
     # 1. statistics (a resumed checkpoint carries the same values)
     model.set_statistics(*window_statistics(train_windows))
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    start = 0
-    resume = checkpoint_to_resume(root, run_id)
-    if resume is not None:
-        start = load_checkpoint(resume, model, optimizer)["step"]
-        log.info("resuming the gesture autoencoder from %s (step %d)", resume, start)
-    result = GestureAEResult(first_step=start, last_step=start)
-    device = model.mean.device
-    data = torch.from_numpy(train_windows).to(device)
-    generator = torch.Generator()
+    settings = LoopSettings(
+        name="gesture autoencoder", steps=params.steps, seed=params.seed,
+        save_every=params.save_every, keep_checkpoints=params.keep_checkpoints,
+        log_every=params.log_every,
+    )  # fmt: skip
+    data = torch.from_numpy(train_windows).to(model.mean.device)
 
-    model.train()
-    for step in range(start + 1, params.steps + 1):
-        # 2. the batch of this step
-        generator.manual_seed(params.seed * 1_000_003 + step)
-        index = torch.randint(0, len(data), (params.batch_size,), generator=generator)
-        x = data[index.to(device)]
-        # 3. loss on standardised coordinates
+    def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        # 2. the batch of this step; 3. loss on standardised coordinates
+        index = torch.randint(0, len(data), (params.batch_size,), generator=generator,
+                              device=generator.device)  # fmt: skip
+        x = data[index]
         recon, _ = model(x)
         loss, l1, velocity = reconstruction_loss(model.standardise(recon), model.standardise(x),
                                                  params.velocity_weight)  # fmt: skip
-        check_loss(loss, step, root)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        row = {"loss": float(loss.detach()), "l1": float(l1.detach()),
-               "velocity_l1": float(velocity.detach())}  # fmt: skip
-        result.history.append({"step": step, **row})
-        result.final_loss, result.final_l1 = row["loss"], row["l1"]
-        result.final_velocity_l1 = row["velocity_l1"]
-        if step % params.log_every == 0:
-            log_metrics(logger, step, row)
-        # 4. checkpoint and held-out check
-        if step % params.save_every == 0 or step == params.steps:
-            save_checkpoint(root, step, model, optimizer, extra={"fingerprint": run_id})
-            prune_checkpoints(root, params.keep_checkpoints)
-            if len(heldout_windows):
-                figures = evaluate(model, heldout_windows, params.velocity_weight)
-                figures = {f"heldout_{k}": v for k, v in figures.items()}
-                result.evaluations.append({"step": step, **figures})
-                log_metrics(logger, step, figures)
-                log.info("gesture autoencoder step %d: loss %.4f, %s", step, row["loss"],
-                         {k: round(v, 4) for k, v in figures.items()})  # fmt: skip
-        result.last_step = step
+        return {"loss": loss, "l1": l1.detach(), "velocity_l1": velocity.detach()}
+
+    def heldout_figures(step: int) -> dict[str, float]:
+        # 4. the held-out check at each checkpoint
+        figures = evaluate(model, heldout_windows, params.velocity_weight)
+        return {f"heldout_{k}": v for k, v in figures.items()}
+
+    loop = TrainingLoop(TrainingState(model, optimizer), settings, checkpoint_dir, run_id, logger)
+    run = loop.run(step_losses, heldout_figures if len(heldout_windows) else None)
+    result = GestureAEResult(**vars(run))
+    if run.history:
+        last = run.history[-1]
+        result.final_loss, result.final_l1 = last["loss"], last["l1"]
+        result.final_velocity_l1 = last["velocity_l1"]
     result.train = evaluate(model, train_windows, params.velocity_weight)
     if len(heldout_windows):
         result.heldout = evaluate(model, heldout_windows, params.velocity_weight)

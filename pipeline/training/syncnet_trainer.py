@@ -21,7 +21,8 @@ Each step (Chung & Zisserman 2016, Section 3):
    ``E = 1 / (2 * 2P) * sum_n [ y_n d_n^2 + (1 - y_n) max(margin - d_n, 0)^2 ]``, minimised with
    AdamW;
 5. every ``save_every`` steps and at the last step a checkpoint (model with its BatchNorm
-   statistics, optimizer, RNG) with the run fingerprint; older ones pruned.
+   statistics, optimizer, RNG) with the run fingerprint; older ones pruned
+   (:class:`~pipeline.training.loop.TrainingLoop`: also the resume and the NaN guard).
 
 Check (:func:`offset_accuracy`, held-out clips, eval mode): for each shift ``d`` the audio is
 delayed by ``d`` frames relative to the video (by cropping the two streams, no padding), the
@@ -33,9 +34,8 @@ audio.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +55,8 @@ from pipeline.metrics.sync import (
     sync_scores,
 )
 from pipeline.models.syncnet import MFCC_STEPS, VIDEO_FRAMES, SyncNet
-from pipeline.training.checkpoints import (
-    check_loss,
-    checkpoint_to_resume,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from pipeline.training.live_log import log_metrics
-
-log = logging.getLogger("paha.train_syncnet")
+from pipeline.training.checkpoint_store import TrainingState
+from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
 
 # ---------------------------------------------------------------------------------- data
@@ -247,30 +239,21 @@ def offset_accuracy(model: SyncNet, clips: Sequence[SyncClip],
 
 
 # ---------------------------------------------------------------------------------- loop
-@dataclass
-class SyncNetResult:
-    """What a (possibly resumed) run did; ``history`` has one row per step run in this call."""
-
-    first_step: int
-    last_step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
 def train_syncnet(model: SyncNet, clips: Sequence[SyncClip], params: TrainSyncNetParams,
                   checkpoint_dir: str | Path, run_id: str,
-                  logger: Any | None = None) -> SyncNetResult:  # fmt: skip
+                  logger: Any | None = None) -> LoopResult:  # fmt: skip
     """Train (or resume) ``model`` on ``clips`` up to ``params.steps`` (steps 1-5 above).
 
     Args:
         model: freshly built (seeded) :class:`SyncNet` whose ``size`` is the crops' side; its
-            weights are replaced by the checkpoint's when resuming.
+            weights are replaced by the checkpoint's when resuming. Left in eval mode.
         clips: training clips.
         params: ``min_shift``, ``max_shift``, ``margin``, ``steps``, ``batch_size`` (pairs per
             step, half in sync), ``lr``, ``weight_decay``, ``save_every``,
             ``keep_checkpoints``, ``log_every``, ``seed``.
         checkpoint_dir: folder of ``step-*`` checkpoints.
-        run_id: :func:`~pipeline.training.checkpoints.fingerprint` of the run; checkpoints of
-            other runs are deleted, not resumed.
+        run_id: :func:`~pipeline.training.resume.fingerprint` of the run; checkpoints of
+            other runs are moved aside, not resumed.
         logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
     """
     sizes = {c.crops.shape[1:] for c in clips}
@@ -279,45 +262,32 @@ def train_syncnet(model: SyncNet, clips: Sequence[SyncClip], params: TrainSyncNe
                          f"got {sorted(sizes)}")  # fmt: skip
     sampler = PairSampler(clips, params.min_shift, params.max_shift)
     pairs = max(params.batch_size // 2, 1)
-    root = Path(checkpoint_dir)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    start = 0
-    resume = checkpoint_to_resume(root, run_id)
-    if resume is not None:
-        start = load_checkpoint(resume, model, optimizer)["step"]
-        log.info("resuming the SyncNet from %s (step %d)", resume, start)
-    result = SyncNetResult(first_step=start, last_step=start)
+    settings = LoopSettings(
+        name="syncnet", steps=params.steps, seed=params.seed, save_every=params.save_every,
+        keep_checkpoints=params.keep_checkpoints, log_every=params.log_every,
+    )  # fmt: skip
     device = next(model.parameters()).device
 
-    model.train()
-    for step in range(start + 1, params.steps + 1):
-        # 1-2. the pairs of this step
+    def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        # 1-2. the pairs of this step (the sampler seeds itself from (seed, step))
         picks = sampler.draw(step, pairs, params.seed)
         video, synced, shifted = (t.to(device) for t in pair_batch(clips, picks))
         # 3-4. distances and loss
         loss, d_sync, d_off = pair_losses(model, video, synced, shifted, params.margin)
-        check_loss(loss, step, root)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        row = {"loss": float(loss.detach()), "distance_in_sync": float(d_sync.detach().mean()),
-               "distance_off_sync": float(d_off.detach().mean()),
-               "pair_accuracy": float((d_sync < d_off).float().mean())}  # fmt: skip
-        result.history.append({"step": step, **row})
-        if step % params.log_every == 0:
-            log_metrics(logger, step, row)
-            log.info("syncnet step %d: %s", step, {k: round(v, 4) for k, v in row.items()})
-        # 5. checkpoint
-        if step % params.save_every == 0 or step == params.steps:
-            save_checkpoint(root, step, model, optimizer, extra={"fingerprint": run_id})
-            prune_checkpoints(root, params.keep_checkpoints)
-        result.last_step = step
+        d_sync, d_off = d_sync.detach(), d_off.detach()
+        return {"loss": loss, "distance_in_sync": d_sync.mean(),
+                "distance_off_sync": d_off.mean(),
+                "pair_accuracy": (d_sync < d_off).float().mean()}  # fmt: skip
+
+    loop = TrainingLoop(TrainingState(model, optimizer), settings, checkpoint_dir, run_id, logger)
+    result = loop.run(step_losses)
     model.eval()
     return result
 
 
 __all__ = [
-    "PairSampler", "SyncClip", "SyncNetResult", "build_sync_clips", "contrastive_loss",
-    "offset_accuracy", "pair_batch", "pair_losses", "train_syncnet", "valid_shifts",
+    "PairSampler", "SyncClip", "build_sync_clips", "contrastive_loss", "offset_accuracy",
+    "pair_batch", "pair_losses", "train_syncnet", "valid_shifts",
 ]  # fmt: skip

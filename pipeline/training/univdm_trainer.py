@@ -9,54 +9,66 @@ Each step (DDPM, epsilon prediction, Eq. 1 with the PAR mask of Eq. 3):
 4. ``loss = mean(M * (eps - eps_theta(z_t, t, f_ref, A))^2)`` with ``M`` the PAR weights
    averaged to latent resolution (ones without PAR); the reference slot has no loss.
 
-It runs through ``accelerate`` (CPU here; one or many GPUs with DDP via ``accelerate launch``),
-saves safetensors checkpoints every ``save_every`` steps and at ``protect_steps`` (the negatives'
-checkpoint), resumes from the latest one whose training fingerprint matches, and stops with
-:class:`TrainingDiverged` on a non-finite loss, leaving the last good checkpoint in place.
+The step runs in :class:`~pipeline.training.loop.TrainingLoop` (resume, per-step seeds, NaN
+guard, logging, checkpoints every ``save_every`` steps and at ``protect_steps``, the negatives'
+checkpoint) through ``accelerate``: CPU here, one or many GPUs with DDP via ``accelerate
+launch``, each rank reading its own items of the step (:class:`_StepRange`), rank 0 writing.
+The learning rate warms up linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader, Sampler
 
 from pipeline.config import TrainUnivdmParams
 from pipeline.data.windows import AREAS
+from pipeline.errors import InputError
 from pipeline.models.schedulers import add_noise, noise_scheduler
-from pipeline.models.univdm import UniVDM
-from pipeline.models.vae import encode_frames
+from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.models.vae import encode_frames, vae_downsample_factor
 from pipeline.par import masked_mse, par_loss, to_latent
-from pipeline.training.checkpoints import (
-    checkpoint_to_resume,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-
-log = logging.getLogger("paha.train_univdm")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+from pipeline.training.checkpoint_store import TrainingState
+from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
 
 @dataclass
-class TrainResult:
-    """What a call to :func:`train_univdm` did."""
+class TrainResult(LoopResult):
+    """What a call to :func:`train_univdm` did: the loop's result plus the EMA."""
 
-    first_step: int  # the step training (re)started from
-    last_step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    checkpoints: list[int] = field(default_factory=list)
     ema: Any = None  # the AveragedModel when params.ema_decay is set (its .module: the weights)
+
+
+def build_univdm(params: TrainUnivdmParams, fps: float, vae, audio_dim: int,
+                 clip_dim: int | None) -> UniVDM:  # fmt: skip
+    """A fresh UniVDM sized by ``params`` for latents of ``vae`` at ``params.size`` pixels.
+
+    Args:
+        params: the ``train_univdm`` section (frames, audio context, UNet sizes).
+        fps: video frame rate (``cut.fps``; the temporal embedding).
+        vae: the frozen AutoencoderKL (latent channels and downsampling factor).
+        audio_dim: per-frame audio feature size.
+        clip_dim: CLIP image-embedding size, or None for a learned reference token.
+    """
+    factor = vae_downsample_factor(vae)
+    if params.size % factor:
+        raise InputError(f"train_univdm.size {params.size} is not a multiple of the VAE's {factor}")
+    unet = params.unet
+    config = UniVDMConfig(
+        latent_channels=int(vae.config.latent_channels), latent_size=params.size // factor,
+        frames=params.frames, audio_dim=audio_dim, audio_context=params.audio_context,
+        clip_dim=clip_dim, fps=fps, block_out_channels=list(unet.block_out_channels),
+        layers_per_block=unet.layers_per_block, cross_attention_dim=unet.cross_attention_dim,
+        attention_head_dim=unet.attention_head_dim,
+    )  # fmt: skip
+    return UniVDM(config)
 
 
 class _StepRange(Sampler[int]):
@@ -82,11 +94,6 @@ class _StepRange(Sampler[int]):
 def accelerate_precision(precision: str) -> str:
     """accelerate's name for a ``precision`` setting (``fp32`` is its ``no``)."""
     return "no" if precision == "fp32" else precision
-
-
-def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
-    """LR factor of step ``s``: ``(s + 1) / warmup_steps`` until 1 (LambdaLR)."""
-    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -156,8 +163,8 @@ def train_univdm(
         dataset: a :class:`~pipeline.data.windows.WindowDataset` (item i fixed by seed).
         params: the ``train_univdm`` section.
         checkpoint_root: folder of ``step-*`` checkpoints (a persistent DVC output).
-        run_fingerprint: :func:`~pipeline.training.checkpoints.fingerprint` of this run; other
-            checkpoints are not resumed.
+        run_fingerprint: :func:`~pipeline.training.resume.fingerprint` of this run; other
+            checkpoints are moved aside, not resumed.
         protect_steps: steps whose checkpoints are saved and never pruned (negatives').
         logger: object with ``log_metric(name, value)`` and ``next_step()`` (DVCLive's Live).
         image_encoder: callable images -> CLIP embeddings, or None.
@@ -166,78 +173,44 @@ def train_univdm(
     from accelerate import Accelerator
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    root = Path(checkpoint_root)
-    protect = set(protect_steps)
     if accelerator is None:
         accelerator = Accelerator(mixed_precision=accelerate_precision(params.precision))
-    torch.manual_seed(params.seed)
-    # Tiny weights decaying towards zero turn into denormals, which make CPU math many times
-    # slower; flushing them changes nothing measurable.
-    torch.set_flush_denormal(True)
     if params.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(params.warmup_steps))
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer,
+                                num_warmup_steps=params.warmup_steps)  # fmt: skip
     ema = None
     if params.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
-
-    start = 0
-    latest = checkpoint_to_resume(root, run_fingerprint)
-    if latest is not None:
-        start = load_checkpoint(latest, model, optimizer, ema, lr_scheduler)["step"]
-        log.info("resuming from %s (step %d)", latest, start)
-    result = TrainResult(first_step=start, last_step=start, ema=ema)
+    state = TrainingState(model, optimizer, lr_schedule, ema)
+    settings = LoopSettings(
+        name="train_univdm", steps=params.steps, seed=params.seed, save_every=params.save_every,
+        keep_checkpoints=params.keep_checkpoints, log_every=params.log_every,
+        max_grad_norm=params.max_grad_norm, protect_steps=frozenset(protect_steps),
+    )  # fmt: skip
+    loop = TrainingLoop(state, settings, checkpoint_root, run_fingerprint, logger, accelerator)
+    start = loop.resume()
     if start >= params.steps:
-        return result
+        return TrainResult(first_step=start, last_step=start, ema=ema)
 
+    # Prepared after resuming: DDP wraps the restored weights; the loader starts at `start`.
     scheduler = noise_scheduler(params.num_train_timesteps, params.beta_schedule)
     vae.requires_grad_(False).eval()
     vae.to(accelerator.device)
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    state.model, state.optimizer, state.lr_schedule = accelerator.prepare(model, optimizer,
+                                                                          lr_schedule)  # fmt: skip
     loader = DataLoader(dataset, batch_size=params.batch_size, collate_fn=_collate,
                         sampler=_StepRange(start, params.steps, params.batch_size,
                                            accelerator.process_index, accelerator.num_processes),
                         num_workers=params.workers)  # fmt: skip
-    generator = torch.Generator(device=accelerator.device)
-    model.train()
-    saved_steps = []
-    for step, batch in enumerate(loader, start=start + 1):
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        # Noise and timesteps depend on (seed, step, rank) only: a resumed run draws what the
-        # uninterrupted run would have drawn.
-        generator.manual_seed((params.seed * 1_000_003 + step) * 64 + accelerator.process_index)
-        with accelerator.autocast():
-            losses = training_losses(model, scheduler, vae, batch, params.par.enabled,
-                                     generator, image_encoder)  # fmt: skip
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
-            good = latest_checkpoint(root)
-            raise TrainingDiverged(f"train_univdm: loss is {loss.item()} at step {step}; the last "
-                                   f"good checkpoint is {good or 'none'}")  # fmt: skip
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update_parameters(accelerator.unwrap_model(model))
-        row = {name: float(v.detach()) for name, v in losses.items() if torch.isfinite(v).item()}
-        row["lr"] = lr_scheduler.get_last_lr()[0]
-        result.history.append({"step": step, **row})
-        if logger is not None and accelerator.is_main_process and step % params.log_every == 0:
-            logger.step = step  # plots use the training step, also after a resume
-            for name, value in row.items():
-                logger.log_metric(name, value)
-            logger.next_step()
-        if step % params.save_every == 0 or step in protect or step == params.steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(root, step, accelerator.unwrap_model(model), optimizer, ema,
-                                lr_scheduler, extra={"fingerprint": run_fingerprint})  # fmt: skip
-                prune_checkpoints(root, params.keep_checkpoints, protect)
-            saved_steps.append(step)
-        result.last_step = step
-    result.checkpoints = saved_steps
-    return result
+    batches = iter(loader)
+
+    def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
+        return training_losses(state.model, scheduler, vae, batch, params.par.enabled, generator,
+                               image_encoder)  # fmt: skip
+
+    result = loop.run(step_losses)
+    return TrainResult(**vars(result), ema=ema)

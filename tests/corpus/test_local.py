@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.config import LocalParams
 from pipeline.corpus.local import local_corpus, safe_id
+from pipeline.errors import InputError
 from pipeline.io.tables import RAW
 
 
@@ -113,7 +114,8 @@ def test_bad_intervals_csv_names_the_file(videos_dir, tmp_path, content, message
 
 
 def test_missing_or_empty_folder_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="nowhere: videos folder not found"):
+    # An InputError: the corpus stage reports it in one line (exit 2), not with a traceback.
+    with pytest.raises(InputError, match="nowhere: videos folder not found"):
         local_corpus(LocalParams(videos_dir=str(tmp_path / "nowhere")), tmp_path, 25.0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty: no videos with extensions"):

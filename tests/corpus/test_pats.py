@@ -11,6 +11,7 @@ import yt_dlp
 from pipeline.config import PatsParams
 from pipeline.corpus import pats
 from pipeline.corpus.pats import finished_download, parse_time, pats_corpus, source_of
+from pipeline.errors import InputError
 from pipeline.io.tables import RAW
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -131,7 +132,8 @@ def test_interval_ending_within_one_frame_of_the_end_is_clamped(pats_setup, down
 
 
 def test_missing_csv_and_missing_columns_name_the_file(tmp_path):
-    with pytest.raises(ValueError, match="nowhere.csv: PATS intervals file not found"):
+    # An InputError: the corpus stage reports it in one line (exit 2), not with a traceback.
+    with pytest.raises(InputError, match="nowhere.csv: PATS intervals file not found"):
         pats_corpus(make_params(tmp_path / "nowhere.csv"), tmp_path, fps=25.0)
     bad = tmp_path / "bad.csv"
     bad.write_text("speaker,start_time,end_time\njon,0,1\n")

@@ -63,6 +63,10 @@ def test_cut_clip_rows_for_unusable_sources(video_factory, tmp_path):
     assert not broken["kept"] and "corrupt.mp4: unreadable media" in broken["reasons"][0]
     failed = cut_clip(_row("", status="failed", reason="download failed: 404"), out, PARAMS, None)
     assert failed["reasons"] == ["source failed: download failed: 404"]
+    # An unreadable local video has unknown (NaN) times: its reason is carried, nothing opened.
+    unknown = _row("", start_s=0.0, end_s=float("nan"), status="failed", reason="x: unreadable")
+    row = cut_clip(unknown, out, PARAMS, None)
+    assert row["reasons"] == ["source failed: x: unreadable"] and row["n_frames"] == 0
     late = cut_clip(_row(silent, start_s=1.0, end_s=9.0), out, PARAMS, None)
     assert not late["kept"]
     assert not out.exists() or not list(out.iterdir())  # nothing half-written

@@ -15,7 +15,7 @@ from pipeline.evaluation.evaluate import (
     region_quality,
     summarise,
 )
-from pipeline.evaluation.report import region_rows, table1_rows, table2_rows
+from pipeline.evaluation.report import region_rows, table1_rows, table2_rows, write_report
 from pipeline.metrics.frechet import frechet_distance_of_features
 
 PARAMS = EvaluateParams()
@@ -120,3 +120,43 @@ def test_tables_follow_the_papers_layouts():
     assert rows[0][0] == "0 %" and rows[1][0] == "50%" and rows[1][-1] == "0.900 / 1.200"
     _, regions = region_rows(modes)
     assert [r[0] for r in regions] == ["PAHA w/o guidance", "PAHA-SG", "PAHA-DG"]
+
+
+def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
+    metrics = {"fvd": None, "bas": 0.15, "fgd": 12.5, "sync_corpus_c": 3.25, "div": 7.0,
+               "tc": 0.9}  # fmt: skip
+    modes = {GROUND_TRUTH: metrics, "none": metrics, "sg": metrics, "dg": metrics}
+    summary = {"profile": "params/<paper>.yaml", "eval_size": 64, "pose_backend": "mediapipe",
+               "sync_model": {"metric": "sync_corpus", "description": "SyncNet & co"},
+               "fvd_model": "not computed", "guidance_rate": 0.5}  # fmt: skip
+    path = tmp_path / "report.html"
+    write_report(path, summary, {"all": modes}, [("fig7_a", "a <b>", b"png")],
+                 ["all.none.fvd: no <I3D>"])  # fmt: skip
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!doctype html>") and text.count("<table>") == 3
+    assert "params/&lt;paper&gt;.yaml" in text and "SyncNet &amp; co" in text
+    assert "<li>all.none.fvd: no &lt;I3D&gt;</li>" in text
+    assert "<tr><td>PAHA-SG</td><td>null</td><td>0.1500</td>" in text
+    assert '<h2>a &lt;b&gt;</h2><img alt="a &lt;b&gt;" src="data:image/png;base64,cG5n">' in text
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temp file left
+
+
+def test_metric_models_load_from_plain_arguments(tmp_path):
+    from pipeline.evaluation.evaluate import FvdSettings, load_metric_models
+    from pipeline.metrics.sync import SyncScores
+    from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder
+    from pipeline.models.syncnet import SyncNet
+
+    GestureAutoencoder(GestureAEConfig(window=8, hidden=8, feature_dim=4)).save(tmp_path / "gae")
+    SyncNet(width=0.1, size=32, embedding=8).save(tmp_path / "sync")
+    with pytest.raises(ValueError, match="unknown pose backend 'nope'"):
+        load_metric_models(tmp_path / "gae", tmp_path / "sync", "nope", 0.4)
+    models = load_metric_models(tmp_path / "gae", tmp_path / "sync", "mediapipe", 0.4,
+                                FvdSettings(i3d=None))  # fmt: skip
+    assert models.pose_backend == "mediapipe" and models.sync_name == "sync_corpus"
+    assert models.i3d is None and "evaluate.fvd.i3d is null" in models.fvd_reason
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (12, 48, 48, 3), dtype=np.uint8)
+    wave = rng.normal(0, 0.1, 16000 * 12 // 25).astype(np.float32)
+    scores, distances = models.sync_video(frames, wave, 16000, np.array([12, 8, 36, 32.0]))
+    assert isinstance(scores, SyncScores) and len(distances) == 31

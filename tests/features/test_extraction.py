@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ExtractParams
-from pipeline.features.extraction import AudioFeaturizer, extract_clip, person_found
+from pipeline.features.extraction import AudioFeaturizer, extract_clip, frame_rows, person_found
 from pipeline.keypoints import BODY_INDEX, empty_pose
-from stages.extract import frame_rows
 from tests.conftest import make_video
 
 

@@ -14,7 +14,13 @@ from diffusers import AutoencoderKL
 from pipeline.cli.main import main as paha
 from pipeline.config import parse_params
 from pipeline.corpus.sample.tts import Voice, synthesize
-from pipeline.inference.animator import Animator, InputError, check_speech, crop_reference
+from pipeline.inference.animator import (
+    Animator,
+    AnimatorSettings,
+    InputError,
+    check_speech,
+    crop_reference,
+)
 from pipeline.io.audio import SAMPLE_RATE, frame_count
 from pipeline.io.media import count_frames, probe
 from pipeline.models.classifier import SyncClassifier
@@ -126,7 +132,9 @@ def test_bad_inputs_are_one_line_errors(workspace, tmp_path, capsys):
 def test_reference_is_cropped_around_the_face_like_cut():
     params = parse_params(PARAMS)
     image = np.zeros((200, 400, 3), np.uint8)
-    frame, box = crop_reference(image, np.array([250.0, 40.0, 290.0, 80.0]), params)
+    frame, box = crop_reference(image, np.array([250.0, 40.0, 290.0, 80.0]),
+                                params.train_univdm.size, params.cut.crop,
+                                params.cut.person_scale)  # fmt: skip
     assert frame.shape == (SIZE, SIZE, 3)
     # Side 200 centred on x = 270 -> x0 = 170; the face's upper-third rule -> y0 = 0.
     np.testing.assert_allclose(box, [80 / 200, 40 / 200, 120 / 200, 80 / 200], atol=1e-6)
@@ -135,12 +143,13 @@ def test_reference_is_cropped_around_the_face_like_cut():
 
 
 def test_generation_is_seeded_and_modes_share_the_noise(workspace):
-    params = parse_params(PARAMS)
+    settings = AnimatorSettings.from_params(parse_params(PARAMS))
+    assert settings.size == SIZE and settings.steps == 2 and settings.guidance.rate == 0.5
     root = workspace / "models"
     animator = Animator(
-        params,
         root / "univdm" / "final",
         root / "vae",
+        settings,
         {k: root / "classifier" / k / "final" for k in ("face", "nonface")},
     )
     reference = np.full((SIZE, SIZE, 3), 120, np.uint8)

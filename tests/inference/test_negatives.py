@@ -1,5 +1,6 @@
 """PCE pairs: window plan, held-out pools, shards that equal the single run, atomic shards."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +143,16 @@ def test_sharded_negatives_equal_unsharded(generator, records, tmp_path):
     assert np.isfinite(np.load(long["negative_path"])).all()
     # Real latents really are the VAE's encoding of the window's frames.
     assert not np.array_equal(np.load(one["positive_path"][0]), np.load(one["negative_path"][0]))
+    strip = cv2.imread(str(neg.write_preview_strip(one, generator.vae, tmp_path / "p.png", 2)))
+    assert strip is not None and strip.shape[1] >= 2 * SIZE, "two pairs, real over generated"
+
+
+def test_pair_generator_is_built_from_plain_settings(generator, records):
+    built = neg.PairGenerator.build(generator.model, generator.vae, records, SIZE, 2, 100,
+                                    "linear")  # fmt: skip
+    assert built.records.keys() == generator.records.keys() and built.image_encoder is None
+    assert built.train_scheduler.config.num_train_timesteps == 100
+    assert built.train_scheduler.config.beta_schedule == "linear"
 
 
 def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, tmp_path,

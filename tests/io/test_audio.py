@@ -1,3 +1,4 @@
+import librosa
 import numpy as np
 import pytest
 import soundfile
@@ -8,6 +9,7 @@ from pipeline.io.audio import (
     frame_count,
     load_audio,
     mel_features,
+    read_audio,
     resample_rows,
 )
 from pipeline.io.media import MediaError
@@ -22,11 +24,46 @@ def test_load_audio_resamples_and_downmixes(tmp_path):
 
 
 def test_load_audio_errors_name_the_file(tmp_path):
-    with pytest.raises(MediaError, match="gone.wav: audio file not found"):
+    with pytest.raises(MediaError, match="gone.wav: file not found"):
         load_audio(tmp_path / "gone.wav")
     (tmp_path / "junk.wav").write_bytes(b"RIFF nonsense")
     with pytest.raises(MediaError, match="junk.wav: unreadable audio"):
         load_audio(tmp_path / "junk.wav")
+
+
+def test_unreadable_audio_says_what_the_decoders_said_and_what_the_file_is(tmp_path):
+    image = tmp_path / "photo.wav"  # a PNG with an audio extension
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(MediaError) as error:
+        load_audio(image)
+    message = str(error.value)
+    assert message.startswith(f"{image}: unreadable audio (soundfile: Format not recognised;")
+    assert "72 bytes, begins b'\\x89PNG" in message and "ffprobe:" in message
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty.wav: unreadable audio .*0 bytes \(empty file\)"):
+        load_audio(empty)
+    soundfile.write(tmp_path / "none.wav", np.zeros(0), 16000)
+    with pytest.raises(MediaError, match="none.wav: no audio samples"):
+        load_audio(tmp_path / "none.wav")
+
+
+def test_read_audio_keeps_the_rate_or_resamples_like_librosa(tmp_path, video_factory):
+    rng = np.random.default_rng(0)
+    pcm = (rng.uniform(-0.5, 0.5, (4410, 2)) * 32768).astype(np.int16)
+    soundfile.write(tmp_path / "s.wav", pcm, 22050, subtype="PCM_16")
+    wave, rate = read_audio(tmp_path / "s.wav")
+    assert rate == 22050 and wave.shape == (4410,) and wave.dtype == np.float32
+    # 16-bit samples are read exactly (int / 32768) and the channels averaged.
+    np.testing.assert_array_equal(wave, (pcm / 32768.0).astype(np.float32).mean(axis=1))
+    resampled, rate = read_audio(tmp_path / "s.wav", 16000)
+    expected, _ = librosa.load(tmp_path / "s.wav", sr=16000, mono=True)
+    assert rate == 16000
+    np.testing.assert_array_equal(resampled, expected)
+    # A format libsndfile does not read (a video's AAC track) goes through audioread.
+    video = video_factory("tone.mp4", seconds=1.0, audio="stereo48k")
+    wave, rate = read_audio(video)
+    assert rate == 48000 and wave.ndim == 1 and abs(len(wave) - 48000) < 2048
 
 
 def test_frame_count():

@@ -7,6 +7,8 @@ from pipeline.io.media import (
     count_frames,
     cut_audio,
     cut_video,
+    decoder_message,
+    describe_file,
     probe,
     read_frames,
     write_video,
@@ -94,3 +96,23 @@ def test_read_frames_of_a_corrupt_file_fails_clearly(tmp_path):
     bad.write_bytes(b"not a video")
     with pytest.raises(MediaError, match="bad.mp4: cannot decode video"):
         read_frames(bad)
+
+
+def test_describe_file_says_what_a_file_looks_like(tmp_path, video_factory):
+    text = tmp_path / "notes.wav"
+    text.write_text("hello, not audio")
+    assert describe_file(text).startswith("16 bytes, begins b'hello, not a', ffprobe: ")
+    video = describe_file(video_factory(seconds=1.0, audio="mono16k"))
+    assert "ffprobe: mov,mp4,m4a,3gp,3g2,mj2 with video h264, audio aac" in video
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert describe_file(tmp_path / "empty.mp4") == "0 bytes (empty file)"
+    assert describe_file(tmp_path / "gone.mp4").startswith("cannot read the file")
+
+
+def test_decoder_message_is_one_readable_line():
+    raw = ("[21:55:16] /github/workspace/src/video/video_reader.cc:486: Error: av_read_frame "
+           "failed with 1094995529\n\nStack trace ...")  # fmt: skip
+    assert decoder_message(RuntimeError(raw)) == (
+        "av_read_frame failed with 1094995529 (invalid data: the file is truncated or corrupt)"
+    )
+    assert decoder_message(RuntimeError("")) == "RuntimeError"

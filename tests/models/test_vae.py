@@ -1,9 +1,9 @@
-"""The frame VAE: loading, building, encode/decode helpers, training, PSNR and the stage."""
+"""The frame VAE: loading, building, encode/decode helpers, the scaling factor and the stage
+(training itself: tests/training/test_vae_trainer.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -20,14 +20,12 @@ from pipeline.models.vae import (
     encode_frames,
     frames_to_images,
     load_vae,
-    psnr,
-    reconstruction_psnr,
     resolve_vae,
     sample_training_frames,
     set_scaling_factor,
-    train_vae,
     vae_downsample_factor,
 )
+from pipeline.training.checkpoint_store import list_checkpoints
 
 # Small enough that a training step takes milliseconds.
 TINY = {"size": 16, "block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 2,
@@ -37,6 +35,13 @@ TINY = {"size": 16, "block_out_channels": [8, 16], "layers_per_block": 1, "laten
 
 def tiny_params(**overrides) -> TrainVaeParams:
     return TrainVaeParams(**{**TINY, **overrides})
+
+
+def tiny_vae(**overrides):
+    """``build_vae`` with the architecture of ``tiny_params(**overrides)``."""
+    p = tiny_params(**overrides)
+    return build_vae(p.size, p.block_out_channels, p.layers_per_block, p.latent_channels,
+                     p.norm_num_groups, p.seed)  # fmt: skip
 
 
 def synthetic_frames(n: int = 48, size: int = 16, seed: int = 0) -> np.ndarray:
@@ -65,7 +70,7 @@ def one_thread():
 
 @pytest.fixture
 def saved_vae(tmp_path):
-    vae = build_vae(tiny_params())
+    vae = tiny_vae()
     set_scaling_factor(vae, synthetic_frames(8))
     vae.save_pretrained(tmp_path / "vae", safe_serialization=True)
     return vae, tmp_path / "vae"
@@ -83,7 +88,7 @@ def test_load_vae_round_trip_gives_the_same_outputs(saved_vae):
 
 
 def test_load_vae_accepts_a_stable_diffusion_folder_layout(tmp_path):
-    build_vae(tiny_params()).save_pretrained(tmp_path / "sd" / "vae", safe_serialization=True)
+    tiny_vae().save_pretrained(tmp_path / "sd" / "vae", safe_serialization=True)
     assert vae_downsample_factor(load_vae(tmp_path / "sd")) == 2
 
 
@@ -100,21 +105,21 @@ def test_load_vae_errors_name_the_folder(tmp_path):
 
 
 def test_build_vae_downsample_factor_and_validation():
-    assert vae_downsample_factor(build_vae(tiny_params())) == 2
-    three = build_vae(tiny_params(block_out_channels=[8, 8, 16]))
+    assert vae_downsample_factor(tiny_vae()) == 2
+    three = tiny_vae(block_out_channels=[8, 8, 16])
     assert vae_downsample_factor(three) == 4
     assert three.config.sample_size == 16
     with pytest.raises(ValueError, match="norm_num_groups"):
-        build_vae(tiny_params(block_out_channels=[6, 16]))
+        tiny_vae(block_out_channels=[6, 16])
     with pytest.raises(ValueError, match="size"):
-        build_vae(tiny_params(size=18, block_out_channels=[8, 8, 16]))
+        tiny_vae(size=18, block_out_channels=[8, 8, 16])
     # Seeded: two builds have the same weights.
-    a, b = build_vae(tiny_params()), build_vae(tiny_params())
+    a, b = tiny_vae(), tiny_vae()
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_encode_decode_shapes_range_and_batching():
-    vae = build_vae(tiny_params())
+    vae = tiny_vae()
     frames = synthetic_frames(5)
     latents = encode_frames(vae, frames, batch_size=2)
     assert latents.shape == (5, 2, 8, 8)
@@ -129,47 +134,12 @@ def test_encode_decode_shapes_range_and_batching():
         encode_frames(vae, frames.astype(np.float32))
 
 
-def test_train_vae_lowers_the_loss_and_raises_psnr():
-    params = tiny_params()
-    frames = synthetic_frames()
-    vae = build_vae(params)
-    before = reconstruction_psnr(vae, frames[:8])
-    seen = []
-    history = train_vae(vae, frames, params, log=seen.append)
-    assert len(history) == params.steps and seen == history
-    first = np.mean([h["loss"] for h in history[:10]])
-    last = np.mean([h["loss"] for h in history[-10:]])
-    after = reconstruction_psnr(vae, frames[:8])
-    print(f"loss {first:.4f} -> {last:.4f}, PSNR {before:.1f} -> {after:.1f} dB")
-    assert last < 0.7 * first
-    assert after > before + 3
-    assert not vae.training
-
-
-def test_train_vae_is_seeded():
-    params = tiny_params(steps=3)
-    frames = synthetic_frames(16)
-    runs = [[h["loss"] for h in train_vae(build_vae(params), frames, params)] for _ in range(2)]
-    assert runs[0] == runs[1]
-
-
 def test_set_scaling_factor_gives_unit_variance_latents():
-    vae = build_vae(tiny_params())
+    vae = tiny_vae()
     frames = synthetic_frames(16)
     factor = set_scaling_factor(vae, frames)
     assert vae.config.scaling_factor == pytest.approx(factor)
     assert encode_frames(vae, frames).std().item() == pytest.approx(1.0, rel=1e-3)
-
-
-def test_psnr_hand_computed():
-    a = np.full((2, 4, 4, 3), 100, dtype=np.uint8)
-    assert psnr(a, a + 5) == pytest.approx(20 * math.log10(255 / 5))
-    x = torch.zeros(1, 3, 4, 4)
-    assert psnr(x, x + 0.1) == pytest.approx(10 * math.log10(4 / 0.01))  # [-1, 1]: range 2
-    assert psnr(a.astype(np.float32), a + 5.0, data_range=255) == pytest.approx(20 * math.log10(51))
-    assert psnr(a, a) == math.inf
-    with pytest.raises(ValueError, match="shapes"):
-        psnr(a, a[:1])
 
 
 def test_resolve_vae_reads_pretrained_json_or_the_folder(saved_vae, tmp_path):
@@ -235,9 +205,20 @@ def test_stage_trains_or_records_a_pretrained_vae(video_factory, saved_vae, tmp_
         assert not (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").exists()
     else:
         assert metrics["steps"] == 3 and metrics["final_loss"] > 0
+        assert metrics["resumed_from"] == 0
         vae = resolve_vae(tmp_path / "vae")
         assert vae.config.scaling_factor == pytest.approx(metrics["scaling_factor"])
         assert not (tmp_path / "dvc.yaml").exists()
+        # The checkpoints live in the output folder and survive its rewrite: a longer run
+        # resumes from them.
+        assert [s for s, _ in list_checkpoints(tmp_path / "vae" / "checkpoints")] == [3]
+        section["steps"] = 5
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train_vae": section}))
+        assert run_stage(main, parser(), argv) == 0
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert metrics["resumed_from"] == 3 and metrics["final_loss"] > 0
+        assert [s for s, _ in list_checkpoints(tmp_path / "vae" / "checkpoints")] == [3, 5]
+        assert (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def test_stage_falls_back_to_train_frames_without_test_clips(video_factory, tmp_path, monkeypatch):

@@ -81,3 +81,16 @@ def test_mismatches_name_the_stage_and_the_file_and_write_fixes_them(tmp_path):
     assert text.startswith("# the DAG\n")
     deps = yaml.safe_load(text)["stages"]["one"]["deps"]
     assert deps[0] == "data/input" and "pipeline/unused.py" not in deps
+
+
+def test_every_package_data_file_has_a_reader_in_the_closure_rules():
+    """A template or data file shipped in the wheel is a dependency of the stages that read it."""
+    import tomllib
+
+    from pipeline.orchestration.code_deps import PACKAGE_DATA
+
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = {f"pipeline/{g}" for g in shipped["package-data"]["pipeline"]}
+    assert globs == {pattern for pattern, _ in PACKAGE_DATA}
+    for pattern, reader in PACKAGE_DATA:
+        assert (ROOT / reader).is_file() and list(ROOT.glob(pattern)), pattern

@@ -6,7 +6,7 @@ import torch
 
 from pipeline.config import TrainGestureAEParams
 from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder
-from pipeline.training.checkpoints import list_checkpoints
+from pipeline.training.checkpoint_store import list_checkpoints
 from pipeline.training.gesture_ae_trainer import (
     evaluate,
     reconstruction_loss,

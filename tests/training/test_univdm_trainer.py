@@ -7,12 +7,9 @@ from diffusers import AutoencoderKL
 from pipeline.config import TrainUnivdmParams
 from pipeline.models.schedulers import add_noise, noise_scheduler
 from pipeline.models.univdm import UniVDM, UniVDMConfig
-from pipeline.training.checkpoints import list_checkpoints
-from pipeline.training.univdm_trainer import (
-    TrainingDiverged,
-    first_frame_condition,
-    train_univdm,
-)
+from pipeline.training.checkpoint_store import list_checkpoints
+from pipeline.training.loop import TrainingDiverged
+from pipeline.training.univdm_trainer import first_frame_condition, train_univdm
 
 SIZE, FRAMES = 32, 3
 

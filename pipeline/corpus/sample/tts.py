@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import wave
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import resample_poly
+
+from pipeline.io.audio import read_audio
 
 ESPEAK = "espeak-ng"
 
@@ -49,18 +50,6 @@ def espeak_command(voice: Voice, text: str, wav_path: str | Path) -> list[str]:
     ]
 
 
-def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as mono float32 in [-1, 1] and its sample rate."""
-    with wave.open(str(path), "rb") as reader:
-        if reader.getsampwidth() != 2:
-            raise RuntimeError(f"{path}: expected 16-bit PCM from espeak-ng")
-        rate = reader.getframerate()
-        channels = reader.getnchannels()
-        data = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
-    audio = data.astype(np.float32).reshape(-1, channels).mean(axis=1) / 32768.0
-    return audio, rate
-
-
 def _trim(audio: np.ndarray, rate: int, threshold: float = 0.01) -> np.ndarray:
     """Cut leading and trailing near-silence (espeak pads ~0.2 s), keeping 20 ms either side."""
     loud = np.flatnonzero(np.abs(audio) > threshold * max(np.abs(audio).max(), 1e-9))
@@ -87,7 +76,7 @@ def synthesize(text: str, voice: Voice, sample_rate: int = 16000, peak: float = 
         if result.returncode != 0 or not wav_path.exists() or "Error" in result.stderr:
             detail = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
             raise RuntimeError(f"{' '.join(command[:-1])} '...' failed: {detail}")
-        audio, rate = _read_wav(wav_path)
+        audio, rate = read_audio(wav_path)  # at espeak-ng's own rate, resampled below
     audio = _trim(audio, rate)
     if audio.size == 0:
         raise RuntimeError(f"espeak-ng produced silence for voice {voice.name!r}: {text!r}")

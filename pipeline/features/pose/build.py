@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
-from pipeline.config import ExtractParams
 from pipeline.features.pose import PoseBackend
 
 BACKENDS = ("annotations", "mediapipe", "dwpose")
 
 
 def build_pose_backend(
-    name: str, params: ExtractParams, raw_poses: pd.DataFrame | None = None
-) -> PoseBackend:
+    name: str, *, dwpose_dir: str | os.PathLike | None = None,
+    raw_poses: pd.DataFrame | None = None,
+) -> PoseBackend:  # fmt: skip
     """Build the pose backend called ``name``.
 
     Args:
-        name: ``annotations``, ``mediapipe`` or ``dwpose`` (usually ``params.pose_backend``; a
-            caller may ask for another one, e.g. to read generated videos with ``mediapipe``).
-        params: the ``extract`` section (``dwpose_dir`` for ``dwpose``).
+        name: ``annotations``, ``mediapipe`` or ``dwpose`` (``extract.pose_backend`` in the
+            ``extract`` stage, ``evaluate.pose_backend`` when reading generated videos).
+        dwpose_dir: local folder with DWPose's ONNX weights, required by ``dwpose``
+            (``extract.dwpose_dir``); ignored by the others.
         raw_poses: the ground-truth ``RAW_POSE`` table, required by ``annotations``.
 
     Raises:
@@ -37,9 +40,9 @@ def build_pose_backend(
 
         return MediaPipeHolisticBackend()
     if name == "dwpose":
-        if not params.dwpose_dir:
+        if not dwpose_dir:
             raise ValueError("pose backend 'dwpose' needs extract.dwpose_dir (a local folder)")
         from pipeline.features.pose.dwpose import DWPoseBackend
 
-        return DWPoseBackend(params.dwpose_dir)
+        return DWPoseBackend(dwpose_dir)
     raise ValueError(f"unknown pose backend {name!r}; choose one of {', '.join(BACKENDS)}")

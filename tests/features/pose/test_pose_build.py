@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import ExtractParams
 from pipeline.features.pose import drop_outside
 from pipeline.features.pose.annotations import AnnotationsBackend
 from pipeline.features.pose.build import BACKENDS, build_pose_backend
@@ -21,26 +20,26 @@ from pipeline.keypoints import N_KEYPOINTS
 def test_unknown_name_lists_the_choices():
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'.*annotations, "
                                          "mediapipe, dwpose"):  # fmt: skip
-        build_pose_backend("openpose", ExtractParams())
+        build_pose_backend("openpose")
     assert BACKENDS == ("annotations", "mediapipe", "dwpose")
 
 
 def test_annotations_needs_ground_truth():
     with pytest.raises(ValueError, match="needs the ground-truth poses"):
-        build_pose_backend("annotations", ExtractParams())
+        build_pose_backend("annotations")
     raw = pd.DataFrame({"video_id": ["v"], "frame": [0], "keypoints": [[0.0] * 399]})
-    backend = build_pose_backend("annotations", ExtractParams(), raw)
+    backend = build_pose_backend("annotations", raw_poses=raw)
     assert isinstance(backend, AnnotationsBackend) and backend.name == "annotations"
 
 
 def test_dwpose_needs_a_folder():
     with pytest.raises(ValueError, match="dwpose_dir"):
-        build_pose_backend("dwpose", ExtractParams())
+        build_pose_backend("dwpose")
 
 
 def test_mediapipe_is_built():
     pytest.importorskip("mediapipe")
-    with build_pose_backend("mediapipe", ExtractParams()) as backend:
+    with build_pose_backend("mediapipe") as backend:
         assert backend.name == "mediapipe"
 
 
@@ -48,7 +47,7 @@ def test_mediapipe_is_built():
 def test_dwpose_missing_files_name_folder_and_files(tmp_path):
     (tmp_path / DET_FILE).write_bytes(b"")
     with pytest.raises(FileNotFoundError) as error:
-        build_pose_backend("dwpose", ExtractParams(dwpose_dir=str(tmp_path)))
+        build_pose_backend("dwpose", dwpose_dir=str(tmp_path))
     message = str(error.value)
     assert str(tmp_path) in message and POSE_FILE in message and "missing" in message
     with pytest.raises(FileNotFoundError, match=f"{DET_FILE}.*{POSE_FILE}"):
