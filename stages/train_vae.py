@@ -27,6 +27,7 @@ from pipeline.config import Params
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.metrics.psnr import reconstruction_psnr
 from pipeline.models import vae as vae_lib
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
@@ -90,7 +91,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
                 write_reconstructions(vae, eval_frames, tmp / "reconstructions.png")
             if checkpoints.is_dir():  # kept across the swap of the folder
                 os.replace(checkpoints, tmp / "checkpoints")
-        psnr = None if eval_frames is None else vae_lib.reconstruction_psnr(vae, eval_frames)
+        psnr = None if eval_frames is None else reconstruction_psnr(vae, eval_frames)
         metrics.update(psnr_db=psnr, scaling_factor=float(vae.config.scaling_factor),
                        downsample_factor=vae_lib.vae_downsample_factor(vae))  # fmt: skip
         if psnr is not None:

@@ -21,8 +21,7 @@ from pipeline.io import tables
 from pipeline.config import ParParams
 from pipeline.keypoints import N_KEYPOINTS
 from pipeline.io.media import read_frames
-from pipeline.models.univdm import audio_windows
-from pipeline.models.vae import frames_to_images
+from pipeline.data.images import frames_to_images
 from pipeline.par import par_weights, part_areas, scaled_radius
 
 AREAS = ("hand", "face", "body")
@@ -43,6 +42,30 @@ class ClipRecord:
     width: int
     poses: np.ndarray  # (n_frames, 133, 3)
     audio: np.ndarray  # (n_frames, A)
+
+
+def audio_windows(features: torch.Tensor, start: int, frames: int, m: int) -> torch.Tensor:
+    """``A(f) = concat(A(f-m) ... A(f+m))`` for ``f`` in ``[start, start + frames)``.
+
+    Args:
+        features: ``(N, A)`` per-video-frame audio features of a clip.
+        start: first video frame of the window.
+        frames: number of video frames.
+        m: context frames each side; indices outside ``[0, N)`` repeat the edge frame.
+
+    Returns:
+        ``(frames, 2m + 1, A)``; row ``f`` holds features ``f-m ... f+m`` in order.
+    """
+    n = features.shape[0]
+    centres = torch.arange(start, start + frames)[:, None]
+    offsets = torch.arange(-m, m + 1)[None, :]
+    index = (centres + offsets).clamp(0, n - 1)
+    return features[index]
+
+
+def load_latents(path: str | Path) -> torch.Tensor:
+    """A stored ``(L, C, h, w)`` latent video as float32."""
+    return torch.from_numpy(np.load(path).astype(np.float32))
 
 
 def load_clip_records(curated: str | Path, features: str | Path, split: str = "train",

@@ -27,7 +27,8 @@ import torch
 
 from pipeline.curation.cut import crop_box
 from pipeline.data.face_boxes import face_mask
-from pipeline.data.windows import resize_frames
+from pipeline.data.images import frames_to_images, images_to_frames
+from pipeline.data.windows import audio_windows, resize_frames
 from pipeline.errors import InputError
 from pipeline.inference.guidance import Classifiers, GuidanceWeights
 from pipeline.inference.sampling import sample_long_video, segment_starts
@@ -35,8 +36,8 @@ from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.media import MediaError
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.schedulers import noise_scheduler
-from pipeline.models.univdm import UniVDM, audio_windows
-from pipeline.models.vae import decode_latents, encode_frames, frames_to_images, images_to_frames
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import decode_latents, encode_frames
 
 if TYPE_CHECKING:
     from pipeline.config import Params

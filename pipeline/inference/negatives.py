@@ -39,8 +39,9 @@ import torch
 
 from pipeline.config import NegativesParams
 from pipeline.data.face_boxes import face_box_at
+from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.data.splits import held_out
-from pipeline.data.windows import ClipRecord, resize_frames
+from pipeline.data.windows import ClipRecord, audio_windows, load_latents, resize_frames
 from pipeline.errors import InputError
 from pipeline.inference.sampling import sample_long_video, segment_starts
 from pipeline.io import shards as sharding
@@ -49,8 +50,8 @@ from pipeline.io.media import read_frames
 from pipeline.io.outputs import final_path, write_png
 from pipeline.io.previews import frame_strip
 from pipeline.models.schedulers import noise_scheduler
-from pipeline.models.univdm import UniVDM, audio_windows
-from pipeline.models.vae import decode_latents, encode_frames, frames_to_images, images_to_frames
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import decode_latents, encode_frames
 
 log = logging.getLogger("paha.negatives")
 
@@ -282,13 +283,8 @@ def write_preview_strip(index: pd.DataFrame, vae, path: str | Path, pairs: int =
     return write_png(strip, path)
 
 
-def load_latents(path: str | Path) -> torch.Tensor:
-    """A stored ``(L, C, h, w)`` latent video as float32."""
-    return torch.from_numpy(np.load(path).astype(np.float32))
-
-
 __all__ = [
     "PLAN_COLUMNS", "PairGenerator", "batches", "clip_windows", "generate_shard", "heldout_clips",
-    "load_latents", "merge_shards", "plan_fingerprint", "plan_pairs", "shard_batches",
+    "merge_shards", "plan_fingerprint", "plan_pairs", "shard_batches",
     "write_preview_strip",
 ]  # fmt: skip

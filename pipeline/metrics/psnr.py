@@ -21,6 +21,8 @@ import math
 import numpy as np
 import torch
 
+from pipeline.models.vae import reconstruct_frames
+
 
 def _as_array(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -59,3 +61,12 @@ def psnr(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor,
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(data_range**2 / mse)
+
+
+def reconstruction_psnr(vae, frames: np.ndarray) -> float:
+    """Mean over frames of the per-frame PSNR (dB, uint8 convention) of the VAE's reconstruction.
+
+    The reconstruction is quantised to uint8 first: the number describes what a preview shows.
+    """
+    recon = reconstruct_frames(vae, frames)
+    return float(np.mean([psnr(r, f) for f, r in zip(frames, recon, strict=True)]))

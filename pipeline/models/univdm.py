@@ -212,22 +212,3 @@ class UniVDM(nn.Module):
     def load(cls, folder: str | os.PathLike, weights: str = WEIGHTS_NAME) -> UniVDM:
         """Rebuild from :meth:`save`'s folder (strict: every key must match)."""
         return load_folder(cls, UniVDMConfig.from_json, folder, CONFIG_NAME, weights)
-
-
-def audio_windows(features: torch.Tensor, start: int, frames: int, m: int) -> torch.Tensor:
-    """``A(f) = concat(A(f-m) ... A(f+m))`` for ``f`` in ``[start, start + frames)``.
-
-    Args:
-        features: ``(N, A)`` per-video-frame audio features of a clip.
-        start: first video frame of the window.
-        frames: number of video frames.
-        m: context frames each side; indices outside ``[0, N)`` repeat the edge frame.
-
-    Returns:
-        ``(frames, 2m + 1, A)``; row ``f`` holds features ``f-m ... f+m`` in order.
-    """
-    n = features.shape[0]
-    centres = torch.arange(start, start + frames)[:, None]
-    offsets = torch.arange(-m, m + 1)[None, :]
-    index = (centres + offsets).clamp(0, n - 1)
-    return features[index]

@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 from diffusers import AutoencoderKL
 
+from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.io.media import read_frames
-from pipeline.metrics.psnr import psnr
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name
@@ -130,20 +130,6 @@ def vae_downsample_factor(vae: AutoencoderKL) -> int:
 
 
 # ---------------------------------------------------------------- frames, images, latents
-def frames_to_images(frames: np.ndarray) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float32 in ``[-1, 1]``."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def images_to_frames(images: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` float in ``[-1, 1]`` -> ``(N, H, W, 3)`` uint8 (clipped, rounded)."""
-    scaled = (images.detach().float().clamp(-1, 1) + 1) * 127.5
-    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _as_images(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(frames, torch.Tensor):
         if frames.ndim != 4 or frames.shape[1] != 3:
@@ -253,15 +239,6 @@ def reconstruct_frames(vae: AutoencoderKL, frames: np.ndarray, batch_size: int =
     """Encode (posterior mean) and decode ``(N, H, W, 3)`` uint8 frames; same shape and dtype."""
     return images_to_frames(decode_latents(vae, encode_frames(vae, frames, batch_size=batch_size),
                                            batch_size=batch_size))  # fmt: skip
-
-
-def reconstruction_psnr(vae: AutoencoderKL, frames: np.ndarray) -> float:
-    """Mean over frames of the per-frame PSNR (dB, uint8 convention) of the VAE's reconstruction.
-
-    The reconstruction is quantised to uint8 first: the number describes what a preview shows.
-    """
-    recon = reconstruct_frames(vae, frames)
-    return float(np.mean([psnr(r, f) for f, r in zip(frames, recon, strict=True)]))
 
 
 def reconstruction_grid(vae: AutoencoderKL, frames: np.ndarray, columns: int = 8) -> np.ndarray:

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.data.windows import load_latents
 from pipeline.errors import InputError
-from pipeline.inference.negatives import load_latents
 from pipeline.io import tables
 
 

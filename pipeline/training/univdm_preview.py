@@ -9,12 +9,19 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from pipeline.data.windows import ClipRecord, NoClipsError, load_clip_records, resize_frames
+from pipeline.data.images import frames_to_images, images_to_frames
+from pipeline.data.windows import (
+    ClipRecord,
+    NoClipsError,
+    audio_windows,
+    load_clip_records,
+    resize_frames,
+)
 from pipeline.inference.sampling import ddim_sample
 from pipeline.io.media import read_frames
 from pipeline.io.previews import write_preview
-from pipeline.models.univdm import UniVDM, audio_windows
-from pipeline.models.vae import decode_latents, encode_frames, frames_to_images, images_to_frames
+from pipeline.models.univdm import UniVDM
+from pipeline.models.vae import decode_latents, encode_frames
 
 
 def preview_record(clips: str | os.PathLike, features: str | os.PathLike,

@@ -29,8 +29,9 @@ from diffusers import AutoencoderKL
 from diffusers.optimization import get_scheduler
 
 from pipeline.config import TrainVaeParams
+from pipeline.data.images import frames_to_images
 from pipeline.io.outputs import write_png
-from pipeline.models.vae import frames_to_images, reconstruction_grid, sample_training_frames
+from pipeline.models.vae import reconstruction_grid, sample_training_frames
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 

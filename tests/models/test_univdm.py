@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from pipeline.data.windows import audio_windows
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor
-from pipeline.models.univdm import UniVDM, UniVDMConfig, audio_windows
+from pipeline.models.univdm import UniVDM, UniVDMConfig
 
 TINY = UniVDMConfig(latent_channels=4, latent_size=8, frames=3, audio_dim=6, audio_context=1,
                     block_out_channels=[32, 32], cross_attention_dim=32, attention_head_dim=8,

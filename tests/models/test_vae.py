@@ -13,12 +13,12 @@ import torch
 import yaml
 
 from pipeline.config import TrainVaeParams
+from pipeline.data.images import frames_to_images
 from pipeline.io import tables
 from pipeline.models.vae import (
     build_vae,
     decode_latents,
     encode_frames,
-    frames_to_images,
     load_vae,
     resolve_vae,
     sample_training_frames,

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pipeline.config import TrainVaeParams
-from pipeline.models.vae import build_vae, reconstruction_psnr
+from pipeline.metrics.psnr import reconstruction_psnr
+from pipeline.models.vae import build_vae
 from pipeline.training import vae_trainer
 from pipeline.training.checkpoint_store import list_checkpoints
 from pipeline.training.loop import TrainingDiverged
