@@ -41,6 +41,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from pipeline.errors import InputError
+from pipeline.io.outputs import replace_directory
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +262,7 @@ def save_checkpoint(root: str | os.PathLike, step: int, fingerprint: str,
         (tmp / STATE_FILE).write_text(json.dumps(info, indent=1) + "\n")  # last: marks it done
         _fsync(tmp / STATE_FILE)
         _fsync(tmp)
-        if final.exists():
-            old = root / f".{final.name}.old"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_directory(tmp, final)
         _fsync(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

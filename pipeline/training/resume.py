@@ -16,13 +16,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel
 
+from pipeline.io.outputs import replace_directory
 from pipeline.training.checkpoint_store import FORMAT_VERSION, list_checkpoints, read_state
 
 log = logging.getLogger(__name__)
@@ -110,10 +110,4 @@ def checkpoint_to_resume(root: str | os.PathLike, run_fingerprint: str) -> Path 
 
 def _move(source: Path, target: Path) -> None:
     """Rename ``source`` to ``target``, replacing a checkpoint folder already there."""
-    if target.exists():
-        doomed = target.with_name(f".{target.name}.del")
-        os.replace(target, doomed)
-        os.replace(source, target)
-        shutil.rmtree(doomed)
-    else:
-        os.replace(source, target)
+    replace_directory(source, target)
