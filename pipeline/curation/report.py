@@ -9,7 +9,7 @@
   reasons, measurements (failing ones in red), reviewer override and contact sheet. A row of
   status / reason filters works with CSS alone (radio buttons), no script.
 
-The sheets reuse the detections :func:`pipeline.curation.curate.measure_clip` kept for the sheet
+The sheets reuse the detections :func:`pipeline.curation.measures.measure_clip` kept for the sheet
 frames, so the report decodes a few frames per clip and runs no detector. Clips that were not
 measured (rejected by ``cut``, unreadable video) get frames without overlays when the video
 decodes, or a grey placeholder that says why. Other files in ``out_dir`` are left alone.
@@ -29,16 +29,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CurateParams
-from pipeline.curation.curate import (
+from pipeline.curation.curate import CurateResult
+from pipeline.curation.decisions import REASON_CATEGORIES, check_measurements, reason_category
+from pipeline.curation.measures import (
     KEYPOINT_MIN_SCORE,
-    REASON_CATEGORIES,
     ClipMeasurement,
-    CurateResult,
     SheetDetections,
     body_ratio,
-    check_measurements,
     face_present,
-    reason_category,
     sheet_positions,
 )
 from pipeline.io.media import MediaError, count_frames, read_frames, tmp_path

@@ -13,7 +13,8 @@ from pipeline import keypoints as kp
 from pipeline.config import SampleCorpusParams
 from pipeline.corpus.sample import motion, tts
 from pipeline.corpus.sample import render as sample
-from pipeline.corpus.sample.character import Controls, background, draw, figure
+from pipeline.corpus.sample.drawing import background, draw
+from pipeline.corpus.sample.figure import Controls, figure
 from pipeline.io import tables
 from pipeline.io.media import count_frames, cut_audio, probe
 

@@ -13,21 +13,18 @@ import pytest
 import soundfile
 
 from pipeline.config import CurateParams
-from pipeline.curation.curate import (
+from pipeline.curation.curate import curate
+from pipeline.curation.decisions import decide, reason_category
+from pipeline.curation.measures import (
     ClipMeasurement,
-    OverridesError,
-    apply_overrides,
     audio_stats,
     body_ratio,
-    curate,
-    decide,
     face_stats,
     frame_histograms,
     measure_clip,
-    read_overrides,
-    reason_category,
     scene_cut_count,
 )
+from pipeline.curation.overrides import OverridesError, apply_overrides, read_overrides
 from pipeline.io.media import write_video
 from pipeline.io.tables import CLIPS, CURATED, to_arrow
 from pipeline.keypoints import BODY_INDEX, N_KEYPOINTS

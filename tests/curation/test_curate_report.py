@@ -11,7 +11,8 @@ import pytest
 import soundfile
 
 from pipeline.config import CurateParams
-from pipeline.curation.curate import SheetDetections, curate
+from pipeline.curation.curate import curate
+from pipeline.curation.measures import SheetDetections
 from pipeline.curation.report import TILE, render_sheet, sheet_name, write_report
 from pipeline.io.media import write_video
 from pipeline.io.tables import CLIPS

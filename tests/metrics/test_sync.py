@@ -251,7 +251,8 @@ def sample_clip():
     frame 0 (from its face keypoints) and the mouth's rows/columns in 48 px crops."""
     from pipeline.corpus.sample import motion, tts
     from pipeline.corpus.sample import render as sample
-    from pipeline.corpus.sample.character import background, draw, figure
+    from pipeline.corpus.sample.drawing import background, draw
+    from pipeline.corpus.sample.figure import figure
 
     profile = sample._PROFILES["en"][0]
     text = "Heavy rain is expected across the northern region for the rest of the week."

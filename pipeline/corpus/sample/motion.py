@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import keypoints as kp
 
-from .character import Controls, Figure, points_in_polygon
+from .figure import Controls, Figure, points_in_polygon
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ to ``out_dir / f"{video_id}.mp4"`` and returns the interval table (``tables.RAW`
 clip) and the ground-truth poses of every frame (``tables.RAW_POSE``).
 
 Each speaker alternates languages (``sample_en_1``, ``sample_zh_1``, ``sample_en_2``, ...), has
-its own espeak-ng voice, cartoon character (:mod:`.character`) and gesture style
+its own espeak-ng voice, cartoon character (:mod:`.figure`, :mod:`.drawing`) and gesture style
 (:mod:`.motion`). A speaker's video is its clips back to back: each clip is one or two sentences
 from ``sentences/{language}.txt`` whose speech fits ``[min_clip_s, max_clip_s]`` with small
 margins, separated by 0.5-1.0 s of near-silence (a -70 dBFS noise floor, so SNR estimates stay
@@ -28,7 +28,8 @@ from pipeline.io import tables
 from pipeline.io.media import write_video
 from pipeline.io.pool import map_ordered
 
-from .character import Character, background, draw, figure
+from .drawing import background, draw
+from .figure import Character, figure
 from .motion import GestureStyle, audio_motion, ground_truth
 from .tts import Voice, synthesize
 
