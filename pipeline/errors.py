@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad input, named in the message (file and problem)."""
+
+
+class MissingInputError(InputError):
+    """A file or folder the input names is missing (weights, a model folder, a checkpoint)."""

@@ -12,18 +12,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_params
-from pipeline.io.media import MediaError
+from pipeline.config import load_params
 
 
 def animate_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline.errors import InputError
     from pipeline.features.extraction import AudioFeaturizer
     from pipeline.inference.animator import (
         Animator,
         AnimatorSettings,
-        InputError,
         crop_reference,
         detect_face,
         load_speech,
@@ -65,7 +64,7 @@ def animate_command(args: argparse.Namespace) -> int:
             wav = Path(tmp) / "speech.wav"
             soundfile.write(wav, wave, SAMPLE_RATE)
             write_video(iter(result.frames), out, settings.fps, audio=wav)
-    except (ConfigError, InputError, MediaError, FileNotFoundError, ValueError) as error:
+    except InputError as error:  # ConfigError, MediaError, missing models: one line, exit 2
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(

@@ -99,8 +99,9 @@ def par_figure_command(args: argparse.Namespace) -> int:
     """Write the Fig. 3-style PAR figure of one frame of an extracted clip."""
     import numpy as np
 
+    from pipeline.errors import InputError
     from pipeline.io import tables
-    from pipeline.io.media import MediaError, read_frames
+    from pipeline.io.media import read_frames
     from pipeline.keypoints import N_KEYPOINTS
     from pipeline.par import par_figure
 
@@ -109,18 +110,18 @@ def par_figure_command(args: argparse.Namespace) -> int:
         clips = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
         pose = tables.read_table(f"{args.features}/pose.parquet", tables.POSE)
         if args.clip_id not in clips.index:
-            raise ValueError(f"{args.clips}: no clip {args.clip_id!r}")
+            raise InputError(f"{args.clips}: no clip {args.clip_id!r}")
         rows = pose[(pose["clip_id"] == args.clip_id) & (pose["frame"] == args.frame)]
         if rows.empty:
-            raise ValueError(f"{args.features}/pose.parquet: no pose for {args.clip_id} "
+            raise InputError(f"{args.features}/pose.parquet: no pose for {args.clip_id} "
                              f"frame {args.frame}")  # fmt: skip
         keypoints = np.asarray(rows["keypoints"].iloc[0], np.float32).reshape(N_KEYPOINTS, 3)
         frame = read_frames(clips.at[args.clip_id, "path"], [args.frame])
         if len(frame) == 0:
-            raise ValueError(f"{args.clip_id}: no frame {args.frame}")
+            raise InputError(f"{args.clip_id}: no frame {args.frame}")
         out = args.out or f"par_{args.clip_id}_{args.frame}.png"
         par_figure(frame[0], keypoints, params.train_univdm.par, out)
-    except (ConfigError, tables.TableError, MediaError, ValueError) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(out)

@@ -29,7 +29,7 @@ from pipeline.curation.cut import crop_box
 from pipeline.data.face_boxes import face_mask
 from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.data.windows import audio_windows, resize_frames
-from pipeline.errors import InputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.inference.guidance import Classifiers, GuidanceWeights
 from pipeline.inference.sampling import sample_long_video, segment_starts
 from pipeline.io.audio import SAMPLE_RATE
@@ -146,7 +146,7 @@ class Animator:
         classifier_dirs: ``{"face": ..., "nonface": ...}`` final classifier folders, or None
             (unguided only).
 
-    Raises FileNotFoundError naming a model folder that does not exist.
+    Raises MissingInputError naming a model folder that does not exist.
     """
 
     def __init__(self, univdm_dir: str | Path, vae_dir: str | Path, settings: AnimatorSettings,
@@ -156,7 +156,7 @@ class Animator:
         self.settings = settings
         for path in [univdm_dir, vae_dir, *(classifier_dirs or {}).values()]:
             if not Path(path).is_dir():
-                raise FileNotFoundError(f"{path}: model folder not found (run `dvc repro` or "
+                raise MissingInputError(f"{path}: model folder not found (run `dvc repro` or "
                                         "give the path)")  # fmt: skip
         self.model = UniVDM.load(univdm_dir).eval()
         self.vae = resolve_vae(vae_dir).eval()
@@ -203,7 +203,7 @@ class Animator:
         clean = torch.from_numpy(np.asarray(features, np.float32))
         if weights.guided_steps(settings.steps):
             if not self.classifiers:
-                raise FileNotFoundError(f"guidance mode {mode!r} needs the face and non-face "
+                raise MissingInputError(f"guidance mode {mode!r} needs the face and non-face "
                                         "classifiers (data/models/classifier)")  # fmt: skip
             # Past the audio's end the last row repeats, as audio_windows does.
             padded = clean[torch.arange(total).clamp(max=n_frames - 1)]

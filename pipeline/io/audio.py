@@ -18,6 +18,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 
+from pipeline.errors import MissingInputError
 from pipeline.io.media import MediaError, describe_file
 
 SAMPLE_RATE = 16000
@@ -145,7 +146,7 @@ class Wav2Vec2Features:
 
         folder = Path(path)
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder}: no Wav2Vec2 model here (config.json missing)")
+            raise MissingInputError(f"{folder}: no Wav2Vec2 model here (config.json missing)")
         self.model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True).to(device).eval()
         n_hidden = self.model.config.num_hidden_layers
         bad = [layer for layer in layers if not 0 <= layer <= n_hidden]

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 
@@ -83,7 +83,7 @@ def files_digest(*paths: str | os.PathLike) -> str:
     """16 hex digits of SHA-256 over the files under ``paths`` (relative names and bytes, sorted;
     hidden files such as temporaries are left out): what a plan records of model folders.
 
-    Raises FileNotFoundError naming a path that does not exist or holds no file.
+    Raises MissingInputError naming a path that does not exist or holds no file.
     """
     digest = hashlib.sha256()
     for root in map(Path, paths):
@@ -94,7 +94,7 @@ def files_digest(*paths: str | os.PathLike) -> str:
             files = {name: p for name, p in files.items()
                      if not any(part.startswith(".") for part in name.split("/"))}  # fmt: skip
         if not files:
-            raise FileNotFoundError(f"{root}: model folder not found or empty")
+            raise MissingInputError(f"{root}: model folder not found or empty")
         for name, file in sorted(files.items()):
             digest.update(f"{name}\0".encode())
             with open(file, "rb") as handle:

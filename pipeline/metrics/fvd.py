@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.errors import MissingInputError
 from pipeline.metrics.frechet import frechet_distance_of_features
 
 DETECTOR_KWARGS = {"rescale": False, "resize": False, "return_features": True}
@@ -51,12 +52,12 @@ DETECTOR_KWARGS = {"rescale": False, "resize": False, "return_features": True}
 def load_i3d(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
     """Load the I3D torchscript from a local ``path`` in eval mode on ``device``.
 
-    Raises FileNotFoundError when the file is missing and ValueError when it is not a TorchScript
+    Raises MissingInputError when the file is missing and ValueError when it is not a TorchScript
     archive; both name the path.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: I3D torchscript not found (set evaluate.fvd.i3d)")
+        raise MissingInputError(f"{path}: I3D torchscript not found (set evaluate.fvd.i3d)")
     try:
         with warnings.catch_warnings():
             # torch 2.13 deprecates TorchScript, but this detector is only published as one.

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.errors import MissingInputError
+
 # CLIP's preprocessing statistics (the same for every OpenAI/OpenCLIP ViT release).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -28,7 +30,7 @@ class ClipImageEncoder(nn.Module):
 
         folder = Path(path)
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder}: no CLIP vision model here (config.json missing)")
+            raise MissingInputError(f"{folder}: no CLIP vision model here (config.json missing)")
         self.model = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True)
         self.model.requires_grad_(False).eval()
         self.image_size = int(self.model.config.image_size)

@@ -8,6 +8,8 @@ from typing import TypeVar
 
 from torch import nn
 
+from pipeline.errors import MissingInputError
+
 WEIGHTS_NAME = "model.safetensors"
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -32,7 +34,7 @@ def load_folder(build: type[Model], config_from_json, folder: str | os.PathLike,
 
     folder = Path(folder)
     if not (folder / config_name).exists():
-        raise FileNotFoundError(f"{folder}: no {build.__name__} here ({config_name} missing)")
+        raise MissingInputError(f"{folder}: no {build.__name__} here ({config_name} missing)")
     model = build(config_from_json((folder / config_name).read_text()))
     load_model(model, str(folder / weights), strict=True)
     return model

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.errors import MissingInputError
 from pipeline.models.persistence import WEIGHTS_NAME, save_folder
 
 CONFIG_NAME = "syncnet_config.json"
@@ -230,13 +231,13 @@ class SyncNet(nn.Module):
         PyTorch < 0.4; unused in eval mode), and no other key may be present.
 
         Raises:
-            FileNotFoundError: no file at ``path``.
+            MissingInputError: no file at ``path``.
             ValueError: the file is not a state dict, or its keys or shapes do not match,
                 naming the file and the offending keys.
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: SyncNet weights file not found")
+            raise MissingInputError(f"{path}: SyncNet weights file not found")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # unpickling raises many types for a foreign file
@@ -284,7 +285,7 @@ class SyncNet(nn.Module):
 
         folder = Path(folder)
         if not (folder / CONFIG_NAME).exists():
-            raise FileNotFoundError(f"{folder}: no SyncNet here ({CONFIG_NAME} missing)")
+            raise MissingInputError(f"{folder}: no SyncNet here ({CONFIG_NAME} missing)")
         config = SyncNetConfig.from_json((folder / CONFIG_NAME).read_text())
         model = cls(width=config.width, size=config.size, embedding=config.embedding)
         load_model(model, str(folder / weights), strict=True)
@@ -328,7 +329,7 @@ def load_for_metric(folder: str | os.PathLike) -> tuple[SyncNet, bool]:
     record = json.loads(record_path.read_text())
     weights = Path(record["weights"])
     if not weights.is_file():
-        raise FileNotFoundError(f"{record_path}: the recorded SyncNet weights {weights} are gone")
+        raise MissingInputError(f"{record_path}: the recorded SyncNet weights {weights} are gone")
     if file_sha256(weights) != record["sha256"]:
         raise ValueError(f"{weights} changed since {record_path} recorded it (SHA-256 differs); "
                          "rerun train_syncnet")  # fmt: skip

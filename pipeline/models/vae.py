@@ -31,6 +31,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from pipeline.data.images import frames_to_images, images_to_frames
+from pipeline.errors import MissingInputError
 from pipeline.io.media import read_frames
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
@@ -44,18 +45,19 @@ def load_vae(path: str | os.PathLike) -> AutoencoderKL:
 
     ``path`` is the VAE folder itself (``config.json`` + ``diffusion_pytorch_model.safetensors``)
     or a full Stable Diffusion folder with the VAE in its ``vae/`` subfolder. Nothing is
-    downloaded. Raises :class:`FileNotFoundError` naming the folder when it, its ``config.json``
-    or its safetensors weights are missing (``.bin`` pickles are refused on purpose).
+    downloaded. Raises :class:`~pipeline.errors.MissingInputError` naming the folder when it,
+    its ``config.json`` or its safetensors weights are missing (``.bin`` pickles are refused on
+    purpose).
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: VAE folder not found")
+        raise MissingInputError(f"{folder}: VAE folder not found")
     if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
         folder = folder / "vae"
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no config.json (not a diffusers AutoencoderKL folder)")
+        raise MissingInputError(f"{folder}: no config.json (not a diffusers AutoencoderKL folder)")
     if not (folder / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} (safetensors weights required)")
+        raise MissingInputError(f"{folder}: no {WEIGHTS_FILE} (safetensors weights required)")
     vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     return vae.eval()
 

@@ -40,7 +40,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.io.outputs import replace_directory
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,13 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 
 
 def checkpoint_for_step(root: str | os.PathLike, step: int) -> Path:
-    """The checkpoint for exactly ``step``; FileNotFoundError naming the steps available."""
+    """The checkpoint for exactly ``step``; MissingInputError naming the steps available."""
     found = list_checkpoints(root)
     for found_step, path in found:
         if found_step == step:
             return path
     available = ", ".join(str(s) for s, _ in found) or "none"
-    raise FileNotFoundError(f"{root}: no checkpoint for step {step} (steps available: {available})")
+    raise MissingInputError(f"{root}: no checkpoint for step {step} (steps available: {available})")
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -307,7 +307,7 @@ def load_model_weights(path_or_dir: str | os.PathLike, model: nn.Module,
     if path.is_dir() and not (path / STATE_FILE).exists():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise FileNotFoundError(f"{path}: no checkpoint found")
+            raise MissingInputError(f"{path}: no checkpoint found")
         path = latest
     if path.is_dir():
         path = path / (EMA_FILE if use_ema else MODEL_FILE)

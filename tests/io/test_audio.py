@@ -4,6 +4,7 @@ import pytest
 import soundfile
 import torch
 
+from pipeline.errors import MissingInputError
 from pipeline.io.audio import (
     Wav2Vec2Features,
     frame_count,
@@ -112,5 +113,5 @@ def test_wav2vec2_loader_on_a_tiny_local_model(tmp_path):
     assert not np.allclose(features[:, :16], features[:, 16:])
     with pytest.raises(ValueError, match="layers \\[7\\] outside 0..3"):
         Wav2Vec2Features(tmp_path / "w2v", layers=[7])
-    with pytest.raises(FileNotFoundError, match="config.json missing"):
+    with pytest.raises(MissingInputError, match="config.json missing"):
         Wav2Vec2Features(tmp_path / "nothing", layers=[1])

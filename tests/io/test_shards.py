@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.io import shards as sh
 
 SCHEMA = pa.schema([("item", pa.string()), ("status", pa.string()), ("value", pa.int64())])
@@ -116,5 +116,5 @@ def test_fingerprints_and_file_digests(tmp_path):
     assert sh.files_digest(model) == digest
     (model / "weights.bin").write_bytes(b"\x00\x02")
     assert sh.files_digest(model) != digest
-    with pytest.raises(FileNotFoundError, match="gone: model folder not found"):
+    with pytest.raises(MissingInputError, match="gone: model folder not found"):
         sh.files_digest(tmp_path / "gone")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.errors import MissingInputError
 from pipeline.metrics.fvd import (
     fvd,
     i3d_features,
@@ -58,7 +59,7 @@ def test_load_i3d_and_its_errors_name_the_path(detector_path, tmp_path):
     detector = load_i3d(detector_path)
     assert isinstance(detector, torch.jit.ScriptModule) and not detector.training
     missing = tmp_path / "nowhere" / "i3d.pt"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
+    with pytest.raises(MissingInputError, match=str(missing)):
         load_i3d(missing)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip archive")

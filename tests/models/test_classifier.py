@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from pipeline.errors import MissingInputError
 from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
 from pipeline.models.classifier import SyncClassifier, SyncClassifierConfig, rope
 from pipeline.models.univdm import UniVDM, UniVDMConfig
@@ -135,7 +136,7 @@ def test_save_load_round_trip(clf, tmp_path):
     z, t, audio = _inputs(2, 3, 5)
     with torch.no_grad():
         torch.testing.assert_close(loaded(z, t, audio), clf(z, t, audio), atol=0, rtol=0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(MissingInputError):
         SyncClassifier.load(tmp_path / "nothing")
 
 

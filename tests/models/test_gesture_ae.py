@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.errors import MissingInputError
 from pipeline.models.gesture_ae import (
     GESTURE_JOINTS,
     MIN_STD,
@@ -146,7 +147,7 @@ def test_save_load_keeps_statistics_and_outputs_bit_equal(tmp_path):
     assert torch.equal(loaded.mean, model.mean) and torch.equal(loaded.std, model.std)
     recon2, features2 = loaded(x)
     assert torch.equal(recon, recon2) and torch.equal(features, features2)
-    with pytest.raises(FileNotFoundError, match="gesture_ae_config.json"):
+    with pytest.raises(MissingInputError, match="gesture_ae_config.json"):
         GestureAutoencoder.load(tmp_path / "missing")
 
 

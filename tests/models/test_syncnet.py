@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from pipeline.errors import MissingInputError
 from pipeline.models.syncnet import (
     SyncNet,
     SyncNetConfig,
@@ -106,7 +107,7 @@ def test_mismatched_state_dicts_fail_naming_the_file(official, tmp_path, edit, m
 
 
 def test_unreadable_or_missing_files_fail_naming_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.model"):
+    with pytest.raises(MissingInputError, match="nowhere.model"):
         SyncNet.load_official(tmp_path / "nowhere.model")
     garbage = tmp_path / "garbage.model"
     garbage.write_bytes(b"not a torch file")
@@ -168,7 +169,7 @@ def test_own_weights_save_and_load(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.forward_video(video), model.forward_video(video))
         assert torch.equal(loaded.forward_audio(audio), model.forward_audio(audio))
-    with pytest.raises(FileNotFoundError, match="syncnet_config.json"):
+    with pytest.raises(MissingInputError, match="syncnet_config.json"):
         SyncNet.load(tmp_path / "empty")
 
 

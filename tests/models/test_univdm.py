@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pipeline.data.windows import audio_windows
+from pipeline.errors import MissingInputError
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 
@@ -133,7 +134,7 @@ def test_save_and_load_round_trip(model, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(noisy, torch.tensor(3), reference, audio),
                                    model(noisy, torch.tensor(3), reference, audio))  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="univdm_config.json missing"):
+    with pytest.raises(MissingInputError, match="univdm_config.json missing"):
         UniVDM.load(tmp_path / "nothing")
 
 
@@ -161,5 +162,5 @@ def test_clip_image_encoder_loads_a_tiny_local_model(tmp_path):
     embeds = encoder(torch.rand(2, 3, 64, 64) * 2 - 1)
     assert embeds.shape == (2, 12) and torch.isfinite(embeds).all()
     assert not torch.allclose(embeds[0], embeds[1])
-    with pytest.raises(FileNotFoundError, match="config.json missing"):
+    with pytest.raises(MissingInputError, match="config.json missing"):
         ClipImageEncoder(tmp_path / "none")

@@ -14,6 +14,7 @@ import yaml
 
 from pipeline.config import TrainVaeParams
 from pipeline.data.images import frames_to_images
+from pipeline.errors import MissingInputError
 from pipeline.io import tables
 from pipeline.models.vae import (
     build_vae,
@@ -93,14 +94,14 @@ def test_load_vae_accepts_a_stable_diffusion_folder_layout(tmp_path):
 
 
 def test_load_vae_errors_name_the_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing-vae"):
+    with pytest.raises(MissingInputError, match="missing-vae"):
         load_vae(tmp_path / "missing-vae")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"empty.*config\.json"):
+    with pytest.raises(MissingInputError, match=r"empty.*config\.json"):
         load_vae(tmp_path / "empty")
     (tmp_path / "noweights").mkdir()
     (tmp_path / "noweights" / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match=r"noweights.*safetensors"):
+    with pytest.raises(MissingInputError, match=r"noweights.*safetensors"):
         load_vae(tmp_path / "noweights")
 
 
@@ -152,7 +153,7 @@ def test_resolve_vae_reads_pretrained_json_or_the_folder(saved_vae, tmp_path):
     torch.testing.assert_close(encode_frames(resolve_vae(out), frames), expected)
     torch.testing.assert_close(encode_frames(resolve_vae(folder), frames), expected)
     (out / "pretrained.json").write_text(json.dumps({"path": str(tmp_path / "gone")}))
-    with pytest.raises(FileNotFoundError, match="gone"):
+    with pytest.raises(MissingInputError, match="gone"):
         resolve_vae(out)
 
 

@@ -12,6 +12,7 @@ from safetensors import safe_open
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from pipeline.errors import MissingInputError
 from pipeline.training import checkpoint_store as store
 from pipeline.training.checkpoint_store import (
     CheckpointError,
@@ -162,7 +163,7 @@ def test_inference_weights_from_a_file_a_folder_a_root_or_the_ema(tmp_path):
     with pytest.raises(CheckpointError, match="did not use an EMA"):
         load_model_weights(bare, Tiny(), use_ema=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(MissingInputError, match="no checkpoint"):
         load_model_weights(tmp_path / "empty", Tiny())
 
 
@@ -232,7 +233,7 @@ def test_listing_lookup_and_pruning(tmp_path):
     assert [s for s, _ in list_checkpoints(tmp_path)] == [100, 200, 300, 400, 500]
     assert latest_checkpoint(tmp_path) == tmp_path / "step-000000500"
     assert checkpoint_for_step(tmp_path, 300) == tmp_path / "step-000000300"
-    with pytest.raises(FileNotFoundError, match=r"step 250 .*100, 200, 300, 400, 500") as error:
+    with pytest.raises(MissingInputError, match=r"step 250 .*100, 200, 300, 400, 500") as error:
         checkpoint_for_step(tmp_path, 250)
     assert str(tmp_path) in str(error.value)
 

@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.errors import MissingInputError
 from pipeline.features.pose import PoseBackend, check_frames, drop_outside
 from pipeline.keypoints import N_KEYPOINTS, empty_pose
 
@@ -171,7 +172,7 @@ class DWPoseBackend(PoseBackend):
         folder = Path(weights_dir)
         missing = [name for name in (det_file, pose_file) if not (folder / name).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{folder}: DWPose ONNX weights not found (missing {', '.join(missing)}); the "
                 f"folder must hold {det_file} (YOLOX person detector) and {pose_file} "
                 f"(DWPose whole-body model) from DWPose's ONNX release"

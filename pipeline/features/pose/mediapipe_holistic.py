@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import MissingInputError
 from pipeline.features.pose import PoseBackend, check_frames, drop_outside
 from pipeline.keypoints import FACE, LEFT_HAND, RIGHT_HAND, empty_pose
 
@@ -82,7 +83,7 @@ def _check_model_bundled(model_complexity: int) -> None:
     path = Path(mediapipe.__file__).parent / "modules" / "pose_landmark"
     path = path / _POSE_MODELS[model_complexity]
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path}: MediaPipe pose model for model_complexity={model_complexity} is not "
             f"installed (the wheel bundles only model_complexity=1; the pipeline does not "
             f"download models at run time)"

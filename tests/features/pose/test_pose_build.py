@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.errors import MissingInputError
 from pipeline.features.pose import drop_outside
 from pipeline.features.pose.annotations import AnnotationsBackend
 from pipeline.features.pose.build import BACKENDS, build_pose_backend
@@ -46,11 +47,11 @@ def test_mediapipe_is_built():
 # ---------------------------------------------------------------- DWPose errors
 def test_dwpose_missing_files_name_folder_and_files(tmp_path):
     (tmp_path / DET_FILE).write_bytes(b"")
-    with pytest.raises(FileNotFoundError) as error:
+    with pytest.raises(MissingInputError) as error:
         build_pose_backend("dwpose", dwpose_dir=str(tmp_path))
     message = str(error.value)
     assert str(tmp_path) in message and POSE_FILE in message and "missing" in message
-    with pytest.raises(FileNotFoundError, match=f"{DET_FILE}.*{POSE_FILE}"):
+    with pytest.raises(MissingInputError, match=f"{DET_FILE}.*{POSE_FILE}"):
         DWPoseBackend(tmp_path / "absent")
 
 

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("mediapipe")
 skimage_data = pytest.importorskip("skimage.data")
 
+from pipeline.errors import MissingInputError  # noqa: E402
 from pipeline.features.pose.faces import FaceDetector  # noqa: E402
 from pipeline.features.pose.mediapipe_holistic import (  # noqa: E402
     FACE68_FROM_MESH,
@@ -167,5 +168,5 @@ def test_unbundled_model_complexity_is_refused_not_downloaded():
     lite = Path(mediapipe.__file__).parent / "modules/pose_landmark/pose_landmark_lite.tflite"
     if lite.exists():
         pytest.skip("this mediapipe install has the lite pose model")
-    with pytest.raises(FileNotFoundError, match="model_complexity=0"):
+    with pytest.raises(MissingInputError, match="model_complexity=0"):
         MediaPipeHolisticBackend(model_complexity=0)
