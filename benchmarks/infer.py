@@ -23,12 +23,12 @@ import time
 import torch
 
 from benchmarks.train_step import PROFILES, build
+from pipeline.builders.schedules import training_scheduler
 from pipeline.config import load_params
 from pipeline.data.face_boxes import face_masks
 from pipeline.inference.guidance import Classifiers, GuidanceWeights, energy_gradient
 from pipeline.inference.sampling import ddim_sample
 from pipeline.models.classifier import SyncClassifier
-from pipeline.models.schedulers import noise_scheduler
 
 RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -76,7 +76,7 @@ def main() -> None:
     )  # fmt: skip
     config, scheduler = (
         model.config,
-        noise_scheduler(params.train_univdm.num_train_timesteps, params.train_univdm.beta_schedule),
+        training_scheduler(params.train_univdm),
     )
     latent = config.latent_size
     reference = torch.randn(1, config.latent_channels, latent, latent, device=device)

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.builders.evaluation import fvd_settings
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.windows import load_clip_records, resize_frames
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
-    FvdSettings,
     evaluate_video,
     load_metric_models,
     load_test_clips,
@@ -57,8 +57,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
                             params.cut.fps)  # fmt: skip
     models_dir = Path(args.models)
-    fvd = FvdSettings(settings.fvd.i3d, settings.fvd.clip_frames, settings.fvd.size,
-                      settings.fvd.batch_size)  # fmt: skip
+    fvd = fvd_settings(params)
     models = load_metric_models(models_dir / "gesture_ae" / "final",
                                 models_dir / "syncnet" / "final", settings.pose_backend,
                                 params.train_syncnet.crop_scale, fvd,

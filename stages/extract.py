@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.builders.features import audio_featurizer, face_detector, pose_backend
 from pipeline.config import ExtractParams, Params
 from pipeline.errors import InputError
 from pipeline.features.extraction import (
-    AudioFeaturizer,
     ExtractedClip,
     extract_clip,
     frame_rows,
@@ -33,18 +33,13 @@ log = logging.getLogger("paha.extract")
 
 
 def _init(params: ExtractParams, fps: float, annotations_path: str) -> dict:
-    from pipeline.features.pose.build import build_pose_backend
-    from pipeline.features.pose.faces import FaceDetector
-
     raw_poses = None
     if params.pose_backend == "annotations":
         raw_poses = tables.read_table(annotations_path, tables.RAW_POSE)
     return {
-        "backend": build_pose_backend(
-            params.pose_backend, dwpose_dir=params.dwpose_dir, raw_poses=raw_poses
-        ),
-        "faces": FaceDetector(min_score=params.face_min_score),
-        "featurizer": AudioFeaturizer(params, fps),
+        "backend": pose_backend(params, raw_poses),
+        "faces": face_detector(params),
+        "featurizer": audio_featurizer(params, fps),
     }
 
 

@@ -19,8 +19,8 @@ import logging
 import sys
 import time
 
+from pipeline.builders.inference import animator_settings
 from pipeline.config import Params
-from pipeline.inference.animator import AnimatorSettings
 from pipeline.inference.generate import (
     InferPlan,
     ModelFolders,
@@ -39,7 +39,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     mode, infer = args.mode, params.infer
     records = load_test_records(args.clips, args.features, infer.max_clips)
     plan = InferPlan(records, reference_face_boxes(args.features, records), mode, infer.seed)
-    settings = AnimatorSettings.from_params(params)
+    settings = animator_settings(params)
     models = ModelFolders.under(args.models, mode)
     fingerprint = plan.fingerprint(settings, models.digests())
     started = time.perf_counter()

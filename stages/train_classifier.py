@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.classifier import SyncClassifier
-from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
 from pipeline.training.classifier_data import PairData, load_audio_features
 from pipeline.training.classifier_trainer import KINDS, evaluate, train_classifier
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),
     })  # fmt: skip
     schedule = params.train_univdm
-    scheduler = noise_scheduler(schedule.num_train_timesteps, schedule.beta_schedule)
+    scheduler = training_scheduler(schedule)
     out = Path(args.out)
     started = time.perf_counter()
     with training_live(args.live, out / "checkpoints", run_id) as live:

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.windows import WindowDataset, load_clip_records
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
-from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.vae import resolve_vae
 from pipeline.par import par_figure
 from pipeline.training.checkpoint_store import checkpoint_for_step
@@ -74,7 +74,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
             # At the clip's own resolution, where the areas are computed (paper Fig. 3).
             frame = read_frames(record.path, [0])[0]
             par_figure(frame, record.poses[0], train.par, tmp / f"par_{record.clip_id}.png")
-        scheduler = noise_scheduler(train.num_train_timesteps, train.beta_schedule)
+        scheduler = training_scheduler(train)
         write_univdm_preview(model, vae, preview_record(args.clips, args.features, train.frames),
                              train.frames, train.size, train.audio_context, scheduler,
                              train.preview_steps, train.seed, params.cut.fps, image_encoder,

@@ -1,5 +1,6 @@
 """The package's dependencies point one way (DESIGN.md): cli -> orchestration -> evaluation,
-inference, training (side by side) -> models, metrics -> data -> io.
+inference, training (side by side) -> models, metrics -> data -> io; ``builders`` (params ->
+objects) sits just below cli.
 
 A module may import its own group, the top-level paper concepts (config, errors, keypoints, par)
 and the groups below it; the check names the file and the import that breaks the rule.
@@ -29,8 +30,10 @@ BELOW = {
     "training": {"io", "data", "models", "metrics"},
     "inference": {"io", "data", "models", "metrics"} | DATA_HALF,
     "evaluation": {"io", "data", "models", "metrics"} | DATA_HALF,
+    "builders": {"io", "data", "models", "metrics", "inference", "evaluation"} | DATA_HALF,
     "orchestration": {"io"},
-    "cli": {"io", "data", "models", "metrics", "inference", "orchestration"} | DATA_HALF,
+    "cli": {"io", "data", "models", "metrics", "inference", "orchestration", "builders"}
+    | DATA_HALF,
 }
 
 

@@ -18,11 +18,11 @@ from pipeline.config import load_params
 def animate_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline.builders.features import audio_featurizer
+    from pipeline.builders.inference import animator_settings
     from pipeline.errors import InputError
-    from pipeline.features.extraction import AudioFeaturizer
     from pipeline.inference.animator import (
         Animator,
-        AnimatorSettings,
         crop_reference,
         detect_face,
         load_speech,
@@ -35,7 +35,7 @@ def animate_command(args: argparse.Namespace) -> int:
     models = Path(args.models)
     try:
         params = load_params(args.params)
-        settings = AnimatorSettings.from_params(params)
+        settings = animator_settings(params)
         out = Path(args.out)
         if out.suffix.lower() != ".mp4":
             raise InputError(f"{out}: the output must be an .mp4 file")
@@ -51,7 +51,7 @@ def animate_command(args: argparse.Namespace) -> int:
         reference, face_box = crop_reference(image, box, settings.size, params.cut.crop,
                                              params.cut.person_scale)  # fmt: skip
         # The same per-frame features as `extract` (wav2vec2 loads a model: only here).
-        featurizer = AudioFeaturizer(params.extract, settings.fps)
+        featurizer = audio_featurizer(params.extract, settings.fps)
         features = featurizer(wave, frame_count(len(wave), SAMPLE_RATE, settings.fps))
         total = len(segment_starts(len(features), animator.model.config.frames))
         with tqdm(total=total * settings.steps, desc=f"animate ({args.mode})",

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ExtractParams
 from pipeline.features.pose.accuracy import pck, pck_radius_px
 from pipeline.features.pose.annotations import AnnotationsBackend
 from pipeline.io import tables
@@ -41,17 +40,20 @@ class ExtractedClip:
 class AudioFeaturizer:
     """Turns a 16 kHz waveform into ``(n_frames, dim)`` per-frame features (mel or wav2vec2)."""
 
-    def __init__(self, params: ExtractParams, fps: float):
-        self.params = params
-        self.fps = fps
+    def __init__(self, fps: float, n_mels: int = 80, wav2vec2_path: str | None = None,
+                 wav2vec2_layers: Sequence[int] = ()):  # fmt: skip
+        """``fps``: video frames per second (one feature row per frame); ``n_mels``: log-mel
+        bands; ``wav2vec2_path``: a local wav2vec2 folder (its hidden ``wav2vec2_layers``
+        concatenated) instead of log-mels."""
+        self.fps, self.n_mels = fps, n_mels
         self.wav2vec2 = None
-        if params.audio_features == "wav2vec2":
-            self.wav2vec2 = Wav2Vec2Features(params.wav2vec2.path, params.wav2vec2.layers)
+        if wav2vec2_path is not None:
+            self.wav2vec2 = Wav2Vec2Features(wav2vec2_path, list(wav2vec2_layers))
 
     def __call__(self, wave: np.ndarray, n_frames: int) -> np.ndarray:
         if self.wav2vec2 is not None:
             return self.wav2vec2(wave, SAMPLE_RATE, n_frames)
-        return mel_features(wave, SAMPLE_RATE, self.fps, n_frames, self.params.n_mels)
+        return mel_features(wave, SAMPLE_RATE, self.fps, n_frames, self.n_mels)
 
 
 def person_found(poses: np.ndarray, min_score: float = 0.3) -> np.ndarray:

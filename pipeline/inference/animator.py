@@ -2,8 +2,8 @@
 
 :class:`Animator` holds UniVDM, the VAE, the two PCE classifiers (for SG / DG) and the settings
 the models were trained and are sampled with (:class:`AnimatorSettings`, plain values; the
-params become one in :meth:`AnimatorSettings.from_params`). Inputs are prepared the way training
-did: the reference cropped around the person like ``cut`` and resized to the training size
+params become one in :func:`pipeline.builders.animator_settings`). Inputs are prepared the way
+training did: the reference cropped around the person like ``cut`` and resized to the training size
 (:func:`crop_reference`); the audio as the same per-frame features as ``extract`` (the caller's
 featurizer). It generates one frame per ``1 / fps`` of audio as chained segments
 (:func:`pipeline.inference.sampling.sample_long_video`) and decodes the latents.
@@ -40,7 +40,7 @@ from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, encode_frames
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    pass
 
 log = logging.getLogger("paha.inference")
 
@@ -122,18 +122,6 @@ class AnimatorSettings:
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"
     clip: str | None = None
-
-    @classmethod
-    def from_params(cls, params: Params) -> AnimatorSettings:
-        """The settings of a params file (``cut``, ``train_univdm`` and ``infer`` sections)."""
-        infer, train = params.infer, params.train_univdm
-        guidance = GuidanceWeights(lambda_nonface=infer.lambda_nonface,
-                                   lambda_face=infer.lambda_face, lambda_diff=infer.lambda_diff,
-                                   rate=infer.guidance_rate, dg_form=infer.dg_form)  # fmt: skip
-        return cls(size=train.size, fps=params.cut.fps, steps=infer.steps, guidance=guidance,
-                   face_dilation=infer.face_dilation,
-                   num_train_timesteps=train.num_train_timesteps,
-                   beta_schedule=train.beta_schedule, clip=train.clip)  # fmt: skip
 
 
 class Animator:

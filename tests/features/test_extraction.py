@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from pipeline.config import ExtractParams
 from pipeline.features.extraction import AudioFeaturizer, extract_clip, frame_rows, person_found
 from pipeline.keypoints import BODY_INDEX, empty_pose
 from tests.conftest import make_video
@@ -33,7 +32,7 @@ def clip(tmp_path):
 
 
 def test_extract_clip_counts_frames_without_person_or_face(clip, tmp_path):
-    featurizer = AudioFeaturizer(ExtractParams(n_mels=16), fps=25.0)
+    featurizer = AudioFeaturizer(fps=25.0, n_mels=16)
     result = extract_clip(clip, tmp_path, _HalfPeopleBackend(), _NoFaces(), featurizer)
     status = result.status
     assert status["status"] == "ok" and status["n_frames"] == 25
@@ -49,7 +48,7 @@ def test_extract_clip_turns_a_corrupt_video_into_a_failed_row(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"junk")
     row = {"clip_id": "bad", "path": str(bad), "audio_path": str(bad)}
-    featurizer = AudioFeaturizer(ExtractParams(), fps=25.0)
+    featurizer = AudioFeaturizer(fps=25.0)
     result = extract_clip(row, tmp_path, _HalfPeopleBackend(), _NoFaces(), featurizer)
     assert result.status["status"] == "failed"
     assert "bad.mp4: cannot decode video" in result.status["reason"]
@@ -65,7 +64,7 @@ def test_person_found_needs_nose_and_a_shoulder():
 
 
 def test_frame_rows_flatten_one_row_per_frame(clip, tmp_path):
-    featurizer = AudioFeaturizer(ExtractParams(n_mels=8), fps=25.0)
+    featurizer = AudioFeaturizer(fps=25.0, n_mels=8)
     result = extract_clip(clip, tmp_path, _HalfPeopleBackend(), _NoFaces(), featurizer)
     pose, faces = frame_rows([result], "fake")
     assert len(pose) == len(faces) == 25

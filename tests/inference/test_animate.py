@@ -11,12 +11,12 @@ import torch
 import yaml
 from diffusers import AutoencoderKL
 
+from pipeline.builders.inference import animator_settings
 from pipeline.cli.main import main as paha
 from pipeline.config import parse_params
 from pipeline.corpus.sample.tts import Voice, synthesize
 from pipeline.inference.animator import (
     Animator,
-    AnimatorSettings,
     InputError,
     check_speech,
     crop_reference,
@@ -143,7 +143,7 @@ def test_reference_is_cropped_around_the_face_like_cut():
 
 
 def test_generation_is_seeded_and_modes_share_the_noise(workspace):
-    settings = AnimatorSettings.from_params(parse_params(PARAMS))
+    settings = animator_settings(parse_params(PARAMS))
     assert settings.size == SIZE and settings.steps == 2 and settings.guidance.rate == 0.5
     root = workspace / "models"
     animator = Animator(
