@@ -47,3 +47,16 @@ def tiny_repo(tmp_path_factory):
     from tests.tiny_repo import make_tiny_repo
 
     return make_tiny_repo(tmp_path_factory.mktemp("tiny_repo"), {"infer": {"max_clips": None}})
+
+
+class FakeLive:
+    """The part of DVCLive's ``Live`` the trainers use: rows of ``(step, name, value)``."""
+
+    def __init__(self):
+        self.step, self.rows = 0, []
+
+    def log_metric(self, name, value):
+        self.rows.append((self.step, name, value))
+
+    def next_step(self):
+        self.step += 1

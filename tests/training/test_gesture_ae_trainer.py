@@ -13,6 +13,7 @@ from pipeline.training.gesture_ae_trainer import (
     train_gesture_ae,
     window_statistics,
 )
+from tests.conftest import FakeLive
 
 CONFIG = GestureAEConfig(window=8, pose_dim=6, hidden=16, feature_dim=8)
 
@@ -37,17 +38,6 @@ def _params(**kw):
     base = {"window": 8, "hidden": 16, "feature_dim": 8, "steps": 8, "batch_size": 16,
             "lr": 3e-3, "save_every": 4, "keep_checkpoints": 5, "log_every": 2}  # fmt: skip
     return TrainGestureAEParams(**(base | kw))
-
-
-class FakeLive:
-    def __init__(self):
-        self.step, self.rows = 0, []
-
-    def log_metric(self, name, value):
-        self.rows.append((self.step, name, value))
-
-    def next_step(self):
-        self.step += 1
 
 
 def test_reconstruction_loss_hand_case():

@@ -6,17 +6,7 @@ import torch
 
 from pipeline.training.checkpoint_store import TrainingState, save_checkpoint
 from pipeline.training.live_log import log_metrics, loss_summary, training_live
-
-
-class FakeLive:
-    def __init__(self):
-        self.step, self.rows = 0, []
-
-    def log_metric(self, name, value):
-        self.rows.append((self.step, name, value))
-
-    def next_step(self):
-        self.step += 1
+from tests.conftest import FakeLive
 
 
 def test_rows_are_logged_at_the_training_step():

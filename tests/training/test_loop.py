@@ -16,6 +16,7 @@ from pipeline.training.loop import (
     is_checkpoint_step,
     step_seed,
 )
+from tests.conftest import FakeLive
 
 X = torch.linspace(-1, 1, 64 * 3).reshape(64, 3)
 Y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
@@ -44,17 +45,6 @@ def _step_fn(model: nn.Module, nan_at: int | None = None):
         return {"loss": loss, "scale": torch.tensor(float("inf"))}  # not finite: not logged
 
     return step_losses
-
-
-class FakeLive:
-    def __init__(self):
-        self.step, self.rows = 0, []
-
-    def log_metric(self, name, value):
-        self.rows.append((self.step, name, value))
-
-    def next_step(self):
-        self.step += 1
 
 
 def test_loss_falls_and_logging_evaluation_and_saving_follow_their_periods(tmp_path):
