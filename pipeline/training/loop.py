@@ -238,7 +238,10 @@ class TrainingLoop:
             result.history.append({"step": step, **row})
             if acc.is_main_process and step % s.log_every == 0:
                 log_metrics(self.logger, step, row)
-                log.info("%s step %d: %s", s.name, step, {k: round(v, 4) for k, v in row.items()})
+                # The console gets about twenty lines a run; the curves get every logged step.
+                if step % max(s.log_every, s.steps // 20) == 0 or step == s.steps:
+                    shown = {k: round(v, 4) for k, v in row.items()}
+                    log.info("%s step %d: %s", s.name, step, shown)
             # f. evaluate
             every = s.eval_every or s.save_every
             due = step % every == 0 or step == s.steps
