@@ -182,6 +182,20 @@ class ParParams(Section):
     sigma_at_512: float = Field(
         4.0, ge=0, description="Gaussian smoothing sigma T(.) at 512 px, pixels; scaled"
     )
+    aggregate: Literal["sum", "mean", "max"] = Field(
+        "sum",
+        description=(
+            "how the scores of the hand/face discs covering a pixel combine into S(x): sum "
+            "(Eq. 3 as printed; dense face discs pile up to many times omega1), mean or max of "
+            "the covering scores (the weight stays near omega1 * score; smoothed as a "
+            "normalised convolution so disc rims keep the score level)"
+        ),
+    )
+    floor: bool = Field(
+        False,
+        description="floor the hand/face weight at omega2: max(omega1 * T(S), omega2), so a "
+        "hand/face pixel never weighs less than the body",
+    )
     figures: int = Field(3, ge=0, description="Fig. 3-style figures written for training clips")
 
 
@@ -193,6 +207,16 @@ class UNetParams(Section):
     layers_per_block: int = Field(1, ge=1)
     attention_head_dim: int = Field(8, ge=1)
     cross_attention_dim: int = Field(64, ge=8)
+    addition_time_embed_dim: int = Field(32, ge=2, description="width of each time id's embedding")
+    cross_attention_levels: list[bool] | None = Field(
+        None, description="levels (down order) with attention; null: all (SVD: last one off)"
+    )
+    pretrained: str | None = Field(
+        None, description="local diffusers folder of an SVD UNet to start from (Appendix B.1)"
+    )
+    parametrisation: Literal["epsilon", "svd"] = Field(
+        "epsilon", description="UNet input/output: DDPM index + epsilon, or SVD's c_noise + v"
+    )
 
     @model_validator(mode="after")
     def _check_widths(self) -> UNetParams:
@@ -202,6 +226,10 @@ class UNetParams(Section):
                 f"block_out_channels {bad} must be multiples of 32 (group norm) and of "
                 f"attention_head_dim {self.attention_head_dim}"
             )
+        levels = self.cross_attention_levels
+        if levels is not None and len(levels) != len(self.block_out_channels):
+            raise ValueError(f"cross_attention_levels {levels} needs one entry per level of "
+                             f"block_out_channels {self.block_out_channels}")  # fmt: skip
         return self
 
 

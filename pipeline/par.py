@@ -8,13 +8,28 @@ Per frame, keypoints whose confidence score is strictly greater than ``tau`` are
   extreme x and y coordinates of the reliable body keypoints (indices 0-22; upper-body framings
   usually have no reliable feet, which is fine), clipped to the frame. Fewer than two reliable
   body keypoints give an empty body area.
-* Score map ``S(x)``: the sum of the scores ``c_pi`` of the reliable hand/face keypoints whose
-  disc covers ``x``; ``T`` is a Gaussian smoothing of std ``sigma`` pixels.
+* Score map ``S(x)``: the scores ``c_pi`` of the reliable hand/face keypoints whose disc covers
+  ``x``, combined by ``aggregate``: ``"sum"`` (Eq. 3 as printed), ``"mean"`` or ``"max"``.
+  ``T`` is a Gaussian smoothing of std ``sigma`` pixels (see :func:`smooth_scores` for exactly
+  what it is applied to under each reading).
 * Weight map (Eq. 3)::
 
       M(x) = omega1 * T(S)(x)   if x in S_a^{hand u face}
              omega2             if x in S_a^body (and not in the hand/face area)
              1                  elsewhere
+
+  optionally floored at ``omega2`` inside the hand/face area (``floor``).
+
+Why the readings: dense face keypoints (68 within a face at ``r = 10`` px at 512) overlap
+heavily, so the literal sum makes face pixels weigh several times ``omega1`` (up to ~8x for a
+128 px wide face with scores 0.9; the paper's ``omega1 = 10`` against ``omega2 = 2``), and the
+smoothing pulls every disc rim towards 0 (an isolated disc's rim to ~0.42 of its level at
+``r = 10``, ``sigma = 4``: above ``omega2`` for the paper's settings and ``c > 0.8``, below it,
+or below 1, for a smaller ``omega1 * c``). ``"mean"`` and ``"max"`` keep ``omega1`` as "the
+hand/face weight per unit score"; their smoothing is a normalised convolution that keeps the rim
+at the score level.
+``floor`` keeps any hand/face pixel at least as heavy as the body. ``"sum"`` without floor stays
+selectable and is the default; the better reading is a matter of measurement.
 
 Pixel convention: an image of shape ``(H, W)`` has pixel ``(i, j)`` (row ``i``, column ``j``)
 with its centre at ``(x, y) = (j, i)`` in the keypoints' pixel coordinates. A pixel belongs to a
@@ -48,6 +63,9 @@ HAND_FACE_AREA = slice(23, 133)
 HAND_AREA = slice(LEFT_HAND.start, RIGHT_HAND.stop)
 
 REFERENCE_SIZE = 512  # the resolution at which radius_at_512 and sigma_at_512 are given
+
+# How the scores of the discs covering a pixel combine into S(x) (ParParams.aggregate).
+AGGREGATES = ("sum", "mean", "max")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,19 +122,29 @@ def _reliable(keypoints: np.ndarray, scores: np.ndarray, tau: float) -> np.ndarr
     return (scores > tau) & np.isfinite(keypoints).all(axis=1) & np.isfinite(scores)
 
 
-def _disc_sum(
+def _check_aggregate(aggregate: str) -> None:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+
+
+def _disc_scores(
     keypoints: np.ndarray,
     weights: np.ndarray,
     shape: tuple[int, int],
     r: float,
+    aggregate: str = "sum",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Union of discs and sum of per-disc weights, each ``(H, W)``.
+    """Union of discs and the per-disc weights combined per pixel, each ``(H, W)``.
 
+    ``aggregate`` combines the weights of the discs covering a pixel: ``"sum"``, ``"mean"``
+    (sum / number of covering discs) or ``"max"``. Uncovered pixels get 0 under every reading.
     Only each disc's bounding box is touched, so the cost is O(K r^2), not O(K H W).
     """
+    _check_aggregate(aggregate)
     height, width = shape
     covered = np.zeros(shape, dtype=bool)
-    total = np.zeros(shape, dtype=np.float64)
+    total = np.zeros(shape, dtype=np.float64)  # sum, or running max for "max"
+    count = np.zeros(shape, dtype=np.int64)
     r2 = float(r) * float(r)
     for (x, y), weight in zip(keypoints, weights, strict=True):
         j0, j1 = max(0, math.ceil(x - r)), min(width - 1, math.floor(x + r))
@@ -126,8 +154,18 @@ def _disc_sum(
         dx = np.arange(j0, j1 + 1, dtype=np.float64) - x
         dy = np.arange(i0, i1 + 1, dtype=np.float64) - y
         inside = dy[:, None] ** 2 + dx[None, :] ** 2 <= r2
-        covered[i0 : i1 + 1, j0 : j1 + 1] |= inside
-        total[i0 : i1 + 1, j0 : j1 + 1] += np.where(inside, weight, 0.0)
+        box = (slice(i0, i1 + 1), slice(j0, j1 + 1))
+        if aggregate == "max":
+            # The first disc over a pixel sets it (not max with the initial 0, which would
+            # matter for a weight <= 0).
+            best = np.where(covered[box], np.maximum(total[box], weight), weight)
+            total[box] = np.where(inside, best, total[box])
+        else:
+            total[box] += np.where(inside, weight, 0.0)
+            count[box] += inside
+        covered[box] |= inside
+    if aggregate == "mean":
+        total = np.divide(total, count, out=np.zeros(shape), where=count > 0)
     return covered, total
 
 
@@ -174,7 +212,7 @@ def part_areas(
     out = {}
     for name, part in (("hand", HAND_AREA), ("face", FACE)):
         keep = reliable[part]
-        out[name], _ = _disc_sum(keypoints[part][keep], scores[part][keep], shape, r)
+        out[name], _ = _disc_scores(keypoints[part][keep], scores[part][keep], shape, r)
     out["body"] = _body_rectangle(keypoints[BODY_AREA][reliable[BODY_AREA]], shape)
     return out
 
@@ -185,19 +223,66 @@ def score_map(
     size: int | tuple[int, int],
     tau: float,
     r: float,
+    *,
+    aggregate: str = "sum",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The unsmoothed score map ``S`` and the hand/face area of one frame (Eq. 2-3).
 
+    Args:
+        keypoints, scores, size, tau, r: as in :func:`awareness_mask`.
+        aggregate: how the scores of the reliable hand/face keypoints whose disc covers a pixel
+            combine: ``"sum"`` (Eq. 3 as printed), ``"mean"`` (their mean) or ``"max"`` (the
+            highest one).
+
     Returns:
-        ``(S, area)``: ``S`` float64 ``(H, W)``, at each pixel the sum of the scores of the
-        reliable hand/face keypoints whose disc of radius ``r`` covers it (0 outside the area);
-        ``area`` boolean ``(H, W)``, the union of those discs.
+        ``(S, area)``: ``S`` float64 ``(H, W)``, at each pixel the ``aggregate`` of the scores of
+        the reliable hand/face keypoints whose disc of radius ``r`` covers it (0 outside the
+        area); ``area`` boolean ``(H, W)``, the union of those discs.
     """
     keypoints, scores = _check_frame(keypoints, scores)
     keep = _reliable(keypoints, scores, tau)
     keep[BODY_AREA] = False
-    area, summed = _disc_sum(keypoints[keep], scores[keep], _shape(size), r)
-    return summed, area
+    area, combined = _disc_scores(keypoints[keep], scores[keep], _shape(size), r, aggregate)
+    return combined, area
+
+
+def smooth_scores(
+    score: np.ndarray, area: np.ndarray, sigma: float, *, aggregate: str = "sum"
+) -> np.ndarray:
+    """``T(S)``: the Gaussian smoothing of Eq. 3 as each reading applies it, float64 ``(H, W)``.
+
+    Args:
+        score: ``S`` ``(H, W)`` from :func:`score_map` (0 outside ``area``).
+        area: boolean ``(H, W)`` hand/face area.
+        sigma: Gaussian std in pixels; ``<= 0`` returns ``score`` unchanged.
+        aggregate: the reading ``score`` was made with.
+
+    ``G`` below is ``scipy.ndimage.gaussian_filter(., sigma, mode="constant")`` (zeros beyond the
+    frame, kernel truncated at 4 sigma).
+
+    * ``"sum"`` (literal): ``T(S) = G(S)`` over the whole map. Outside the discs ``S`` is 0, so
+      the rim of an isolated disc of score ``c`` falls to about ``c / 2`` or less (a convex disc
+      with ``r`` not much larger than ``sigma`` loses more), and the inside of overlapping
+      discs is the smoothed sum.
+    * ``"mean"``, ``"max"``: a normalised convolution, ``T(S) = G(S * A) / G(A)`` on the area,
+      with ``A`` the area's indicator (``S * A = S``). Each pixel gets the Gaussian-weighted
+      average of ``S`` over the *covered* pixels around it, so the zeros outside the discs (and
+      beyond the frame) do not count: an isolated disc of score ``c`` stays ``c`` up to its rim,
+      and everywhere ``min S <= T(S) <= max S`` over the area. Where discs of different scores
+      meet the step between them is blurred over about ``sigma``.
+
+    The values outside ``area`` are meaningless for the normalised readings (0 is returned
+    there); :func:`awareness_mask` only reads the area.
+    """
+    _check_aggregate(aggregate)
+    if sigma <= 0:
+        return score
+    smoothed = gaussian_filter(score, sigma=sigma, mode="constant")
+    if aggregate == "sum":
+        return smoothed
+    # G(A) > 0 on the area: every covered pixel contributes its own centre weight.
+    coverage = gaussian_filter(area.astype(np.float64), sigma=sigma, mode="constant")
+    return np.divide(smoothed, coverage, out=np.zeros_like(smoothed), where=area)
 
 
 def awareness_mask(
@@ -209,6 +294,9 @@ def awareness_mask(
     omega1: float,
     omega2: float,
     sigma: float,
+    *,
+    aggregate: str = "sum",
+    floor: bool = False,
 ) -> np.ndarray:
     """The PAR loss re-weighting mask ``M`` of one frame (Eq. 3), float32 ``(H, W)``.
 
@@ -222,32 +310,39 @@ def awareness_mask(
         omega2: weight of the body area outside the hand/face area.
         sigma: std of the Gaussian smoothing ``T`` in pixels (:func:`scaled_sigma`);
             0 means no smoothing.
+        aggregate: how the scores of the discs covering a pixel combine into ``S``
+            (:func:`score_map`): ``"sum"`` (default, Eq. 3 as printed), ``"mean"``, ``"max"``.
+        floor: if True, the hand/face weight is ``max(omega1 * T(S), omega2)``, so no hand/face
+            pixel weighs less than the body (default False, the literal Eq. 3).
 
     Returns:
-        ``M`` with ``omega1 * T(S)`` on the hand/face area, ``omega2`` on the rest of the body
-        rectangle and 1 elsewhere. A frame without reliable keypoints gives all ones.
+        ``M`` with ``omega1 * T(S)`` (floored at ``omega2`` with ``floor``) on the hand/face
+        area, ``omega2`` on the rest of the body rectangle and 1 elsewhere. A frame without
+        reliable keypoints gives all ones.
 
-    ``T(S)`` is ``scipy.ndimage.gaussian_filter`` with ``mode="constant"`` (zeros beyond the
-    frame) applied to the whole map ``S``, which is zero outside the discs. Eq. 3 is read
-    literally: inside the hand/face area there is no floor at ``omega2`` or 1. Hence, with
-    ``sigma > 0``, the smoothing pulls the zeros outside a disc into its rim, and ``M`` at the
-    edge of an isolated disc is roughly half of ``omega1 * c`` — it can drop below ``omega2``
-    (or below 1 for small ``omega1 * c``) just inside the area, then jumps back to ``omega2``/1
-    one pixel outside. Overlapping discs (dense face keypoints) sum, so ``M`` can reach many
-    times ``omega1`` there.
+    ``T`` is :func:`smooth_scores`. With the defaults Eq. 3 is read literally: ``T(S)`` smooths
+    the whole sum map, which is zero outside the discs, and there is no floor. Hence, with
+    ``sigma > 0``, the rim of an isolated disc is roughly half of ``omega1 * c`` — it can drop
+    below ``omega2`` (or below 1 for small ``omega1 * c``) just inside the area, then jumps back
+    to ``omega2``/1 one pixel outside; and overlapping discs (dense face keypoints) sum, so ``M``
+    can reach many times ``omega1`` there. ``"mean"``/``"max"`` keep ``M`` between ``omega1``
+    times the lowest and the highest covering score, rims included (normalised convolution).
     """
     keypoints, scores = _check_frame(keypoints, scores)
     shape = _shape(size)
-    summed, hand_face = score_map(keypoints, scores, shape, tau, r)
+    score, hand_face = score_map(keypoints, scores, shape, tau, r, aggregate=aggregate)
     reliable = _reliable(keypoints, scores, tau)
     body = _body_rectangle(keypoints[BODY_AREA][reliable[BODY_AREA]], shape)
 
     mask = np.ones(shape, dtype=np.float64)
     mask[body] = omega2
     if hand_face.any():
-        smoothed = gaussian_filter(summed, sigma=sigma, mode="constant") if sigma > 0 else summed
+        smoothed = smooth_scores(score, hand_face, sigma, aggregate=aggregate)
+        weight = omega1 * smoothed[hand_face]
+        if floor:
+            weight = np.maximum(weight, omega2)
         # The hand/face case of Eq. 3 comes first, so it overrides the body weight.
-        mask[hand_face] = omega1 * smoothed[hand_face]
+        mask[hand_face] = weight
     return mask.astype(np.float32)
 
 
@@ -261,8 +356,9 @@ def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParParam
         params: :class:`~pipeline.config.ParParams`.
 
     Returns:
-        float32 ``(T, H, W)``: :func:`awareness_mask` per frame, or all ones when
-        ``params.enabled`` is False (the "w/o PAR" ablation: plain MSE).
+        float32 ``(T, H, W)``: :func:`awareness_mask` per frame (with ``params.aggregate`` and
+        ``params.floor``), or all ones when ``params.enabled`` is False (the "w/o PAR"
+        ablation: plain MSE).
     """
     poses = validate_pose(poses)
     shape = _shape(size)
@@ -273,8 +369,9 @@ def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParParam
     out = np.empty((len(poses), *shape), dtype=np.float32)
     for t, pose in enumerate(poses):
         out[t] = awareness_mask(
-            pose[:, :2], pose[:, 2], shape, params.tau, r, params.omega1, params.omega2, sigma
-        )
+            pose[:, :2], pose[:, 2], shape, params.tau, r, params.omega1, params.omega2, sigma,
+            aggregate=params.aggregate, floor=params.floor,
+        )  # fmt: skip
     return out
 
 
@@ -386,12 +483,14 @@ def par_figure(
         frame: ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` grey) image.
         poses_frame: ``(133, 3)`` keypoints ``(x, y, score)`` in pixels of ``frame``.
         params: :class:`~pipeline.config.ParParams` (``tau``, ``radius_at_512``, ``omega*``,
-            ``sigma_at_512``; ``enabled`` is ignored: the figure shows what PAR would do).
+            ``sigma_at_512``, ``aggregate``, ``floor``; ``enabled`` is ignored: the figure shows
+            what PAR would do).
         path: output PNG, written atomically (temporary sibling, then rename).
 
     Panels: the frame with reliable keypoints coloured by part (unreliable ones as grey
     crosses); the hand/face Awareness Area; the body Awareness Area; the final mask ``M`` as a
-    heatmap with a colour bar.
+    heatmap with a colour bar, titled with the reading of Eq. 3 (``aggregate``, ``floor``), the
+    weights, ``sigma`` and the mask's maximum.
     """
     import matplotlib
 
@@ -407,8 +506,9 @@ def par_figure(
     sigma = scaled_sigma(shape, params.sigma_at_512)
     areas = part_areas(keypoints, scores, shape, params.tau, r)
     mask = awareness_mask(
-        keypoints, scores, shape, params.tau, r, params.omega1, params.omega2, sigma
-    )
+        keypoints, scores, shape, params.tau, r, params.omega1, params.omega2, sigma,
+        aggregate=params.aggregate, floor=params.floor,
+    )  # fmt: skip
     reliable = _reliable(keypoints.astype(np.float64), scores.astype(np.float64), params.tau)
 
     grey = frame.ndim == 2
@@ -460,8 +560,13 @@ def par_figure(
     bar.minorticks_off()
     bar.ax.tick_params(labelsize=7)
     bar.set_label("weight (log scale)", fontsize=7)
+    # The reading of Eq. 3 in use (how discs combine, floor or not) belongs on the figure.
+    floor = f"floor at w2={params.omega2:g}" if params.floor else "no floor"
     axes[3].set_title(
-        f"mask M (w1={params.omega1:g}, w2={params.omega2:g}, sigma={sigma:.2f} px)", fontsize=9
+        f"mask M: S = {params.aggregate} of covering scores, {floor}\n"
+        f"w1={params.omega1:g}, w2={params.omega2:g}, sigma={sigma:.2f} px, "
+        f"max {float(mask.max()):.3g}",
+        fontsize=9,
     )
     for ax in axes:
         ax.set_xticks([])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _attend(
+def attend(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
 ) -> torch.Tensor:
     """Multi-head scaled dot-product attention: ``(B, N, C) x (B, L, C) -> (B, N, C)``."""
@@ -40,7 +40,7 @@ def _reference_attention(attn, hidden_states: torch.Tensor, context: torch.Tenso
     """The pretrained cross-attention of ``attn`` over ``context`` (its q/k/v/out weights)."""
     if attn.norm_cross:
         context = attn.norm_encoder_hidden_states(context)
-    out = _attend(attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context), attn.heads)
+    out = attend(attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context), attn.heads)
     return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
 
 
@@ -106,6 +106,6 @@ class ReferenceAudioAttnProcessor(nn.Module):
         )
         audio = self.frame_audio(encoder_hidden_states)
         query = self.to_q(self.norm(hidden_states + reference))
-        out = _attend(query, self.to_k(audio), self.to_v(audio), self.heads)
+        out = attend(query, self.to_k(audio), self.to_v(audio), self.heads)
         # The transformer block adds its residual: h + reference + audio, i.e. two stacked layers.
         return reference + self.to_out(out)

@@ -18,11 +18,17 @@ Reading of the paper's positional encodings:
   video-frame units and aligned video and audio tokens share a position. [CLS] has position 0.
 
 The encoder keeps the UniVDM UNet's ``conv_in``, time embeddings, ``down_blocks`` and
-``mid_block`` (``up_blocks``, ``conv_norm_out`` and ``conv_out`` are removed). Every
+``mid_block`` (``up_blocks``, ``conv_norm_out`` and ``conv_out`` are removed). Fig. 4: "the
+pre-trained diffusion encoder supports inputting noised video features and clean audio", so the
+encoder keeps UniVDM's audio attention, weights included (the spatial cross-attention processors,
+``audio_proj`` and ``audio_offset``), and is fed the audio windows ``A(f)`` of its frames, built
+from the clean per-frame features with the window clamped at the sequence's ends (as
+:func:`pipeline.data.windows.audio_windows` does at a clip's ends). The image-token
 cross-attention attends to one learned context token (from UniVDM's ``null_image`` when the
-UniVDM had no CLIP), so audio reaches the classifier only through the transformer; UniVDM's audio
-attention weights are not part of the classifier. The encoder input is
-``[z_t | zeros (C) | zeros (1)]``: no reference slot and no first-frame condition.
+UniVDM had no CLIP). There is no reference slot, so the spatial self-attention is plain
+self-attention with UniVDM's weights. The encoder input is ``[z_t | zeros (C) | zeros (1)]``: no
+first-frame condition. Timesteps and time ids go in as UniVDM's UNet takes them
+(:class:`pipeline.models.univdm.NoiseConditioning`). Audio also enters the transformer (Eq. 5).
 
 Shapes use ``(batch, frames, channels, height, width)`` for video latents.
 """
@@ -39,9 +45,9 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
 from pipeline.models.persistence import WEIGHTS_NAME, load_folder, save_folder
-from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.models.reference_attention import PlainSelfAttnProcessor
+from pipeline.models.univdm import NoiseConditioning, UniVDM, UniVDMConfig, added_time_ids
 
 CONFIG_NAME = "classifier_config.json"
 ENCODER_MODULES = (
@@ -78,6 +84,10 @@ class SyncClassifierConfig:
             self.univdm = asdict(self.univdm)
         if self.audio_dim is None:
             self.audio_dim = int(self.univdm_config.audio_dim)
+        if self.audio_dim != self.univdm_config.audio_dim:
+            raise ValueError(f"audio_dim {self.audio_dim} differs from the UniVDM's "
+                             f"{self.univdm_config.audio_dim}: the encoder reads the same "
+                             "features")  # fmt: skip
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
 
@@ -162,14 +172,18 @@ class SyncClassifier(nn.Module):
         super().__init__()
         self.config = config
         vdm = config.univdm_config
-        # Build exactly UniVDM's UNet, then keep its encoder half only.
-        unet = UniVDM(vdm).unet
+        # Build exactly UniVDM's UNet (its audio attention included), keep the encoder half.
+        univdm = UniVDM(vdm)
+        unet = univdm.unet
         for name in DROPPED_MODULES:
             delattr(unet, name)
         for name, module in unet.named_modules():
-            if isinstance(module, Attention) and name.endswith("attn2"):
-                module.set_processor(ReferenceOnlyAttnProcessor(n_ref=1))
+            if isinstance(module, Attention) and name.endswith("attn1") and "temporal" not in name:
+                module.set_processor(PlainSelfAttnProcessor())  # no reference slot here
         self.encoder = unet
+        self.encoder_audio_proj = univdm.audio_proj
+        self.encoder_audio_offset = univdm.audio_offset
+        self.noise_input = NoiseConditioning(vdm)
         self.context_token = nn.Parameter(torch.randn(1, vdm.cross_attention_dim) * 0.02)
         mid_channels = vdm.block_out_channels[-1]
         width = config.width
@@ -199,8 +213,9 @@ class SyncClassifier(nn.Module):
     def from_univdm(cls, univdm: UniVDM, **config_kwargs) -> SyncClassifier:
         """A classifier whose UNet encoder (and context token) are copied from a trained UniVDM.
 
-        The ``unet.`` weights of the kept submodules are loaded strictly; the UniVDM's audio
-        attention processors, audio projections and up path are not copied.
+        The ``unet.`` weights of the kept submodules (the audio attention processors of the
+        down and mid blocks included) and the audio projection and offset are loaded strictly;
+        the up path, the reference gates and the CLIP projection are not copied.
 
         Raises:
             KeyError: naming the encoder keys the UniVDM's UNet does not have.
@@ -213,6 +228,9 @@ class SyncClassifier(nn.Module):
         if missing:
             raise KeyError(f"UniVDM UNet lacks encoder keys: {missing}")
         model.encoder.load_state_dict({k: source[k] for k in wanted}, strict=True)
+        model.encoder_audio_proj.load_state_dict(univdm.audio_proj.state_dict(), strict=True)
+        with torch.no_grad():
+            model.encoder_audio_offset.copy_(univdm.audio_offset)
         if univdm.null_image is not None:
             with torch.no_grad():
                 model.context_token.copy_(univdm.null_image)
@@ -226,12 +244,33 @@ class SyncClassifier(nn.Module):
             self.audio_std.copy_(features.std(0).clamp_min(1e-3))
 
     # ------------------------------------------------------------------ encoder
-    def encode_video(self, z_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """UNet encoder + per-frame GMP (Eq. 4's ``GMP(V_i)``).
+    def encoder_context(self, audio: torch.Tensor, frames: int) -> torch.Tensor:
+        """Encoder cross-attention context ``(B, 1 + frames * W, D)``: the context token, then
+        the audio window ``A(f)`` of each of the ``frames`` video frames.
+
+        Args:
+            audio: ``(B, Ta, A)`` clean per-frame features; frame ``f`` reads rows
+                ``f - m ... f + m`` clamped to ``[0, Ta - 1]``.
+        """
+        vdm = self.config.univdm_config
+        offsets = torch.arange(-vdm.audio_context, vdm.audio_context + 1, device=audio.device)
+        rows = (torch.arange(frames, device=audio.device)[:, None] + offsets).clamp(
+            0, audio.shape[1] - 1
+        )  # (frames, W)
+        windows = audio[:, rows]  # (B, frames, W, A)
+        tokens = self.encoder_audio_proj(windows) + self.encoder_audio_offset
+        token = self.context_token.to(tokens.dtype).expand(len(audio), 1, -1)
+        return torch.cat([token, tokens.flatten(1, 2)], dim=1)
+
+    def encode_video(self, z_t: torch.Tensor, timesteps: torch.Tensor,
+                     audio: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """UNet encoder with its audio attention + per-frame GMP (Eq. 4's ``GMP(V_i)``).
 
         Args:
             z_t: ``(B, Tv, C, h, w)`` noised video latents.
             timesteps: ``(B,)`` or scalar DDPM timesteps (0..999).
+            audio: ``(B, Ta, A)`` clean per-frame audio features (not standardised: the
+                encoder's audio path reads them as UniVDM did).
 
         Returns:
             ``(B, Tv, C_mid)``: the mid-block output max-pooled over ``(h', w')`` per frame.
@@ -241,18 +280,23 @@ class SyncClassifier(nn.Module):
         zeros = z_t.new_zeros(batch, frames, z_t.shape[2] + 1, *z_t.shape[3:])
         sample = torch.cat([z_t, zeros], dim=2).flatten(0, 1)  # [z_t | 0 | 0]
         timesteps = torch.as_tensor(timesteps, device=z_t.device).reshape(-1).expand(batch)
-        emb = unet.time_embedding(unet.time_proj(timesteps).to(z_t.dtype))
-        added = torch.tensor([vdm.fps, 127.0, 0.0], device=z_t.device, dtype=z_t.dtype)
-        time_embeds = unet.add_time_proj(added.repeat(batch)).reshape(batch, -1)
+        unet_t = self.noise_input.unet_timesteps(timesteps)
+        emb = unet.time_embedding(unet.time_proj(unet_t).to(z_t.dtype))
+        added = added_time_ids(vdm, batch, z_t.device, z_t.dtype)
+        time_embeds = unet.add_time_proj(added.flatten()).reshape(batch, -1)
         emb = (emb + unet.add_embedding(time_embeds.to(emb.dtype))).repeat_interleave(frames, 0)
-        context = self.context_token.to(z_t.dtype).expand(batch * frames, 1, -1)
+        context = self.encoder_context(audio.to(z_t.dtype), frames)
+        context = context.repeat_interleave(frames, 0)  # one copy per frame row, as diffusers
         indicator = z_t.new_zeros(batch, frames)
         hidden = unet.conv_in(sample)
         for block in unet.down_blocks:
-            hidden, _ = block(
-                hidden_states=hidden, temb=emb, encoder_hidden_states=context,
-                image_only_indicator=indicator,
-            )  # fmt: skip
+            if getattr(block, "has_cross_attention", False):
+                hidden, _ = block(
+                    hidden_states=hidden, temb=emb, encoder_hidden_states=context,
+                    image_only_indicator=indicator,
+                )  # fmt: skip
+            else:
+                hidden, _ = block(hidden_states=hidden, temb=emb, image_only_indicator=indicator)
         hidden = unet.mid_block(
             hidden_states=hidden, temb=emb, encoder_hidden_states=context,
             image_only_indicator=indicator,
@@ -280,7 +324,7 @@ class SyncClassifier(nn.Module):
         if max(tv, ta) > self.config.max_frames:
             raise ValueError(f"{max(tv, ta)} frames exceed max_frames={self.config.max_frames}")
         device = z_t.device
-        video = self.video_proj(self.encode_video(z_t, timesteps))
+        video = self.video_proj(self.encode_video(z_t, timesteps, audio))
         video_pos = torch.arange(tv, device=device)
         audio_pos = torch.arange(ta, device=device)
         video = video + self.modality.weight[0] + self.video_time(video_pos)  # Eq. 4

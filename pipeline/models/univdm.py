@@ -11,11 +11,27 @@ carries its reference at the same time, with no separate reference network:
   conditioned video, frame 1 (the first video frame) carries its clean latent and mask 1; for a
   noise-only video the condition channels are zero. The reference slot carries its latent in
   both latent groups and mask 1. One model serves both inputs, which chains long videos.
-- **Context.** Cross-attention tokens are ``[reference tokens | audio tokens]``: the reference
-  tokens are the CLIP image embedding projected to the context width (or one learned token when
-  no CLIP model is used); the audio tokens are ``A(f) = concat(A(f-m) ... A(f+m))`` per frame,
+- **Reference attention** (:mod:`pipeline.models.reference_attention`). Every spatial
+  self-attention lets each frame attend to its own tokens and to slot 0's tokens at the same
+  layer, so the reference's appearance reaches any position of a frame.
+- **Context.** Cross-attention tokens are ``[image token | audio tokens]``: the image token is
+  the CLIP image embedding projected to the context width (or one learned token when no CLIP
+  model is used); the audio tokens are ``A(f) = concat(A(f-m) ... A(f+m))`` per frame,
   projected, with a learned offset embedding. Audio cross-attention follows every spatial
-  reference attention (:mod:`pipeline.models.audio_attention`).
+  reference attention (:mod:`pipeline.models.audio_attention`): ``h -> h + SelfAttn([h | h_ref])
+  -> h + CrossAttn(h, image token) + CrossAttn(., A(f))``.
+- **Pretrained start** (Appendix B.1, :mod:`pipeline.models.svd_init`). The paper initialises
+  UniVDM from a pretrained video diffusion model (Video LDM, never released); Stable Video
+  Diffusion's UNet is the public model of that family and of this diffusers class.
+- **Parametrisation.** ``"epsilon"``: the UNet takes the DDPM timestep index and predicts the
+  noise (Eq. 1), for a UNet trained from scratch. ``"svd"``: the UNet keeps SVD's EDM meaning on
+  the same discrete DDPM schedule: it takes ``c_noise = log(sigma_t) / 4`` with
+  ``sigma_t = sqrt((1 - abar_t) / abar_t)`` and predicts ``v``; the DDPM latent ``z_t`` is
+  exactly EDM's preconditioned input ``c_in * (x_0 + sigma_t eps)``, and :meth:`UniVDM.forward`
+  turns ``v`` into ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) z_t``. Training minimises the
+  paper's (PAR-weighted) epsilon loss and DDIM samples on epsilon in both cases, so everything
+  after the model is unchanged; only the network's own input/output meaning follows the weights
+  it starts from (an epsilon head on v-trained weights would first have to unlearn them).
 
 Shapes use ``(batch, frames, channels, height, width)``, diffusers' layout for this UNet.
 """
@@ -34,8 +50,12 @@ from torch import nn
 
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor, ReferenceOnlyAttnProcessor
 from pipeline.models.persistence import WEIGHTS_NAME, load_folder, save_folder
+from pipeline.models.reference_attention import FrameLayout, ReferenceSelfAttnProcessor
+from pipeline.models.schedulers import noise_scheduler
 
 CONFIG_NAME = "univdm_config.json"
+PARAMETRISATIONS = ("epsilon", "svd")
+MOTION_BUCKET = 127.0  # SVD's default motion_bucket_id; kept so the time ids mean what they did
 
 
 @dataclass
@@ -54,6 +74,46 @@ class UniVDMConfig:
     cross_attention_dim: int = 64
     attention_head_dim: int = 8
     addition_time_embed_dim: int = 32
+    # Levels with (cross-)attention, down path order; None: every level. SVD: no attention at
+    # the deepest level ([true, true, true, false]).
+    cross_attention_levels: list[bool] | None = None
+    parametrisation: str = "epsilon"  # "epsilon" | "svd" (see the module docstring)
+    reference_gate: bool = False  # gated reference attention (True when starting pretrained)
+    condition_scale: float = 1.0  # factor on the condition channels (SVD: 1 / VAE scaling)
+    num_train_timesteps: int = 1000  # the DDPM schedule ("svd" converts v with its abar_t)
+    beta_schedule: str = "scaled_linear"
+
+    def __post_init__(self):
+        if self.parametrisation not in PARAMETRISATIONS:
+            raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, "
+                             f"got {self.parametrisation!r}")  # fmt: skip
+        levels = self.cross_attention_levels
+        if levels is not None and len(levels) != len(self.block_out_channels):
+            raise ValueError(f"cross_attention_levels {levels} must have one entry per level "
+                             f"of block_out_channels {self.block_out_channels}")  # fmt: skip
+
+    @property
+    def attention_levels(self) -> list[bool]:
+        levels = self.cross_attention_levels
+        return [True] * len(self.block_out_channels) if levels is None else list(levels)
+
+    def unet_kwargs(self) -> dict:
+        """Constructor arguments of the diffusers UNet this config describes."""
+        levels = self.attention_levels
+        down = tuple("CrossAttnDownBlockSpatioTemporal" if a else "DownBlockSpatioTemporal"
+                     for a in levels)  # fmt: skip
+        up = tuple("CrossAttnUpBlockSpatioTemporal" if a else "UpBlockSpatioTemporal"
+                   for a in reversed(levels))  # fmt: skip
+        heads = [max(1, c // self.attention_head_dim) for c in self.block_out_channels]
+        return dict(
+            sample_size=self.latent_size, in_channels=self.in_channels,
+            out_channels=self.latent_channels, down_block_types=down, up_block_types=up,
+            block_out_channels=tuple(self.block_out_channels),
+            addition_time_embed_dim=self.addition_time_embed_dim,
+            projection_class_embeddings_input_dim=3 * self.addition_time_embed_dim,
+            layers_per_block=self.layers_per_block, cross_attention_dim=self.cross_attention_dim,
+            num_attention_heads=tuple(heads), num_frames=self.frames + 1,
+        )  # fmt: skip
 
     @property
     def window(self) -> int:
@@ -71,6 +131,47 @@ class UniVDMConfig:
         return cls(**json.loads(text))
 
 
+def added_time_ids(config: UniVDMConfig, batch: int, device, dtype) -> torch.Tensor:
+    """SVD's micro-conditioning ``(B, 3)``: ``[fps - 1, motion bucket, noise augmentation]``.
+
+    SVD was trained on ``fps - 1`` (diffusers' pipeline subtracts 1); the condition latents here
+    are clean, so the noise-augmentation strength is 0.
+    """
+    values = torch.tensor([config.fps - 1.0, MOTION_BUCKET, 0.0], device=device, dtype=dtype)
+    return values.expand(batch, 3)
+
+
+class NoiseConditioning(nn.Module):
+    """The UNet's timestep input and output meaning (see the module docstring).
+
+    ``unet_timesteps``: DDPM index ``t`` ``(B,)`` -> the UNet's timestep input (``t`` itself for
+    ``"epsilon"``, ``c_noise = log(sigma_t) / 4`` for ``"svd"``). ``to_epsilon``: the UNet's
+    output ``(B, t, C, h, w)`` -> predicted noise.
+    """
+
+    def __init__(self, config: UniVDMConfig):
+        super().__init__()
+        self.parametrisation = config.parametrisation
+        abar = noise_scheduler(config.num_train_timesteps, config.beta_schedule).alphas_cumprod
+        self.register_buffer("abar", abar.float(), persistent=False)
+
+    def _abar(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.abar.to(timesteps.device)[timesteps.long()]
+
+    def unet_timesteps(self, timesteps: torch.Tensor) -> torch.Tensor:
+        if self.parametrisation == "epsilon":
+            return timesteps
+        abar = self._abar(timesteps)
+        return 0.25 * (0.5 * ((1.0 - abar) / abar).log())  # log(sigma) / 4
+
+    def to_epsilon(self, output: torch.Tensor, noisy: torch.Tensor,
+                   timesteps: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        if self.parametrisation == "epsilon":
+            return output
+        abar = self._abar(timesteps).to(output.dtype).view(-1, *[1] * (output.dim() - 1))
+        return abar.sqrt() * output + (1.0 - abar).sqrt() * noisy
+
+
 class UniVDM(nn.Module):
     """The UniVDM denoiser ``eps_theta(z_t, t, ref, audio, first frame)``.
 
@@ -81,22 +182,9 @@ class UniVDM(nn.Module):
     def __init__(self, config: UniVDMConfig):
         super().__init__()
         self.config = config
-        n_blocks = len(config.block_out_channels)
-        heads = [max(1, c // config.attention_head_dim) for c in config.block_out_channels]
-        self.unet = UNetSpatioTemporalConditionModel(
-            sample_size=config.latent_size,
-            in_channels=config.in_channels,
-            out_channels=config.latent_channels,
-            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * n_blocks,
-            up_block_types=("CrossAttnUpBlockSpatioTemporal",) * n_blocks,
-            block_out_channels=tuple(config.block_out_channels),
-            addition_time_embed_dim=config.addition_time_embed_dim,
-            projection_class_embeddings_input_dim=3 * config.addition_time_embed_dim,
-            layers_per_block=config.layers_per_block,
-            cross_attention_dim=config.cross_attention_dim,
-            num_attention_heads=tuple(heads),
-            num_frames=config.frames + 1,
-        )
+        self.unet = UNetSpatioTemporalConditionModel(**config.unet_kwargs())
+        self.layout = FrameLayout()
+        self.noise_input = NoiseConditioning(config)
         width = config.cross_attention_dim
         self.audio_proj = nn.Sequential(
             nn.Linear(config.audio_dim, width), nn.SiLU(), nn.Linear(width, width)
@@ -110,15 +198,22 @@ class UniVDM(nn.Module):
         else:
             self.image_proj = None
             self.null_image = nn.Parameter(torch.randn(1, width) * 0.02)
-        self._install_audio_attention()
+        self._install_attention()
 
     # ------------------------------------------------------------------ construction
-    def _install_audio_attention(self) -> None:
+    def _install_attention(self) -> None:
         processors = {}
         for name, module in self.unet.named_modules():
-            if not isinstance(module, Attention) or not name.endswith("attn2"):
+            if not isinstance(module, Attention):
                 continue
-            if "temporal_transformer_blocks" in name:
+            temporal = "temporal_transformer_blocks" in name
+            if name.endswith("attn1"):
+                if not temporal:
+                    processors[name] = ReferenceSelfAttnProcessor(
+                        self.layout, gated=self.config.reference_gate
+                    )
+                continue
+            if temporal:
                 processors[name] = ReferenceOnlyAttnProcessor(n_ref=1)
             else:
                 processors[name] = ReferenceAudioAttnProcessor(
@@ -156,9 +251,10 @@ class UniVDM(nn.Module):
         mask = condition_mask.to(noisy.dtype)[:, :, None, None, None].expand(
             batch, frames, 1, height, width
         )
-        video = torch.cat([noisy, condition * mask, mask], dim=2)
+        scale = self.config.condition_scale
+        video = torch.cat([noisy, condition * mask * scale, mask], dim=2)
         ref = reference[:, None]
-        ref_slot = torch.cat([ref, ref, torch.ones_like(ref[:, :, :1])], dim=2)
+        ref_slot = torch.cat([ref, ref * scale, torch.ones_like(ref[:, :, :1])], dim=2)
         return torch.cat([ref_slot, video], dim=1)
 
     def build_context(self, audio: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
@@ -199,9 +295,29 @@ class UniVDM(nn.Module):
         context = self.build_context(audio, image_embeds)
         batch = noisy.shape[0]
         timesteps = torch.as_tensor(timesteps, device=noisy.device).reshape(-1).expand(batch)
-        added = torch.tensor([self.config.fps, 127.0, 0.0], device=noisy.device, dtype=noisy.dtype)
-        out = self.unet(sample, timesteps, context, added.expand(batch, 3), return_dict=False)[0]
-        return out[:, 1:]
+        out = self.unet_forward(sample, self.noise_input.unet_timesteps(timesteps), context)
+        return self.noise_input.to_epsilon(out[:, 1:], noisy, timesteps)
+
+    def unet_forward(self, sample: torch.Tensor, unet_timesteps: torch.Tensor,
+                     context: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The raw UNet on ``(B, t + 1, 2C + 1, h, w)`` (its own timestep input and output)."""
+        self.layout.frames = sample.shape[1]
+        added = added_time_ids(self.config, sample.shape[0], sample.device, sample.dtype)
+        return self.unet(sample, unet_timesteps, context, added, return_dict=False)[0]
+
+    # ------------------------------------------------------------------ pretrained start
+    @classmethod
+    def from_pretrained_unet(cls, config: UniVDMConfig, folder: str | os.PathLike) -> UniVDM:
+        """A UniVDM whose backbone starts from a local diffusers SVD UNet folder (B.1).
+
+        See :func:`pipeline.models.svd_init.load_pretrained_unet` for what is copied, what is
+        new and the errors.
+        """
+        from pipeline.models.svd_init import load_pretrained_unet
+
+        model = cls(config)
+        load_pretrained_unet(model, folder)
+        return model
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> Path:

@@ -46,9 +46,36 @@ class TrainResult(LoopResult):
     ema: Any = None  # the AveragedModel when params.ema_decay is set (its .module: the weights)
 
 
+def univdm_config(params: TrainUnivdmParams, fps: float, latent_channels: int, downsample: int,
+                  audio_dim: int, clip_dim: int | None,
+                  scaling_factor: float = 1.0) -> UniVDMConfig:  # fmt: skip
+    """The :class:`UniVDMConfig` that ``params`` describe for a VAE of ``latent_channels`` and
+    spatial ``downsample`` factor (``scaling_factor``: the VAE's latent scale, which an SVD start
+    undoes on the condition channels, as SVD's image latents are unscaled)."""
+    if params.size % downsample:
+        raise InputError(
+            f"train_univdm.size {params.size} is not a multiple of the VAE's {downsample}"
+        )
+    unet = params.unet
+    pretrained = unet.pretrained is not None
+    return UniVDMConfig(
+        latent_channels=latent_channels, latent_size=params.size // downsample,
+        frames=params.frames, audio_dim=audio_dim, audio_context=params.audio_context,
+        clip_dim=clip_dim, fps=fps, block_out_channels=list(unet.block_out_channels),
+        layers_per_block=unet.layers_per_block, cross_attention_dim=unet.cross_attention_dim,
+        attention_head_dim=unet.attention_head_dim,
+        addition_time_embed_dim=unet.addition_time_embed_dim,
+        cross_attention_levels=unet.cross_attention_levels,
+        parametrisation=unet.parametrisation, reference_gate=pretrained,
+        condition_scale=1.0 / scaling_factor if unet.parametrisation == "svd" else 1.0,
+        num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
+    )  # fmt: skip
+
+
 def build_univdm(params: TrainUnivdmParams, fps: float, vae, audio_dim: int,
                  clip_dim: int | None) -> UniVDM:  # fmt: skip
-    """A fresh UniVDM sized by ``params`` for latents of ``vae`` at ``params.size`` pixels.
+    """A fresh UniVDM sized by ``params`` for latents of ``vae`` at ``params.size`` pixels,
+    started from ``params.unet.pretrained`` (an SVD UNet folder) when it is set.
 
     Args:
         params: the ``train_univdm`` section (frames, audio context, UNet sizes).
@@ -57,18 +84,13 @@ def build_univdm(params: TrainUnivdmParams, fps: float, vae, audio_dim: int,
         audio_dim: per-frame audio feature size.
         clip_dim: CLIP image-embedding size, or None for a learned reference token.
     """
-    factor = vae_downsample_factor(vae)
-    if params.size % factor:
-        raise InputError(f"train_univdm.size {params.size} is not a multiple of the VAE's {factor}")
-    unet = params.unet
-    config = UniVDMConfig(
-        latent_channels=int(vae.config.latent_channels), latent_size=params.size // factor,
-        frames=params.frames, audio_dim=audio_dim, audio_context=params.audio_context,
-        clip_dim=clip_dim, fps=fps, block_out_channels=list(unet.block_out_channels),
-        layers_per_block=unet.layers_per_block, cross_attention_dim=unet.cross_attention_dim,
-        attention_head_dim=unet.attention_head_dim,
+    config = univdm_config(
+        params, fps, int(vae.config.latent_channels), vae_downsample_factor(vae), audio_dim,
+        clip_dim, float(getattr(vae.config, "scaling_factor", 1.0) or 1.0),
     )  # fmt: skip
-    return UniVDM(config)
+    if params.unet.pretrained is None:
+        return UniVDM(config)
+    return UniVDM.from_pretrained_unet(config, params.unet.pretrained)
 
 
 class _StepRange(Sampler[int]):

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from pipeline.errors import MissingInputError
-from pipeline.models.audio_attention import ReferenceOnlyAttnProcessor
 from pipeline.models.classifier import SyncClassifier, SyncClassifierConfig, rope
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 
@@ -48,11 +47,22 @@ def test_encoder_weights_are_copied_from_univdm(univdm, clf):
     for key, tensor in copied.items():
         assert torch.equal(tensor, source[key]), key
     assert torch.equal(clf.context_token, univdm.null_image)
-    # The UniVDM's audio attention lives in its processors; none of it is in the classifier.
-    audio_keys = [k for k in source if ".processor." in k]
-    assert audio_keys
-    assert not any("processor" in k for k in clf.state_dict())
-    assert not any(k in copied for k in audio_keys)
+    # Fig. 4: the encoder keeps UniVDM's audio attention (down and mid blocks), weights copied.
+    audio_keys = [k for k in copied if ".attn2.processor." in k]
+    assert audio_keys and all(k.startswith(("down_blocks", "mid_block")) for k in audio_keys)
+    for mine, theirs in ((clf.encoder_audio_proj, univdm.audio_proj),):
+        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert torch.equal(clf.encoder_audio_offset, univdm.audio_offset)
+
+
+def test_encoder_features_change_when_only_the_audio_changes(clf):
+    z, t, audio = _inputs(2, 3, 3)
+    with torch.no_grad():
+        a = clf.encode_video(z, t, audio)
+        b = clf.encode_video(z, t, audio.flip(1))
+    assert a.shape == b.shape == (2, 3, 32)
+    assert (a - b).abs().amax() > 1e-4
 
 
 def test_from_univdm_names_missing_keys(univdm, monkeypatch):
@@ -141,20 +151,27 @@ def test_save_load_round_trip(clf, tmp_path):
 
 
 def test_encoder_path_matches_the_full_unet(univdm, clf):
-    """encode_video = the UniVDM UNet's own mid-block output (reference-only attention), GMP."""
+    """encode_video = the UniVDM UNet's own mid-block output (plain self-attention: no reference
+    slot; audio attention over each frame's window), max-pooled per frame."""
+    from pipeline.models.reference_attention import PlainSelfAttnProcessor
+
     unet = copy.deepcopy(univdm.unet)
     for name, module in unet.named_modules():
-        if isinstance(module, Attention) and name.endswith("attn2"):
-            module.set_processor(ReferenceOnlyAttnProcessor(n_ref=1))
+        if isinstance(module, Attention) and name.endswith("attn1") and "temporal" not in name:
+            module.set_processor(PlainSelfAttnProcessor())
     seen = {}
     unet.mid_block.register_forward_hook(lambda m, i, o: seen.setdefault("mid", o))
-    z, t, _ = _inputs(2, 3, 3)
+    z, t, audio = _inputs(2, 3, 3)
     sample = torch.cat([z, torch.zeros(2, 3, 5, 8, 8)], dim=2)
-    added = torch.tensor([[TINY.fps, 127.0, 0.0]] * 2)
+    added = torch.tensor([[TINY.fps - 1, 127.0, 0.0]] * 2)
     with torch.no_grad():
-        unet(sample, t, univdm.null_image.expand(2, 1, -1), added)
-        ours = clf.encode_video(z, t)
+        context = clf.encoder_context(audio, 3)  # (B, 1 + 3 * W, D)
+        unet(sample, t, context, added)
+        ours = clf.encode_video(z, t, audio)
     torch.testing.assert_close(ours, seen["mid"].amax(dim=(-2, -1)).view(2, 3, -1))
+    # The context: the token, then frame f's window of rows f-1, f, f+1 clamped to [0, 2].
+    tokens = clf.encoder_audio_proj(audio[:, [0, 0, 1]]) + clf.encoder_audio_offset
+    torch.testing.assert_close(context[:, 1:4], tokens)
 
 
 def test_encoder_is_copied_from_the_saved_univdm_checkpoint(univdm, tmp_path):
@@ -179,13 +196,10 @@ def test_audio_statistics_standardise_and_are_saved(univdm, tmp_path):
     torch.testing.assert_close(clf.audio_std, features.std(0))
     z, t, _ = _inputs(1, 3, 3)
     audio = features[:3][None]
-    shifted = SyncClassifier.from_univdm(univdm, **SMALL).eval()
-    shifted.load_state_dict(clf.state_dict())
-    shifted.audio_mean.zero_()
-    shifted.audio_std.fill_(1.0)
-    with torch.no_grad():  # standardising first is the same as feeding standardised features
-        torch.testing.assert_close(
-            clf(z, t, audio), shifted(z, t, (audio - features.mean(0)) / features.std(0))
-        )
+    seen = []
+    clf.audio_proj.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    with torch.no_grad():  # the transformer's audio tokens read standardised features
+        clf(z, t, audio)
+    torch.testing.assert_close(seen[0], (audio - features.mean(0)) / features.std(0))
     clf.save(tmp_path)
     assert torch.equal(SyncClassifier.load(tmp_path).audio_mean, clf.audio_mean)
