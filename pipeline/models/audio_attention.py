@@ -23,9 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def attend(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
-) -> torch.Tensor:
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int) -> torch.Tensor:
     """Multi-head scaled dot-product attention: ``(B, N, C) x (B, L, C) -> (B, N, C)``."""
     batch, n, inner = query.shape
     head_dim = inner // heads

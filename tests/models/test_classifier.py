@@ -50,9 +50,9 @@ def test_encoder_weights_are_copied_from_univdm(univdm, clf):
     # Fig. 4: the encoder keeps UniVDM's audio attention (down and mid blocks), weights copied.
     audio_keys = [k for k in copied if ".attn2.processor." in k]
     assert audio_keys and all(k.startswith(("down_blocks", "mid_block")) for k in audio_keys)
-    for mine, theirs in ((clf.encoder_audio_proj, univdm.audio_proj),):
-        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
-            assert torch.equal(a, b), name
+    theirs = univdm.audio_proj.state_dict()
+    for name, tensor in clf.encoder_audio_proj.state_dict().items():
+        assert torch.equal(tensor, theirs[name]), name
     assert torch.equal(clf.encoder_audio_offset, univdm.audio_offset)
 
 

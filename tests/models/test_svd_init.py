@@ -97,8 +97,10 @@ def test_time_ids_keep_svd_meaning():
         (dict(in_channels=9), "in_channels 9"),
         (dict(cross_attention_dim=16), "cross_attention_dim 16"),
         (
-            dict(down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 2,
-                 up_block_types=("CrossAttnUpBlockSpatioTemporal",) * 2),
+            dict(
+                down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 2,
+                up_block_types=("CrossAttnUpBlockSpatioTemporal",) * 2,
+            ),
             "down_block_types",
         ),  # fmt: skip
     ],
@@ -142,7 +144,9 @@ def test_reference_reaches_positions_where_it_does_not_differ():
     from diffusers.models.attention_processor import Attention
 
     from pipeline.models.reference_attention import (
-        FrameLayout, PlainSelfAttnProcessor, ReferenceSelfAttnProcessor,
+        FrameLayout,
+        PlainSelfAttnProcessor,
+        ReferenceSelfAttnProcessor,
     )  # fmt: skip
 
     torch.manual_seed(0)
