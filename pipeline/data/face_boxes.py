@@ -107,3 +107,17 @@ __all__ = [
     "apply_region", "dilate_box", "face_box_at", "face_mask", "face_masks",
     "normalised_face_boxes",
 ]  # fmt: skip
+
+
+def window_face_box(boxes: np.ndarray, start: int, length: int) -> np.ndarray:
+    """The union of the per-frame boxes of frames ``start ... start + length - 1``: ``(4,)``.
+
+    A classifier window spans up to 120 frames, and the head moves within it; the box of its
+    first frame alone would cut the face out of later frames. Frames without a face are left out
+    of the union; a window without any falls back to :func:`face_box_at` of its first frame.
+    """
+    window = np.asarray(boxes, dtype=np.float64)[start : start + length]
+    found = window[np.isfinite(window).all(axis=1)]
+    if not len(found):
+        return face_box_at(boxes, start)
+    return np.concatenate([found[:, :2].min(axis=0), found[:, 2:].max(axis=0)]).astype(np.float32)

@@ -21,8 +21,9 @@ For the latent ``z`` entering a guided step:
 
 Each classifier reads the latent masked as in its training (the face classifier the face box
 only, the non-face one the rest), so its gradient is zero outside its area before the mask of
-Eq. 8-9 is applied. Guidance runs in the first ``round(rate * steps)`` DDIM steps (paper: 15 of
-30, ``rate = 0.5``) and is applied to the latent entering each of those steps.
+Eq. 8-9 is applied. Guidance is applied to the latent entering ``round(rate * steps)`` DDIM steps
+(paper: 15 of 30, ``rate = 0.5``): as in Algorithm 1, the first of them is the solver's output
+``f(z_T)``, so steps 1 to 15 are guided and ``z_T`` itself is not.
 """
 
 from __future__ import annotations
@@ -57,8 +58,17 @@ class GuidanceWeights:
             raise ValueError(f"guidance rate must be in [0, 1], got {self.rate}")
 
     def guided_steps(self, steps: int) -> int:
-        """How many of the first DDIM steps are guided."""
-        return 0 if self.mode == "none" else int(round(self.rate * steps))
+        """How many DDIM steps are guided: ``round(rate * steps)``, at most ``steps - 1``."""
+        if self.mode == "none":
+            return 0
+        return min(int(round(self.rate * steps)), steps - 1)
+
+    def guided_indices(self, steps: int) -> range:
+        """Indices of the guided DDIM steps, Algorithm 1: the first solver step turns ``z_T``
+        into ``z_{t_{N-1}}`` unguided, and guidance acts on the solver's outputs from there
+        (steps ``1 ... guided_steps``). Pure noise ``z_T`` carries no motion for a classifier to
+        judge. At ``rate = 1`` every step but the first is guided."""
+        return range(1, self.guided_steps(steps) + 1)
 
 
 @dataclass

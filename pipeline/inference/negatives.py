@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from pipeline.config import NegativesParams
-from pipeline.data.face_boxes import face_box_at
+from pipeline.data.face_boxes import face_box_at, window_face_box
 from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.data.splits import held_out
 from pipeline.data.windows import ClipRecord, audio_windows, load_latents, resize_frames
@@ -129,7 +129,9 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
             "length": length, "audio_clip_id": audio.clip_id, "audio_start": audio_start,
             "ref_clip_id": ref.clip_id, "ref_frame": ref_frame,
             "seed": params.seed * 1_000_003 + window_id,
-            "positive_face_box": face_box_at(face_boxes[clip_id], start),
+            # The real window's face area covers every frame's face in it; the negative is
+            # drawn from one reference frame, so its face stays near that frame's box.
+            "positive_face_box": window_face_box(face_boxes[clip_id], start, length),
             "negative_face_box": face_box_at(face_boxes[ref.clip_id], ref_frame),
         })  # fmt: skip
     return pd.DataFrame(rows)

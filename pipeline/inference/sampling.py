@@ -4,7 +4,8 @@
 the training scheduler's 1000-step schedule, for one window of ``t`` frames conditioned on the
 reference latent, the audio windows and optionally the first frame. With guidance weights and the
 two classifiers it applies Sequential or Differential Guidance
-(:mod:`pipeline.inference.guidance`) in the first ``round(rate * steps)`` steps.
+(:mod:`pipeline.inference.guidance`) to ``round(rate * steps)`` steps, from the solver's first
+output ``f(z_T)`` on (Algorithm 1: steps 1 ... 15 of 30).
 
 ``sample_long_video`` chains windows into a video of any length (Appendix B.4.1): segment
 ``k + 1`` is conditioned on the last frame of segment ``k`` as its first frame, so consecutive
@@ -64,13 +65,13 @@ def ddim_sample(
         latents = torch.randn(shape, generator=generator, device=reference.device,
                               dtype=reference.dtype)  # fmt: skip
     scheduler = ddim_scheduler(train_scheduler, steps)
-    guided = guidance.guided_steps(steps) if guidance is not None else 0
+    guided = guidance.guided_indices(steps) if guidance is not None else range(0)
     if guided and classifiers is None:
         raise ValueError(f"guidance mode {guidance.mode!r} needs the two classifiers")
     abar = train_scheduler.alphas_cumprod
     for index, timestep in enumerate(scheduler.timesteps):
         t = timestep.to(reference.device)
-        if index >= guided:
+        if index not in guided:
             eps = model(latents, t, reference, audio, condition, condition_mask, image_embeds)
             latents = scheduler.step(eps, timestep, latents).prev_sample
         else:

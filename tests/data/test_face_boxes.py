@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.face_boxes import apply_region, dilate_box, face_box_at, face_mask, face_masks
+from pipeline.data.face_boxes import (
+    apply_region, dilate_box, face_box_at, face_mask, face_masks, window_face_box,
+)  # fmt: skip
 
 
 def test_cells_overlapping_the_box_are_set():
@@ -56,3 +58,13 @@ def test_face_box_falls_back_to_the_nearest_frame():
     np.testing.assert_array_equal(face_box_at(boxes, 0), boxes[1])
     np.testing.assert_array_equal(face_box_at(boxes, 3), boxes[4])
     assert np.isnan(face_box_at(np.full((2, 4), np.nan), 0)).all()
+
+
+def test_window_face_box_is_the_union_over_the_window():
+    boxes = np.full((6, 4), np.nan, dtype=np.float32)
+    boxes[1] = [0.2, 0.3, 0.4, 0.5]
+    boxes[2] = [0.25, 0.2, 0.45, 0.45]
+    boxes[5] = [0.9, 0.9, 1.0, 1.0]  # outside the window
+    np.testing.assert_allclose(window_face_box(boxes, 0, 4), [0.2, 0.2, 0.45, 0.5])
+    # No face in the window: the nearest frame's box, as for one frame.
+    np.testing.assert_array_equal(window_face_box(boxes, 3, 2), face_box_at(boxes, 3))

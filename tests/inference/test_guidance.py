@@ -64,6 +64,24 @@ def test_differential_dg_without_classifier_steps_is_plain_sampling(setup):
     assert not torch.allclose(literal, plain, atol=1e-3)
 
 
+def test_z_T_is_not_guided_but_the_solver_outputs_are(setup, monkeypatch):
+    """Algorithm 1: step 0 turns z_T into f(z_T) unguided; steps 1 .. round(rate * N) are
+    guided (the latents the solver produced)."""
+    seen = []
+    original = guidance_module.guide
+
+    def spy(z, timestep, *args):
+        seen.append(int(timestep))
+        return original(z, timestep, *args)
+
+    monkeypatch.setattr("pipeline.inference.sampling.guide", spy)
+    _sample(setup, GuidanceWeights(mode="sg", rate=0.5), steps=4)
+    timesteps = ddim_scheduler(SCHEDULER, 4).timesteps.tolist()
+    assert seen == timesteps[1:3]
+    assert list(GuidanceWeights(mode="sg", rate=0.5).guided_indices(30)) == list(range(1, 16))
+    assert GuidanceWeights(mode="dg", rate=1.0).guided_steps(30) == 29  # all but z_T
+
+
 def test_guidance_steps_follow_the_rate():
     assert GuidanceWeights(mode="sg", rate=0.5).guided_steps(30) == 15
     assert GuidanceWeights(mode="dg", rate=0.0).guided_steps(30) == 0
@@ -115,13 +133,18 @@ def test_dg_batched_call_equals_three_separate_calls(setup, monkeypatch):
         return original(self, noisy, *args, **kwargs)
 
     monkeypatch.setattr(UniVDM, "forward", counting)
-    batched = _sample(setup, weights, steps=1)
-    assert calls == [6]  # one UNet call holding z*, z_nf and z_f of the batch of 2
+    batched = _sample(setup, weights, steps=2)
+    # Step 0 (z_T, unguided), then one UNet call holding z*, z_nf and z_f of the batch of 2.
+    assert calls == [2, 6]
     monkeypatch.setattr(UniVDM, "forward", original)
-    scheduler = ddim_scheduler(SCHEDULER, 1)
-    t = scheduler.timesteps[0]
+    scheduler = ddim_scheduler(SCHEDULER, 2)
+    t0, t = scheduler.timesteps
+    with torch.no_grad():
+        noise = inputs["initial_noise"]
+        eps = model(noise, t0, inputs["reference"], inputs["audio"])
+        z = scheduler.step(eps, t0, noise).prev_sample
     sigma = float((1 - SCHEDULER.alphas_cumprod[int(t)]).sqrt())
-    z_star, z_nf, z_f = guide(inputs["initial_noise"], t, sigma, weights, classifiers)
+    z_star, z_nf, z_f = guide(z, t, sigma, weights, classifiers)
     with torch.no_grad():
         outs = [scheduler.step(model(z, t, inputs["reference"], inputs["audio"]), t, z).prev_sample
                 for z in (z_star, z_nf, z_f)]  # fmt: skip
