@@ -3,7 +3,12 @@
 Notation: ``f`` is one deterministic DDIM step of UniVDM from timestep ``t`` (the solver
 ``f_theta``), ``D(z, a) = -log s(z, a)`` a classifier's energy, ``sigma_t = sqrt(1 - abar_t)``
 the noise level of the latent being guided, ``M_f`` the face mask at latent resolution (the
-reference image's dilated face box) and ``M_nf = 1 - M_f``.
+reference image's dilated face box) and ``M_nf = 1 - M_f``. One ``M_f`` serves the whole video:
+Algorithm 1 takes the face mask as an input given before sampling, and the generated video's
+face is not known until it is generated (tracking it would mean decoding every guided step's
+prediction); the dilation, a quarter of the box on each side, covers the head's motion around
+the reference pose. Training windows use the union of their frames' boxes
+(:func:`pipeline.data.face_boxes.window_face_box`).
 
 For the latent ``z`` entering a guided step:
 
