@@ -20,20 +20,22 @@ import time
 import torch
 
 from pipeline.config import load_params
-from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.models.univdm import UniVDM
 from pipeline.par import par_loss
+from pipeline.training.univdm_trainer import univdm_config
 
 PROFILES = {"sample": "params.yaml", "paper": "params/paper.yaml"}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build(profile: str, size: int, frames: int, vae_factor: int, audio_dim: int) -> UniVDM:
-    unet = load_params(PROFILES[profile]).train_univdm.unet
-    config = UniVDMConfig(latent_size=size // vae_factor, frames=frames, audio_dim=audio_dim,
-                          block_out_channels=list(unet.block_out_channels),
-                          layers_per_block=unet.layers_per_block,
-                          cross_attention_dim=unet.cross_attention_dim,
-                          attention_head_dim=unet.attention_head_dim)  # fmt: skip
+    """The profile's UniVDM (its block layout and parametrisation) at ``size`` x ``frames``,
+    randomly initialised: a pretrained start only changes the values, not the step's cost."""
+    params = load_params(PROFILES[profile]).train_univdm
+    params = params.model_copy(update={"size": size, "frames": frames})
+    # A learned image token instead of CLIP's: one projected token, no measurable cost.
+    config = univdm_config(params, 25.0, 4, vae_factor, audio_dim, None)
+    config.reference_gate = params.unet.pretrained is not None
     return UniVDM(config)
 
 
