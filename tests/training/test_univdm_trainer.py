@@ -135,3 +135,26 @@ def test_step_range_shards_ranks_and_depends_only_on_the_step():
     rank0, rank1 = list(_StepRange(2, 4, 3, 0, 2)), list(_StepRange(2, 4, 3, 1, 2))
     assert rank0 == [12, 13, 14, 18, 19, 20] and rank1 == [15, 16, 17, 21, 22, 23]
     assert list(_StepRange(3, 4, 3, 0, 2)) == rank0[3:]  # resuming at step 3
+
+
+def test_build_univdm_starts_from_a_pretrained_svd_unet(tmp_path):
+    """train_univdm.unet.pretrained: the stage's builder loads the folder (SVD layout, gated
+    reference attention, svd parametrisation) and names a missing one in one error."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from pipeline.errors import MissingInputError
+    from pipeline.training.univdm_trainer import build_univdm, univdm_config
+
+    unet = {"block_out_channels": [32, 64], "attention_head_dim": 8, "cross_attention_dim": 32,
+            "addition_time_embed_dim": 8, "cross_attention_levels": [True, False],
+            "parametrisation": "svd", "pretrained": str(tmp_path / "unet")}  # fmt: skip
+    params = _params(size=SIZE, frames=FRAMES, audio_context=1, unet=unet)
+    with pytest.raises(MissingInputError, match="unet: no pretrained UNet here"):
+        build_univdm(params, 25.0, _vae(), 4, None)
+    config = univdm_config(params, 25.0, 4, 2, 4, None)
+    kwargs = config.unet_kwargs() | {"in_channels": 8}
+    UNetSpatioTemporalConditionModel(**kwargs).save_pretrained(tmp_path / "unet")
+    model = build_univdm(params, 25.0, _vae(), 4, None)
+    assert model.config.reference_gate and model.config.parametrisation == "svd"
+    gates = [p for n, p in model.named_parameters() if n.endswith("processor.gate")]
+    assert gates and all(float(g.detach()) == 0 for g in gates)
