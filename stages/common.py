@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from pipeline.config import Params, load_params
 from pipeline.errors import InputError
@@ -39,6 +40,23 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")
     return parser
+
+
+def add_timings_argument(parser: argparse.ArgumentParser) -> None:
+    """``--timings PATH``: where the run's wall-clock figures go, apart from the metrics file
+    (which stays reproducible); see :func:`timings_path` for its default."""
+    parser.add_argument("--timings", help="JSON file for this run's seconds "
+                        "(default: timings/NAME beside --metrics NAME)")  # fmt: skip
+
+
+def timings_path(args: argparse.Namespace) -> Path:
+    """``--timings``, or ``timings/<name>`` beside ``--metrics <name>`` (``data/metrics/x.json``
+    -> ``data/metrics/timings/x.json``, what ``dvc.yaml`` declares), so that a stage run by hand
+    (``--merge n`` after its shards) still writes every output its stage declares."""
+    if args.timings:
+        return Path(args.timings)
+    metrics = Path(args.metrics)
+    return metrics.parent / "timings" / metrics.name
 
 
 def run_stage(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,

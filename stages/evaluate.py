@@ -4,7 +4,10 @@ Reads the test clips (the ground truth), the videos of ``infer@none|sg|dg`` and 
 (``train_gesture_ae``, ``train_syncnet``, the I3D file if given) and writes:
 
 - ``data/metrics/evaluate.json``: the DVC metrics, per mode and per language, with ``null`` and
-  the reason wherever a metric cannot be computed;
+  the reason wherever a metric cannot be computed; only what the inputs and params reproduce;
+- ``data/metrics/timings/evaluate.json`` (``--timings``, a plain output, not a metric): TC, the
+  sampling seconds per segment (Table 2), laid out as the metrics (per mode, per language, null
+  reasons), and this run's wall-clock seconds; timings differ on every run;
 - ``data/eval/per_clip.parquet``: one row per (mode, clip) with every per-video figure;
 - ``data/plots/evaluate/``: CSVs for ``dvc plots`` (Sync distance per audio offset, region PSNR);
 - ``data/eval/report.html``: Table 1 / Table 2 layouts, frames side by side, a Fig. 7 plot.
@@ -32,6 +35,7 @@ from pipeline.evaluation.evaluate import (
     load_metric_models,
     load_test_clips,
     summarise_groups,
+    tc_groups,
 )
 from pipeline.evaluation.report import report_figures, write_report
 from pipeline.io import tables
@@ -91,16 +95,18 @@ def main(args: argparse.Namespace, params: Params) -> None:
         ok = indexes[mode][indexes[mode]["clip_id"].isin(ids)]
         return float(ok["seconds"].sum()) / int(ok["segments"].sum()) if len(ok) else None
 
-    groups, reasons = summarise_groups(results, models, settings, seconds_per_segment)
+    groups, reasons = summarise_groups(results, models, settings)
+    tc, tc_reasons = tc_groups(results, seconds_per_segment)
     languages = [g for g in groups if g != "all"]
     summary = {
         "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
         "sync_model": {"metric": models.sync_name, "description": models.sync_description},
         "fvd_model": models.fvd_description, "guidance_rate": params.infer.guidance_rate,
         "clips": len(clips), "modes": groups["all"],
-        "by_language": {k: groups[k] for k in languages},
-        "null_reasons": reasons, "seconds": round(time.perf_counter() - started, 1),
+        "by_language": {k: groups[k] for k in languages}, "null_reasons": reasons,
     }  # fmt: skip
+    timings = {"modes": tc["all"], "by_language": {k: tc[k] for k in languages},
+               "null_reasons": tc_reasons}  # fmt: skip
     out, plots = Path(args.out), Path(args.plots)
     plots.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
@@ -121,12 +127,15 @@ def main(args: argparse.Namespace, params: Params) -> None:
                  for v in videos}  # fmt: skip
         figures = report_figures(clips, generated, poses, settings,
                                  params.train_gesture_ae.min_score)  # fmt: skip
-        notes = [f"{key}: {why}" for key, why in sorted(reasons.items()) if key.startswith("all.")]
-        write_report(tmp / "report.html", summary, groups, figures, notes)
+        notes = [f"{key}: {why}" for key, why in sorted((reasons | tc_reasons).items())
+                 if key.startswith("all.")]  # fmt: skip
+        write_report(tmp / "report.html", summary, groups, figures, notes, timings["modes"])
         for stem, _, data in figures:
             (tmp / f"{stem}.png").write_bytes(data)
     write_json(summary, args.metrics)
-    log.info("evaluate: %s", {m: groups["all"][m] for m in groups["all"]})
+    timings["seconds_this_run"] = round(time.perf_counter() - started, 1)
+    write_json(timings, args.timings)
+    log.info("evaluate: %s", {m: groups["all"][m] | tc["all"][m] for m in groups["all"]})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="data/models")
     p.add_argument("--out", default="data/eval")
     p.add_argument("--metrics", default="data/metrics/evaluate.json")
+    p.add_argument("--timings", default="data/metrics/timings/evaluate.json",
+                   help="JSON file for TC and this run's seconds (not a DVC metric)")  # fmt: skip
     p.add_argument("--plots", default="data/plots/evaluate")
     return p
 

@@ -30,7 +30,8 @@ from pipeline.inference.generate import (
     reference_face_boxes,
 )
 from pipeline.io.outputs import write_json
-from stages.common import parse_shard, run_stage, stage_parser
+from pipeline.io.timings import write_timings
+from stages.common import add_timings_argument, parse_shard, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.infer")
 
@@ -53,11 +54,13 @@ def main(args: argparse.Namespace, params: Params) -> None:
     segments = int(ok["segments"].sum())
     summary = {"mode": mode, "clips": len(table), "failed": int((table["status"] != "ok").sum()),
                "frames": int(ok["n_frames"].sum()), "segments": segments,
-               "seconds_per_segment": round(float(ok["seconds"].sum()) / max(1, segments), 3),
                "steps": infer.steps, "guidance_rate": infer.guidance_rate,
-               "shards": args.merge or 1,
-               "seconds_this_run": round(time.perf_counter() - started, 1)}  # fmt: skip
+               "shards": args.merge or 1}  # fmt: skip
     write_json(summary, args.metrics)
+    # Sampling seconds from the clips' rows (whichever shard made them), and this run's wall time.
+    sampling = float(ok["seconds"].sum())
+    write_timings(timings_path(args), seconds_per_segment=sampling / max(1, segments),
+                  seconds_this_run=time.perf_counter() - started)  # fmt: skip
     log.info("infer %s (plan %s): %s", mode, fingerprint, summary)
     if summary["failed"]:
         raise RuntimeError(
@@ -73,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="data/models")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
+    add_timings_argument(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--shard", type=parse_shard, help="write only shard i of n (i/n)")
     group.add_argument("--merge", type=int, help="assemble the index from n written shards")

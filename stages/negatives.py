@@ -33,11 +33,12 @@ from pipeline.inference.negatives import (
 )
 from pipeline.io import tables
 from pipeline.io.outputs import write_json
+from pipeline.io.timings import write_timings
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import resolve_vae
 from pipeline.training.checkpoint_store import checkpoint_for_step, load_model_weights
 from pipeline.training.resume import weights_digest
-from stages.common import parse_shard, run_stage, stage_parser
+from stages.common import add_timings_argument, parse_shard, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.negatives")
 
@@ -88,11 +89,11 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "checkpoint_step": negatives.checkpoint_step,
         "ddim_steps": negatives.ddim_steps,
         "shards": shards,
-        # Generation time when this process generated everything (not for a merge of shards).
-        "seconds_per_pair": None if args.merge else round(seconds / len(index), 3),
         "fingerprint": fingerprint,
     }
     write_json(summary, args.metrics)
+    # Generation time when this process generated everything (not for a merge of shards).
+    write_timings(timings_path(args), seconds_per_pair=None if args.merge else seconds / len(index))
     log.info("negatives: %s", summary)
 
 
@@ -104,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--univdm", default="data/models/univdm")
     p.add_argument("--out", default="data/negatives")
     p.add_argument("--metrics", default="data/metrics/negatives.json")
+    add_timings_argument(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--shard", type=parse_shard, help="write only shard i of n (i/n)")
     group.add_argument("--merge", type=int, help="assemble the index from n complete shards")

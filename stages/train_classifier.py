@@ -21,13 +21,14 @@ from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.timings import write_timings
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.univdm import UniVDM
 from pipeline.training.classifier_data import PairData, load_audio_features
 from pipeline.training.classifier_trainer import KINDS, evaluate, train_classifier
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint, weights_digest
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_classifier")
 
@@ -71,11 +72,11 @@ def main(args: argparse.Namespace, params: Params) -> None:
     summary = {
         "kind": kind, "steps": settings.steps, "resumed_from": result.first_step,
         "pairs_train": len(train.index), "pairs_heldout": len(heldout.index),
-        "seconds_this_run": round(time.perf_counter() - started, 1),
         "loss_first10": float(np.mean([r["loss"] for r in first])) if first else None,
         "loss_last10": float(np.mean([r["loss"] for r in last])) if last else None,
     } | {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}  # fmt: skip
     write_json(summary, args.metrics)
+    write_timings(timings_path(args), seconds_this_run=time.perf_counter() - started)
     log.info("train_classifier %s: %s", kind, summary)
 
 
@@ -88,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--live", required=True)
     p.add_argument("--metrics", required=True)
+    add_timings_argument(p)
     return p
 
 

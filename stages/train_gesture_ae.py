@@ -24,12 +24,13 @@ from pipeline.config import Params
 from pipeline.data.splits import train_and_held_out
 from pipeline.errors import InputError
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.timings import write_timings
 from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder, pose_detection_rate
 from pipeline.training.gesture_ae_data import clip_windows, load_train_poses
 from pipeline.training.gesture_ae_trainer import train_gesture_ae
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_gesture_ae")
 
@@ -60,7 +61,6 @@ def main(args: argparse.Namespace, params: Params) -> None:
         model.save(tmp)
     summary = {
         "steps": p.steps, "resumed_from": result.first_step,
-        "seconds_this_run": round(time.perf_counter() - started, 1),
         "final_train_loss": result.final_loss, "train_loss": result.train["loss"],
         "train_l1": result.train["l1_normalised"], "heldout_l1": result.heldout_l1,
         "heldout_loss": None if result.heldout is None else result.heldout["loss"],
@@ -71,6 +71,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     }  # fmt: skip
     write_json({k: round(v, 5) if isinstance(v, float) else v for k, v in summary.items()},
                args.metrics)  # fmt: skip
+    write_timings(timings_path(args), seconds_this_run=time.perf_counter() - started)
     log.info("train_gesture_ae: %s", summary)
 
 
@@ -81,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/models/gesture_ae")
     p.add_argument("--live", default="data/dvclive/train_gesture_ae")
     p.add_argument("--metrics", default="data/metrics/train_gesture_ae.json")
+    add_timings_argument(p)
     return p
 
 

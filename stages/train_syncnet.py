@@ -30,12 +30,13 @@ from pipeline.data.splits import train_and_held_out
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.timings import write_timings
 from pipeline.models.syncnet import SyncNet, write_official_record
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
 from pipeline.training.syncnet_data import load_clip_inputs
 from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_syncnet")
 
@@ -44,11 +45,14 @@ def main(args: argparse.Namespace, params: Params) -> None:
     p = params.train_syncnet
     out = Path(args.out)
     if p.weights is not None:
+        checked = time.perf_counter()
         with atomic_directory(out / "final") as tmp:
             record = write_official_record(tmp, p.weights)
         (Path(args.live) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
         write_json({"trained": False, "weights": record["weights"], "sha256": record["sha256"]},
                    args.metrics)  # fmt: skip
+        write_timings(timings_path(args), seconds_this_run=time.perf_counter() - checked,
+                      seconds_per_step=None)  # fmt: skip
         log.info("train_syncnet: official weights %s recorded", p.weights)
         return
 
@@ -82,8 +86,6 @@ def main(args: argparse.Namespace, params: Params) -> None:
     first, last = result.history[:10], result.history[-10:]
     summary = {
         "trained": True, "steps": p.steps, "resumed_from": result.first_step,
-        "seconds_this_run": round(time.perf_counter() - started, 1),
-        "seconds_per_step": round(trained_s / steps_run, 4) if steps_run else None,
         "clips_train": len(train), "clips_heldout": len(heldout),
         "windows_train": int(sum(c.n_windows for c in train)),
         "loss_first10": float(np.mean([r["loss"] for r in first])) if first else None,
@@ -91,6 +93,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     } | {f"heldout_{k}": v for k, v in figures.items()}  # fmt: skip
     write_json({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
                args.metrics)  # fmt: skip
+    write_timings(timings_path(args), seconds_this_run=time.perf_counter() - started,
+                  seconds_per_step=trained_s / steps_run if steps_run else None)  # fmt: skip
     log.info("train_syncnet: %s", summary)
 
 
@@ -101,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/models/syncnet")
     p.add_argument("--live", default="data/dvclive/train_syncnet")
     p.add_argument("--metrics", default="data/metrics/train_syncnet.json")
+    add_timings_argument(p)
     return p
 
 

@@ -20,6 +20,7 @@ from pipeline.config import Params
 from pipeline.data.windows import WindowDataset, load_clip_records
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.timings import write_timings
 from pipeline.models.vae import resolve_vae
 from pipeline.par import par_figure
 from pipeline.training.checkpoint_store import checkpoint_for_step
@@ -27,7 +28,7 @@ from pipeline.training.live_log import loss_summary, training_live
 from pipeline.training.resume import fingerprint, weights_digest
 from pipeline.training.univdm_preview import preview_record, write_univdm_preview
 from pipeline.training.univdm_trainer import accelerate_precision, build_univdm, train_univdm
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_univdm")
 
@@ -79,10 +80,10 @@ def main(args: argparse.Namespace, params: Params) -> None:
                              train.frames, train.size, train.audio_context, scheduler,
                              train.preview_steps, train.seed, params.cut.fps, image_encoder,
                              tmp)  # fmt: skip
-    summary = {"steps": train.steps, "resumed_from": result.first_step,
-               "seconds_this_run": round(elapsed, 1)} | loss_summary(args.live)  # fmt: skip
+    summary = {"steps": train.steps, "resumed_from": result.first_step} | loss_summary(args.live)
     write_json(summary, args.metrics)
-    log.info("train_univdm: %s", summary)
+    write_timings(timings_path(args), seconds_this_run=elapsed)
+    log.info("train_univdm: %s (%.1f s)", summary, elapsed)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", default="data/samples/univdm")
     p.add_argument("--live", default="data/dvclive/train_univdm")
     p.add_argument("--metrics", default="data/metrics/train_univdm.json")
+    add_timings_argument(p)
     return p
 
 

@@ -27,6 +27,7 @@ from pipeline.config import Params
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
+from pipeline.io.timings import write_timings
 from pipeline.metrics.psnr import reconstruction_psnr
 from pipeline.models import vae as vae_lib
 from pipeline.training.live_log import training_live
@@ -37,7 +38,7 @@ from pipeline.training.vae_trainer import (
     training_frames,
     write_reconstructions,
 )
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_vae")
 
@@ -59,9 +60,10 @@ def main(args: argparse.Namespace, params: Params) -> None:
     out = Path(args.out)
     checkpoints = out / "checkpoints"
     run_id = None
+    train_seconds = 0.0
     if pretrained is not None:
         vae = pretrained.to(device)
-        metrics.update(steps=0, final_loss=None, train_seconds=0.0)
+        metrics.update(steps=0, final_loss=None)
     else:
         train = kept[kept["split"] == "train"]
         if train.empty:
@@ -77,7 +79,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         if pretrained is None:
             started = time.perf_counter()
             result = train_vae(vae, frames, p, checkpoints, run_id, live)
-            metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+            train_seconds = time.perf_counter() - started
             vae_lib.set_scaling_factor(vae, frames)
             last = result.history[-1]["loss"] if result.history else None  # None: finished before
             metrics.update(steps=p.steps, resumed_from=result.first_step, final_loss=last)
@@ -97,7 +99,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         if psnr is not None:
             live.log_metric("eval/psnr_db", psnr, plot=False)
     write_json(metrics, args.metrics)
-    log.info("train_vae: %s", metrics)
+    write_timings(timings_path(args), train_seconds=train_seconds)
+    log.info("train_vae: %s (%.1f s training)", metrics, train_seconds)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", default="data/curated/clips.parquet")
     p.add_argument("--out", default="data/models/vae")
     p.add_argument("--metrics", default="data/metrics/train_vae.json")
+    add_timings_argument(p)
     p.add_argument("--live", default="data/dvclive/train_vae", help="DVCLive directory")
     return p
 

@@ -95,17 +95,40 @@ def test_evaluate_every_mode_and_ground_truth_with_null_reasons(repo):
     assert set(evaluation["modes"]) == {"ground_truth", "none", "sg", "dg"}
     assert evaluation["pose_backend"] == "mediapipe"
     assert evaluation["sync_model"]["metric"] == "sync_corpus"
+    # TC is a timing: it sits in the timings file (same layout), not in the DVC metrics.
+    timings = json.loads((repo / "data/metrics/timings/evaluate.json").read_text())
+    assert "seconds" not in evaluation and timings["seconds_this_run"] > 0
+    assert timings["modes"]["ground_truth"]["tc"] is None
+    assert set(timings["by_language"]) == set(evaluation["by_language"])
     for mode in ("none", "sg", "dg"):
         metrics = evaluation["modes"][mode]
         assert metrics["fvd"] is None and "i3d" in evaluation["null_reasons"][f"all.{mode}.fvd"]
-        assert metrics["tc"] > 0 and metrics["sync_corpus_c"] is not None
-        for key in ("fgd", "div", "bas"):
+        assert "tc" not in metrics and timings["modes"][mode]["tc"] > 0
+        assert metrics["sync_corpus_c"] is not None
+        for key in ("fgd", "div", "bas", "hkv"):
             assert metrics[key] is not None or f"all.{mode}.{key}" in evaluation["null_reasons"]
+    for mode in evaluation["modes"]:  # HKC of every video, ground truth included
+        assert 0 <= evaluation["modes"][mode]["hkc"] <= 1
     per_clip = pd.read_parquet(repo / "data/eval/per_clip.parquet")
     assert len(per_clip) == 4 * _test_clips(repo)
     assert set(per_clip["mode"]) == {"ground_truth", "none", "sg", "dg"}
+    assert {"hkc", "hkv"} <= set(per_clip.columns)
     report = (repo / "data/eval/report.html").read_text()
     assert "Table 1 layout" in report and "Table 2 layout" in report and "data:image/png" in report
+
+
+def test_metrics_hold_no_seconds_and_each_timed_stage_has_its_timings_file(repo):
+    timed = {"train_vae", "train_univdm", "negatives", "train_classifier_face",
+             "train_classifier_nonface", "infer_none", "infer_sg", "infer_dg", "train_gesture_ae",
+             "train_syncnet"}  # fmt: skip
+    timing_keys = {"seconds_this_run", "seconds_per_step", "seconds_per_pair",
+                   "seconds_per_segment", "train_seconds"}  # fmt: skip
+    for path in sorted((repo / "data/metrics").glob("*.json")):
+        assert not timing_keys & set(json.loads(path.read_text())), path.name
+    assert timed <= {p.stem for p in (repo / "data/metrics/timings").glob("*.json")}
+    for name in timed:
+        figures = json.loads((repo / f"data/metrics/timings/{name}.json").read_text())
+        assert figures and set(figures) <= timing_keys, (name, figures)
 
 
 def test_second_repro_does_nothing(repo):

@@ -10,8 +10,9 @@ What is compared with what
   the poses of all of them are read by the same backend (``evaluate.pose_backend``) at that size:
   generated and real poses come from one estimator, as in the paper.
 - A video whose person is found (both shoulders) in fewer than ``evaluate.min_pose_rate`` of its
-  frames is left out of the pose metrics (FGD, Div., BAS) with the reason in its row; a metric
-  left with no video is ``null`` with the reason, never a number made up from missing poses.
+  frames is left out of the pose metrics (FGD, Div., BAS, HKV) with the reason in its row; a
+  metric left with no video is ``null`` with the reason, never a number made up from missing
+  poses. HKC keeps every video: a person or hand that is not found is what it measures.
 
 Per mode
 --------
@@ -28,7 +29,16 @@ Per mode
   (:mod:`pipeline.metrics.fvd`); ``null`` without the I3D file.
 - Region PSNR / SSIM: per frame inside the face, hand and body areas of the ground truth's pose
   (the areas of PAR, Eq. 2), mean over frames, then over videos (:mod:`.regions`).
-- TC: sampling seconds per generated segment, total seconds over total segments (Table 2).
+- HKC / HKV (CyberHost, EchoMimicV2): per video the mean hand keypoint score over all frames
+  (a hand not found counts 0) and the variance over time of the found hand keypoints' positions
+  in squared shoulder widths (keypoints scored >= ``evaluate.pose_min_score``), then the mean
+  over videos (:mod:`pipeline.metrics.hands`, where our reading of the papers is written down).
+  Both are measured on the ground truth too: HKV has no better direction, it is read against
+  the real videos'. With the ``mediapipe`` backend HKC is 0.9 x the share of hands found
+  (Holistic gives no per-point hand confidence).
+- TC: sampling seconds per generated segment, total seconds over total segments (Table 2). A
+  timing changes on every run, so it is not a DVC metric: :func:`tc_groups` gives it apart, for
+  the stage's timings file.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from pipeline.keypoints import LEFT_HAND, RIGHT_HAND
 from pipeline.metrics.beats import audio_beats, beat_alignment_score, motion_beats
 from pipeline.metrics.diversity import diversity
 from pipeline.metrics.frechet import frechet_distance_of_features
+from pipeline.metrics.hands import hand_keypoint_confidence, hand_keypoint_variance, shoulder_width
 from pipeline.metrics.regions import masked_psnr, masked_ssim, region_masks
 from pipeline.models.gesture_ae import (
     GESTURE_JOINTS,
@@ -175,6 +186,16 @@ def beat_alignment(
     return None if not math.isfinite(score) else float(score)
 
 
+def hand_variance(pose: np.ndarray, min_score: float) -> tuple[float | None, str]:
+    """HKV of one video ``(T, 133, 3)`` (:mod:`pipeline.metrics.hands`) and, when it is null,
+    why (else ``""``)."""
+    scale = shoulder_width(pose, min_score)
+    if not math.isfinite(scale):
+        return None, f"no frame with both shoulders scored >= {min_score}: HKV null"
+    hkv = _rounded(hand_keypoint_variance(pose, min_score, scale=scale), 6)
+    return hkv, "" if hkv is not None else "no hand keypoint found in 2 frames: HKV null"
+
+
 def evaluate_video(
     mode: str,
     clip: TestClip,
@@ -191,16 +212,19 @@ def evaluate_video(
     row: dict = {"mode": mode, "clip_id": clip.clip_id, "language": clip.language, "n_frames": n,
                  "pose_rate": round(rate, 4), "pose_metrics": True, "note": ""}  # fmt: skip
     features = np.zeros((0, 1), np.float32)
+    row["hkc"] = _rounded(hand_keypoint_confidence(pose))
     if rate < params.min_pose_rate:
         row["pose_metrics"] = False
         row["note"] = (f"person found in {rate:.0%} of frames (< evaluate.min_pose_rate "
-                       f"{params.min_pose_rate:.0%}): left out of FGD, Div. and BAS")  # fmt: skip
-        row["bas"] = None
+                       f"{params.min_pose_rate:.0%}): left out of FGD, Div., BAS and "
+                       "HKV")  # fmt: skip
+        row["bas"] = row["hkv"] = None
     else:
         features = gesture_features(models.gesture_ae, [pose], gesture.window, gesture.stride,
                                     gesture.min_score)  # fmt: skip
         row["bas"] = _rounded(beat_alignment(pose, clip.wave, clip.sample_rate, clip.fps, params,
                                              gesture.min_score))  # fmt: skip
+        row["hkv"], row["note"] = hand_variance(pose, params.pose_min_score)
     row["gesture_windows"] = int(len(features))
     scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, clip.face_box)
     row |= {"sync_offset": int(scores.offset), "sync_confidence": _rounded(scores.confidence),
@@ -226,7 +250,6 @@ def summarise(
     reference: Sequence[VideoResult],
     models: MetricModels,
     params: EvaluateParams,
-    seconds_per_segment: float | None,
 ) -> tuple[dict, dict]:
     """The set metrics of one mode (or one language of it) against the ground truth videos.
 
@@ -278,10 +301,23 @@ def summarise(
             if metrics[key] is None:
                 reasons[key] = ("the ground truth is the reference" if mode == GROUND_TRUTH
                                 else f"no frame with a {region} area")  # fmt: skip
-    metrics["tc"] = _rounded(seconds_per_segment, 3)
-    if seconds_per_segment is None:
-        reasons["tc"] = "real video is not generated" if mode == GROUND_TRUTH else "no segment"
+    metrics["hkc"] = _rounded(_finite_mean([v.row["hkc"] for v in videos]))
+    if metrics["hkc"] is None:
+        reasons["hkc"] = "no video with frames"
+    metrics["hkv"] = _rounded(_finite_mean([v.row["hkv"] for v in posed]), 6)
+    if metrics["hkv"] is None:
+        reasons["hkv"] = (f"no video with shoulders and hand keypoints found in 2 frames "
+                          f"({len(posed)} of {len(videos)} videos pass "
+                          "evaluate.min_pose_rate)")  # fmt: skip
     return metrics, reasons
+
+
+def tc_of(mode: str, seconds_per_segment: float | None) -> tuple[dict, dict]:
+    """TC of one mode (or one language of it), Table 2: ``({"tc": seconds}, reasons)``."""
+    if seconds_per_segment is not None:
+        return {"tc": _rounded(seconds_per_segment, 3)}, {}
+    why = "real video is not generated" if mode == GROUND_TRUTH else "no segment"
+    return {"tc": None}, {"tc": why}
 
 
 @dataclass(frozen=True)
@@ -350,18 +386,12 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
     )  # fmt: skip
 
 
-def summarise_groups(
+def _by_group(
     results: Mapping[str, Sequence[VideoResult]],
-    models: MetricModels,
-    params: EvaluateParams,
-    seconds_per_segment: Callable[[str, set[str]], float | None],
+    summary: Callable[[str, list[VideoResult], list[VideoResult]], tuple[dict, dict]],
 ) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
-    """:func:`summarise` for every mode, over all clips (group ``all``) and per language.
-
-    results: mode (``ground_truth`` included) -> its videos; seconds_per_segment(mode, clip ids)
-    gives TC. Returns ``(groups, reasons)``: group -> mode -> metrics, and
-    ``"group.mode.metric"`` -> why that metric is null.
-    """
+    """``summary(mode, videos, reference videos)`` over all clips (group ``all``) and per
+    language; returns group -> mode -> figures and ``"group.mode.key"`` -> why it is null."""
     languages = sorted({v.row["language"] for v in results[GROUND_TRUTH]})
     groups: dict[str, dict[str, dict]] = {}
     reasons: dict[str, str] = {}
@@ -373,12 +403,44 @@ def summarise_groups(
         reference = [v for v in results[GROUND_TRUTH] if member(v)]
         groups[group] = {}
         for mode, videos in results.items():
-            chosen = [v for v in videos if member(v)]
-            tc = seconds_per_segment(mode, {v.row["clip_id"] for v in chosen})
-            groups[group][mode], why = summarise(mode, chosen, reference, models, params, tc)
+            groups[group][mode], why = summary(mode, [v for v in videos if member(v)], reference)
             for key, reason in why.items():
                 reasons.setdefault(f"{group}.{mode}.{key}", reason)
     return groups, reasons
+
+
+def summarise_groups(
+    results: Mapping[str, Sequence[VideoResult]],
+    models: MetricModels,
+    params: EvaluateParams,
+) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
+    """:func:`summarise` for every mode, over all clips (group ``all``) and per language.
+
+    results: mode (``ground_truth`` included) -> its videos. Returns ``(groups, reasons)``:
+    group -> mode -> metrics, and ``"group.mode.metric"`` -> why that metric is null.
+    """
+
+    def summary(mode: str, videos: list[VideoResult], reference: list[VideoResult]):
+        return summarise(mode, videos, reference, models, params)
+
+    return _by_group(results, summary)
+
+
+def tc_groups(
+    results: Mapping[str, Sequence[VideoResult]],
+    seconds_per_segment: Callable[[str, set[str]], float | None],
+) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
+    """TC (Table 2) laid out as :func:`summarise_groups`: group -> mode -> ``{"tc": ...}``.
+
+    seconds_per_segment(mode, clip ids) gives the sampling seconds per segment of those clips'
+    videos (None for the ground truth). Kept apart from the metrics: a timing differs on every
+    run, so the stage writes it to its timings file, not to the DVC metrics.
+    """
+
+    def summary(mode: str, videos: list[VideoResult], _reference: list[VideoResult]):
+        return tc_of(mode, seconds_per_segment(mode, {v.row["clip_id"] for v in videos}))
+
+    return _by_group(results, summary)
 
 
 def load_test_clips(
@@ -427,6 +489,7 @@ def lip_opening(pose: np.ndarray, min_score: float) -> np.ndarray:
 
 __all__ = [
     "GROUND_TRUTH", "REGIONS", "FvdSettings", "MetricModels", "ModeResult", "TestClip",
-    "VideoResult", "beat_alignment", "evaluate_video", "hand_speed", "lip_opening",
-    "load_metric_models", "load_test_clips", "region_quality", "summarise", "summarise_groups",
+    "VideoResult", "beat_alignment", "evaluate_video", "hand_speed", "hand_variance",
+    "lip_opening", "load_metric_models", "load_test_clips", "region_quality", "summarise",
+    "summarise_groups", "tc_groups", "tc_of",
 ]  # fmt: skip

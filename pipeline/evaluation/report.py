@@ -6,8 +6,11 @@ jinja2 template ``report.html.j2`` next to this module (every value escaped, fig
   language of the test clips (the paper's PATS = English, CNAS = Mandarin), columns
   FVD, BAS, FGD, Sync-C, Div.
 - Table 2 layout: guidance time rate 0 % (the unguided run) and the configured rate, each cell
-  "SG / DG", plus TC. The other rates come from queued experiments (README, "Ablations").
-- Region quality: PSNR / SSIM inside the face, hand and body areas against the real frames.
+  "SG / DG", plus TC, which comes from the stage's timings file (a timing is not a DVC metric).
+  The other rates come from queued experiments (README, "Ablations").
+- Region quality and hands: PSNR / SSIM inside the face, hand and body areas against the real
+  frames, and HKC / HKV (:mod:`pipeline.metrics.hands`) of every mode and of the real videos,
+  whose HKV is the reference (it has no better direction).
 - Frames: for a few clips, rows ground truth / none / SG / DG at evenly spaced times, the
   reference face box and the ground truth's hand areas outlined.
 - Fig. 7: the clip's mel spectrogram over the hand speed and lip opening of each video.
@@ -64,10 +67,17 @@ def table1_rows(groups: Mapping[str, Mapping[str, dict]], sync_name: str) -> tup
     return header, body
 
 
-def table2_rows(modes: Mapping[str, dict], rate: float, sync_name: str) -> tuple[list, list]:
-    """Table 2 as ``(header, rows)``: rate 0 % is the unguided run, the configured rate SG / DG."""
+def table2_rows(
+    modes: Mapping[str, dict], rate: float, sync_name: str, timings: Mapping[str, dict]
+) -> tuple[list, list]:
+    """Table 2 as ``(header, rows)``: rate 0 % is the unguided run, the configured rate SG / DG.
+
+    modes: mode -> metrics; timings: mode -> ``{"tc": seconds per segment}`` (the timings file's
+    ``modes``), merged in for the TC column.
+    """
     keys = [("fvd", 2), ("bas", 4), ("fgd", 3), (f"{sync_name}_c", 3), ("div", 3), ("tc", 3)]
     header = [["Guidance time rate", "FVD ↓", "BAS ↑", "FGD ↓", "Sync-C ↑", "Div. ↑", "TC ↓"]]
+    modes = {m: {**modes.get(m, {}), **timings.get(m, {})} for m in ("none", "sg", "dg")}
     rows = []
     none = modes.get("none", {})
     rows.append(["0 %"] + [f"{_cell(none.get(k), d)} / {_cell(none.get(k), d)}" for k, d in keys])
@@ -78,15 +88,18 @@ def table2_rows(modes: Mapping[str, dict], rate: float, sync_name: str) -> tuple
 
 
 def region_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
+    """Region PSNR / SSIM and the hand keypoint metrics HKC / HKV as ``(header, rows)``, one row
+    per mode; the ground truth's row has no PSNR / SSIM (it is their reference) but its HKC and
+    HKV, against which the modes' HKV is read."""
     regions = ("face", "hand", "body")
-    header = [["Method"] + [f"PSNR {r} ↑" for r in regions] + [f"SSIM {r} ↑" for r in regions]]
+    header = [["Method"] + [f"PSNR {r} ↑" for r in regions] + [f"SSIM {r} ↑" for r in regions]
+              + ["HKC ↑", "HKV"]]  # fmt: skip
     rows = []
     for mode, metrics in modes.items():
-        if mode == "ground_truth":
-            continue
         rows.append([MODE_LABELS.get(mode, mode)]
                     + [_cell(metrics.get(f"psnr_{r}"), 2) for r in regions]
-                    + [_cell(metrics.get(f"ssim_{r}"), 3) for r in regions])  # fmt: skip
+                    + [_cell(metrics.get(f"ssim_{r}"), 3) for r in regions]
+                    + [_cell(metrics.get("hkc"), 3), _cell(metrics.get("hkv"), 4)])  # fmt: skip
     return header, rows
 
 
@@ -221,20 +234,22 @@ def render_report(
     groups: Mapping[str, Mapping[str, dict]],
     figures: Sequence[tuple[str, str, bytes]],
     notes: Sequence[str],
+    timings: Mapping[str, dict],
 ) -> str:
     """The self-contained HTML report (``report.html.j2``): tables, embedded PNGs, notes.
 
     summary: the stage's metrics summary (profile, eval size, pose backend, sync and FVD models,
     guidance rate); groups: group -> mode -> metrics; figures: ``(file stem, caption, PNG
-    bytes)`` as :func:`report_figures` makes them; notes: why some values are null.
+    bytes)`` as :func:`report_figures` makes them; notes: why some values are null; timings:
+    mode -> ``{"tc": ...}`` over all clips (the timings file's ``modes``), for Table 2's TC.
     """
     sync_name = summary["sync_model"]["metric"]
     modes = groups["all"]
     tables = [
         ("Table 1 layout: quality and alignment", table1_rows(groups, sync_name)),
         ("Table 2 layout: guidance time rate (SG / DG)",
-         table2_rows(modes, summary["guidance_rate"], sync_name)),
-        ("Region quality against the real frames", region_rows(modes)),
+         table2_rows(modes, summary["guidance_rate"], sync_name, timings)),
+        ("Region quality against the real frames; hand keypoints (HKC, HKV)", region_rows(modes)),
     ]  # fmt: skip
     source = resources.files("pipeline.evaluation").joinpath(TEMPLATE).read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -255,9 +270,10 @@ def write_report(
     groups: Mapping[str, Mapping[str, dict]],
     figures: Sequence[tuple[str, str, bytes]],
     notes: Sequence[str],
+    timings: Mapping[str, dict],
 ) -> None:
     """Write :func:`render_report`'s HTML to ``path`` atomically."""
-    html = render_report(summary, groups, figures, notes)
+    html = render_report(summary, groups, figures, notes, timings)
     with atomic_file(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
 

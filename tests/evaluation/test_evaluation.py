@@ -11,9 +11,11 @@ from pipeline.evaluation.evaluate import (
     MetricModels,
     VideoResult,
     hand_speed,
+    hand_variance,
     lip_opening,
     region_quality,
     summarise,
+    tc_groups,
 )
 from pipeline.evaluation.report import region_rows, table1_rows, table2_rows, write_report
 from pipeline.metrics.frechet import frechet_distance_of_features
@@ -28,10 +30,12 @@ def _models(i3d=None) -> MetricModels:
 
 
 def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | None = 0.5,
-           conf: float = 2.0) -> VideoResult:  # fmt: skip
+           conf: float = 2.0, hkc: float = 0.8, hkv: float | None = 0.1,
+           language: str = "en") -> VideoResult:  # fmt: skip
     quality = {f"{m}_{r}": 20.0 for m in ("psnr", "ssim") for r in ("face", "hand", "body")}
-    row = {"clip_id": clip, "language": "en", "pose_metrics": posed, "pose_rate": 1.0 if posed
-           else 0.1, "bas": bas if posed else None, "sync_confidence": conf, "sync_distance": 7.0,
+    row = {"clip_id": clip, "language": language, "pose_metrics": posed, "pose_rate": 1.0
+           if posed else 0.1, "bas": bas if posed else None, "sync_confidence": conf,
+           "sync_distance": 7.0, "hkc": hkc, "hkv": hkv if posed else None,
            **quality}  # fmt: skip
     return VideoResult(row, np.zeros((1, 133, 3)), features if posed else np.zeros((0, 1)),
                        np.zeros(31))  # fmt: skip
@@ -40,34 +44,73 @@ def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | Non
 def test_summarise_pools_windows_and_compares_with_the_ground_truth():
     rng = np.random.default_rng(0)
     real = [_video("a", rng.normal(size=(6, 3))), _video("b", rng.normal(size=(6, 3)))]
-    fake = [_video("a", rng.normal(2, 1, size=(6, 3)), conf=1.0, bas=0.2),
-            _video("b", rng.normal(2, 1, size=(6, 3)), conf=3.0, bas=0.4)]  # fmt: skip
-    metrics, reasons = summarise("sg", fake, real, _models(), PARAMS, 0.5)
+    fake = [_video("a", rng.normal(2, 1, size=(6, 3)), conf=1.0, bas=0.2, hkc=0.5, hkv=0.2),
+            _video("b", rng.normal(2, 1, size=(6, 3)), conf=3.0, bas=0.4, hkc=0.7,
+                   hkv=0.4)]  # fmt: skip
+    metrics, reasons = summarise("sg", fake, real, _models(), PARAMS)
     expected = frechet_distance_of_features(
         np.concatenate([v.gesture_features for v in real]),
         np.concatenate([v.gesture_features for v in fake]),
     )
     assert metrics["fgd"] == pytest.approx(round(expected, 4))
     assert metrics["bas"] == pytest.approx(0.3) and metrics["sync_corpus_c"] == pytest.approx(2.0)
-    assert metrics["gesture_windows"] == 12 and metrics["tc"] == 0.5
+    assert metrics["gesture_windows"] == 12 and "tc" not in metrics  # TC: the timings file's
+    assert metrics["hkc"] == pytest.approx(0.6) and metrics["hkv"] == pytest.approx(0.3)
     assert metrics["fvd"] is None and reasons["fvd"] == "no I3D file"
-    assert "fgd" not in reasons and "bas" not in reasons
+    assert "fgd" not in reasons and "bas" not in reasons and "hkv" not in reasons
 
 
 def test_videos_without_a_person_make_the_pose_metrics_null_with_a_reason():
     real = [_video("a", np.ones((4, 3)))]
-    fake = [_video("a", np.ones((4, 3)), posed=False)]
-    metrics, reasons = summarise("dg", fake, real, _models(), PARAMS, 1.0)
+    fake = [_video("a", np.ones((4, 3)), posed=False, hkc=0.25)]
+    metrics, reasons = summarise("dg", fake, real, _models(), PARAMS)
     assert metrics["fgd"] is None and metrics["div"] is None and metrics["bas"] is None
     assert "0 of 1 videos" in reasons["fgd"] and reasons["bas"] == reasons["fgd"]
     assert metrics["clips_with_pose"] == 0 and metrics["sync_corpus_c"] == 2.0
+    # HKC keeps the video (a person not found is what it measures); HKV needs the pose.
+    assert metrics["hkc"] == 0.25 and metrics["hkv"] is None and "0 of 1 videos" in reasons["hkv"]
 
 
 def test_the_ground_truth_is_the_reference_not_a_zero():
     real = [_video("a", np.arange(12.0).reshape(4, 3))]
-    metrics, reasons = summarise(GROUND_TRUTH, real, real, _models(), PARAMS, None)
+    metrics, reasons = summarise(GROUND_TRUTH, real, real, _models(), PARAMS)
     assert metrics["fgd"] is None and "reference" in reasons["fgd"]
-    assert metrics["tc"] is None and metrics["div"] is not None
+    assert metrics["div"] is not None and metrics["hkc"] == 0.8 and metrics["hkv"] == 0.1
+
+
+def test_tc_is_kept_apart_per_mode_and_language_with_null_reasons():
+    videos = [_video("a", np.ones((4, 3))), _video("b", np.ones((4, 3)), language="zh")]
+    results = {GROUND_TRUTH: videos, "sg": videos}
+    seconds = {"a": (3.0, 2), "b": (5.0, 3)}  # clip -> (sampling seconds, segments)
+
+    def seconds_per_segment(mode, ids):
+        if mode == GROUND_TRUTH:
+            return None
+        return sum(seconds[c][0] for c in ids) / sum(seconds[c][1] for c in ids)
+
+    groups, reasons = tc_groups(results, seconds_per_segment)
+    assert groups["all"]["sg"] == {"tc": 1.6}  # (3 + 5) / (2 + 3)
+    assert groups["en"]["sg"] == {"tc": 1.5} and groups["zh"]["sg"] == {"tc": pytest.approx(1.667)}
+    assert groups["all"][GROUND_TRUTH] == {"tc": None}
+    assert reasons["all.ground_truth.tc"] == "real video is not generated"
+    assert set(reasons) == {f"{g}.ground_truth.tc" for g in ("all", "en", "zh")}
+
+
+def _posed(n_frames: int) -> np.ndarray:
+    pose = np.zeros((n_frames, 133, 3), np.float32)
+    pose[:, 5] = (20, 40, 0.9)  # shoulders 10 px apart
+    pose[:, 6] = (30, 40, 0.9)
+    return pose
+
+
+def test_hand_variance_of_a_video_or_why_it_is_null():
+    pose = _posed(2)
+    pose[:, 91] = [(0, 0, 0.9), (10, 0, 0.9)]  # Var x = 25 px^2 = 0.25 shoulder widths^2
+    assert hand_variance(pose, 0.3) == (0.25, "")
+    assert hand_variance(_posed(2), 0.3) == (None, "no hand keypoint found in 2 frames: HKV null")
+    pose[:, 5, 2] = 0.0
+    value, why = hand_variance(pose, 0.3)
+    assert value is None and "no frame with both shoulders" in why
 
 
 def _pose_with_face(size: int) -> np.ndarray:
@@ -109,17 +152,25 @@ def test_hand_speed_and_lip_opening_by_hand():
 
 def test_tables_follow_the_papers_layouts():
     metrics = {"fvd": None, "bas": 0.15, "fgd": 12.5, "sync_corpus_c": 3.25, "div": 7.0,
-               "tc": 0.9, "psnr_face": 20.0, "psnr_hand": 18.0, "psnr_body": 22.0,
-               "ssim_face": 0.5, "ssim_hand": 0.4, "ssim_body": 0.6}  # fmt: skip
-    modes = {GROUND_TRUTH: metrics, "none": metrics, "sg": metrics, "dg": dict(metrics, tc=1.2)}
+               "psnr_face": 20.0, "psnr_hand": 18.0, "psnr_body": 22.0,
+               "ssim_face": 0.5, "ssim_hand": 0.4, "ssim_body": 0.6, "hkc": 0.85,
+               "hkv": 0.0123}  # fmt: skip
+    real = {k: None for k in metrics} | {"div": 7.5, "hkc": 0.9, "hkv": 0.02}
+    modes = {GROUND_TRUTH: real, "none": metrics, "sg": metrics, "dg": metrics}
+    timings = {GROUND_TRUTH: {"tc": None}, "none": {"tc": 0.5}, "sg": {"tc": 0.9},
+               "dg": {"tc": 1.2}}  # fmt: skip
     header, body = table1_rows({"all": modes, "en": modes}, "sync_corpus")
     assert header[0][1:] == ["all"] * 5 + ["en"] * 5
     assert header[1][1:6] == ["FVD ↓", "BAS ↑", "FGD ↓", "Sync-C ↑", "Div. ↑"]
     assert body[2][:6] == ["PAHA-SG", "null", "0.1500", "12.500", "3.250", "7.000"]
-    _, rows = table2_rows(modes, 0.5, "sync_corpus")
+    header, rows = table2_rows(modes, 0.5, "sync_corpus", timings)
+    assert header[0][-1] == "TC ↓" and rows[0][-1] == "0.500 / 0.500"
     assert rows[0][0] == "0 %" and rows[1][0] == "50%" and rows[1][-1] == "0.900 / 1.200"
-    _, regions = region_rows(modes)
-    assert [r[0] for r in regions] == ["PAHA w/o guidance", "PAHA-SG", "PAHA-DG"]
+    header, regions = region_rows(modes)
+    assert header[0][-2:] == ["HKC ↑", "HKV"]
+    assert [r[0] for r in regions] == ["Ground truth", "PAHA w/o guidance", "PAHA-SG", "PAHA-DG"]
+    assert regions[0][1:] == ["null"] * 6 + ["0.900", "0.0200"]  # the reference: hands only
+    assert regions[2][-2:] == ["0.850", "0.0123"]
 
 
 def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
@@ -131,8 +182,9 @@ def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
                "fvd_model": "not computed", "guidance_rate": 0.5}  # fmt: skip
     path = tmp_path / "report.html"
     write_report(path, summary, {"all": modes}, [("fig7_a", "a <b>", b"png")],
-                 ["all.none.fvd: no <I3D>"])  # fmt: skip
+                 ["all.none.fvd: no <I3D>"], {"none": {"tc": 0.25}})  # fmt: skip
     text = path.read_text(encoding="utf-8")
+    assert "<td>0.250 / 0.250</td></tr>" in text  # Table 2's TC, from the timings
     assert text.startswith("<!doctype html>") and text.count("<table>") == 3
     assert "params/&lt;paper&gt;.yaml" in text and "SyncNet &amp; co" in text
     assert "<li>all.none.fvd: no &lt;I3D&gt;</li>" in text
