@@ -3,6 +3,7 @@
 paha stage cut            # same as `python -m stages.cut` (what `dvc repro` calls)
 paha params-check [FILE]  # validate params.yaml (or FILE) and print the effective values
 paha animate --ref IMAGE --audio AUDIO --out OUT.mp4 [--mode none|sg|dg] [--seed N]
+paha ablate [--seeds 0 1 2] [--variants full no_par ...]   # Table 3 over seeds
 """
 
 from __future__ import annotations
@@ -70,8 +71,23 @@ def main(argv: list[str] | None = None) -> int:
                       "deployment of paha-command (its work pool's workers run them)")  # fmt: skip
     flow.add_argument("--storage", help="where task results persist (default: .prefect-cache)")
     flow.add_argument("--no-commit", action="store_true", help="skip `dvc commit` afterwards")
+    ablate = commands.add_parser("ablate", help="the paper's Table 3 over seeds (a scratch "
+                                 "clone, dvc repro per cell)")  # fmt: skip
+    ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ablate.add_argument("--variants", nargs="+", help="Table 3 rows: full no_par "
+                        "no_nonface_guidance no_face_guidance no_par_no_guidance "
+                        "no_augmentation (default: all)")  # fmt: skip
+    ablate.add_argument("--repo", default=".", help="the repository (its HEAD is run)")
+    ablate.add_argument("--workdir", help="scratch clone, baselines and logs "
+                        "(default: REPO/.dvc/tmp/ablation)")  # fmt: skip
+    ablate.add_argument("--out", help="default: REPO/data/metrics/ablation.json")
+    ablate.add_argument("--html", help="default: OUT with .html")
     args = parser.parse_args(argv)
 
+    if args.command == "ablate":
+        from pipeline.orchestration.ablation import ablate_command
+
+        return ablate_command(args)
     if args.command == "flow":
         from pipeline.orchestration.flows import flow_command
 
