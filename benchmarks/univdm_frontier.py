@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,9 +38,12 @@ def set_steps(repo: Path, steps: int) -> None:
 
 def run(repo: Path, *args: str) -> float:
     """Run ``dvc repro --single-item ARGS`` in ``repo``; its wall time in seconds."""
-    dvc = Path(sys.executable).with_name("dvc")
+    venv_bin = Path(sys.executable).parent
+    # The stages' `python` is the venv's, as under `make repro`.
+    env = os.environ | {"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
     start = time.perf_counter()
-    subprocess.run([str(dvc), "repro", "--single-item", *args], cwd=repo, check=True)
+    subprocess.run([str(venv_bin / "dvc"), "repro", "--single-item", *args], cwd=repo,
+                   check=True, env=env)  # fmt: skip
     return time.perf_counter() - start
 
 
