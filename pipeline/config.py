@@ -448,6 +448,9 @@ class EvaluateParams(Section):
     )
     region_tau: float = Field(0.3, ge=0, le=1, description="keypoint score for the region masks")
     region_radius_at_512: float = Field(24.0, gt=0, description="disc radius of face/hand masks")
+    max_drift_db: float = Field(
+        3.0, ge=0, description="a long video holds when its last quarter's PSNR is within this"
+    )
     bas: BeatParams = BeatParams()
     fvd: FvdParams = FvdParams()
     div_seed: int = 0

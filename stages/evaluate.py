@@ -9,8 +9,13 @@ Reads the test clips (the ground truth), the videos of ``infer@none|sg|dg`` and 
   sampling seconds per segment (Table 2), laid out as the metrics (per mode, per language, null
   reasons), and this run's wall-clock seconds; timings differ on every run;
 - ``data/eval/per_clip.parquet``: one row per (mode, clip) with every per-video figure;
-- ``data/plots/evaluate/``: CSVs for ``dvc plots`` (Sync distance per audio offset, region PSNR);
-- ``data/eval/report.html``: Table 1 / Table 2 layouts, frames side by side, a Fig. 7 plot.
+- ``data/plots/evaluate/``: CSVs for ``dvc plots`` (Sync distance per audio offset, region PSNR,
+  whole-frame PSNR per chained segment: ``psnr_by_segment.csv``, mode / segment / psnr);
+- ``data/eval/report.html``: Table 1 / Table 2 layouts, frames side by side, a Fig. 7 plot, the
+  drift table and PSNR against segment index.
+
+Segments are laid out as ``infer`` chained them: ``segment_starts`` of each generated video's
+length and the window ``train_univdm.frames``.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from pipeline.evaluation.evaluate import (
     evaluate_video,
     load_metric_models,
     load_test_clips,
+    segment_curves,
     summarise_groups,
     tc_groups,
 )
 from pipeline.evaluation.report import report_figures, write_report
+from pipeline.inference.sampling import segment_starts
 from pipeline.io import tables
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, atomic_file, write_json
@@ -84,8 +91,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
             frames = resize_frames(read_frames(row["video_path"]), settings.size)
             generated[clip.clip_id][mode] = frames
             log.info("evaluate: %s %s", mode, clip.clip_id)
+            starts = segment_starts(len(frames), params.train_univdm.frames)
             results[mode].append(evaluate_video(mode, clip, frames, models, settings,
-                                                params.train_gesture_ae))  # fmt: skip
+                                                params.train_gesture_ae, starts))  # fmt: skip
     if failed:
         raise InputError("evaluate: videos missing: " + "; ".join(failed))
 
@@ -102,6 +110,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
         "sync_model": {"metric": models.sync_name, "description": models.sync_description},
         "fvd_model": models.fvd_description, "guidance_rate": params.infer.guidance_rate,
+        "max_drift_db": settings.max_drift_db,
         "clips": len(clips), "modes": groups["all"],
         "by_language": {k: groups[k] for k in languages}, "null_reasons": reasons,
     }  # fmt: skip
@@ -123,10 +132,18 @@ def main(args: argparse.Namespace, params: Params) -> None:
                                for mode in MODES])  # fmt: skip
         with atomic_file(plots / "region_psnr.csv") as path:
             region.to_csv(path, index=False)
+        # Mean whole-frame PSNR per chained segment: a falling line is drift along the video.
+        curves = segment_curves(results)
+        by_segment = pd.DataFrame([{"mode": mode, "segment": k, "psnr": value}
+                                   for mode, values in curves.items()
+                                   for k, value in enumerate(values)],
+                                  columns=["mode", "segment", "psnr"])  # fmt: skip
+        with atomic_file(plots / "psnr_by_segment.csv") as path:
+            by_segment.to_csv(path, index=False)
         poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items()
                  for v in videos}  # fmt: skip
         figures = report_figures(clips, generated, poses, settings,
-                                 params.train_gesture_ae.min_score)  # fmt: skip
+                                 params.train_gesture_ae.min_score, curves)  # fmt: skip
         notes = [f"{key}: {why}" for key, why in sorted((reasons | tc_reasons).items())
                  if key.startswith("all.")]  # fmt: skip
         write_report(tmp / "report.html", summary, groups, figures, notes, timings["modes"])

@@ -107,12 +107,20 @@ def test_evaluate_every_mode_and_ground_truth_with_null_reasons(repo):
         assert metrics["sync_corpus_c"] is not None
         for key in ("fgd", "div", "bas", "hkv"):
             assert metrics[key] is not None or f"all.{mode}.{key}" in evaluation["null_reasons"]
+        # Long videos hold: drift of the whole-frame PSNR, first to last quarter, in dB.
+        assert isinstance(metrics["psnr_drift_db"], float)
+        assert 0 <= metrics["drift_hold_share"] <= 1
+    assert evaluation["modes"]["ground_truth"]["psnr_drift_db"] is None
+    assert "all.ground_truth.psnr_drift_db" in evaluation["null_reasons"]
+    by_segment = pd.read_csv(repo / "data/plots/evaluate/psnr_by_segment.csv")
+    assert list(by_segment.columns) == ["mode", "segment", "psnr"]
+    assert set(by_segment["mode"]) == {"none", "sg", "dg"}
     for mode in evaluation["modes"]:  # HKC of every video, ground truth included
         assert 0 <= evaluation["modes"][mode]["hkc"] <= 1
     per_clip = pd.read_parquet(repo / "data/eval/per_clip.parquet")
     assert len(per_clip) == 4 * _test_clips(repo)
     assert set(per_clip["mode"]) == {"ground_truth", "none", "sg", "dg"}
-    assert {"hkc", "hkv"} <= set(per_clip.columns)
+    assert {"hkc", "hkv", "psnr_drift_db", "psnr_by_segment"} <= set(per_clip.columns)
     report = (repo / "data/eval/report.html").read_text()
     assert "Table 1 layout" in report and "Table 2 layout" in report and "data:image/png" in report
 

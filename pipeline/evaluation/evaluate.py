@@ -36,6 +36,10 @@ Per mode
   Both are measured on the ground truth too: HKV has no better direction, it is read against
   the real videos'. With the ``mediapipe`` backend HKC is 0.9 x the share of hands found
   (Holistic gives no per-point hand confidence).
+- Drift (long videos hold): per video the whole-frame PSNR of each frame, the mean over its
+  first and last quarter and their difference ``psnr_drift_db`` (positive: worse at the end),
+  and the mean PSNR of each chained segment (:mod:`.drift`); per mode the mean drift and the
+  share of videos whose drift is at most ``evaluate.max_drift_db`` (``drift_hold_share``).
 - TC: sampling seconds per generated segment, total seconds over total segments (Table 2). A
   timing changes on every run, so it is not a DVC metric: :func:`tc_groups` gives it apart, for
   the stage's timings file.
@@ -54,6 +58,14 @@ import numpy as np
 
 from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.windows import resize_frames
+from pipeline.evaluation.drift import (
+    DRIFT_KEYS,
+    drift_summary,
+    frame_psnr,
+    mean_by_segment,
+    quarter_drift,
+    segment_psnr,
+)
 from pipeline.io.audio import SAMPLE_RATE, load_audio
 from pipeline.io.media import read_frames
 from pipeline.keypoints import LEFT_HAND, RIGHT_HAND
@@ -203,8 +215,16 @@ def evaluate_video(
     models: MetricModels,
     params: EvaluateParams,
     gesture: TrainGestureAEParams,
+    starts: Sequence[int] | None = None,
 ) -> VideoResult:
-    """Every per-video metric of one video of ``mode`` (frames ``(T, S, S, 3)`` uint8)."""
+    """Every per-video metric of one video of ``mode`` (frames ``(T, S, S, 3)`` uint8).
+
+    starts: first frame of each segment the video was generated in (``segment_starts`` of its
+    length and the window, Appendix B.4.1), for the per-segment PSNR; needed for every mode but
+    the ground truth.
+    """
+    if mode != GROUND_TRUTH and starts is None:
+        raise ValueError(f"evaluate_video: mode {mode!r} needs the segment starts of its video")
     n = min(len(frames), len(clip.frames))
     frames, truth = frames[:n], clip.frames[:n]
     pose = models.pose_reader(frames)
@@ -231,9 +251,13 @@ def evaluate_video(
             "sync_distance": _rounded(scores.min_dist)}  # fmt: skip
     if mode == GROUND_TRUTH:
         row |= {f"{m}_{r}": None for m in ("psnr", "ssim") for r in REGIONS}
+        row |= {key: None for key in DRIFT_KEYS} | {"psnr_by_segment": None}
     else:
         row |= {k: _rounded(v) for k, v in
                 region_quality(frames, truth, clip.truth_pose[:n], params).items()}  # fmt: skip
+        per_frame = frame_psnr(frames, truth)
+        row |= {k: _rounded(v) for k, v in quarter_drift(per_frame).items()}
+        row["psnr_by_segment"] = [_rounded(v) for v in segment_psnr(per_frame, starts)]
     i3d = models.i3d([frames]) if models.i3d is not None else None
     return VideoResult(row, pose, features, np.asarray(distances, np.float64), i3d)
 
@@ -309,7 +333,25 @@ def summarise(
         reasons["hkv"] = (f"no video with shoulders and hand keypoints found in 2 frames "
                           f"({len(posed)} of {len(videos)} videos pass "
                           "evaluate.min_pose_rate)")  # fmt: skip
+    for key in ("psnr_first_quarter", "psnr_last_quarter"):
+        metrics[key] = _rounded(_finite_mean([v.row[key] for v in videos]))
+    drift = drift_summary([v.row["psnr_drift_db"] for v in videos], params.max_drift_db)
+    metrics |= {key: _rounded(value) for key, value in drift.items()}
+    for key in (*DRIFT_KEYS, "drift_hold_share"):
+        if metrics[key] is None:
+            reasons[key] = ("the ground truth is the reference" if mode == GROUND_TRUTH
+                            else "no video with a finite whole-frame PSNR in both "
+                            "quarters")  # fmt: skip
     return metrics, reasons
+
+
+def segment_curves(results: Mapping[str, Sequence[VideoResult]]) -> dict[str, list[float | None]]:
+    """Per generated mode, the mean over its videos of each segment's PSNR (:mod:`.drift`):
+    mode -> one value per segment index (None: no video with a value there). The ground truth
+    is left out: it is the reference."""
+    return {mode: [_rounded(v) for v in mean_by_segment([r.row["psnr_by_segment"]
+                                                          for r in videos])]
+            for mode, videos in results.items() if mode != GROUND_TRUTH}  # fmt: skip
 
 
 def tc_of(mode: str, seconds_per_segment: float | None) -> tuple[dict, dict]:
@@ -490,6 +532,6 @@ def lip_opening(pose: np.ndarray, min_score: float) -> np.ndarray:
 __all__ = [
     "GROUND_TRUTH", "REGIONS", "FvdSettings", "MetricModels", "ModeResult", "TestClip",
     "VideoResult", "beat_alignment", "evaluate_video", "hand_speed", "hand_variance",
-    "lip_opening", "load_metric_models", "load_test_clips", "region_quality", "summarise",
-    "summarise_groups", "tc_groups", "tc_of",
+    "lip_opening", "load_metric_models", "load_test_clips", "region_quality", "segment_curves",
+    "summarise", "summarise_groups", "tc_groups", "tc_of",
 ]  # fmt: skip

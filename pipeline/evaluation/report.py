@@ -11,6 +11,9 @@ jinja2 template ``report.html.j2`` next to this module (every value escaped, fig
 - Region quality and hands: PSNR / SSIM inside the face, hand and body areas against the real
   frames, and HKC / HKV (:mod:`pipeline.metrics.hands`) of every mode and of the real videos,
   whose HKV is the reference (it has no better direction).
+- Long videos: whole-frame PSNR of the first and last quarter of each generated video, the drift
+  between them and the share of videos that hold (drift <= ``evaluate.max_drift_db``), and a
+  plot of PSNR against segment index, one line per mode (:mod:`pipeline.evaluation.drift`).
 - Frames: for a few clips, rows ground truth / none / SG / DG at evenly spaced times, the
   reference face box and the ground truth's hand areas outlined.
 - Fig. 7: the clip's mel spectrogram over the hand speed and lip opening of each video.
@@ -103,6 +106,20 @@ def region_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
     return header, rows
 
 
+def drift_rows(modes: Mapping[str, dict], max_drift_db: float | None) -> tuple[list, list]:
+    """Quality along the video as ``(header, rows)``, one row per mode: whole-frame PSNR of the
+    first and last quarter, the drift (first - last, dB) and the share of videos that hold.
+    The ground truth's row is null: it is the reference."""
+    limit = "evaluate.max_drift_db" if max_drift_db is None else f"{max_drift_db:g} dB"
+    header = [["Method", "PSNR first quarter ↑", "PSNR last quarter ↑", "Drift (dB) ↓",
+               f"Share with drift ≤ {limit} ↑"]]  # fmt: skip
+    rows = [[MODE_LABELS.get(mode, mode), _cell(metrics.get("psnr_first_quarter"), 2),
+             _cell(metrics.get("psnr_last_quarter"), 2), _cell(metrics.get("psnr_drift_db"), 2),
+             _cell(metrics.get("drift_hold_share"), 2)]
+            for mode, metrics in modes.items()]  # fmt: skip
+    return header, rows
+
+
 def outlined(
     frame: np.ndarray, face_box: np.ndarray, hand_mask: np.ndarray, scale: int
 ) -> np.ndarray:
@@ -185,17 +202,49 @@ def spectrogram_over_motion(
     return buffer.getvalue()
 
 
+def psnr_by_segment_plot(curves: Mapping[str, Sequence[float | None]], title: str) -> bytes:
+    """Whole-frame PSNR against segment index, one line per mode; PNG bytes.
+
+    curves: mode -> mean PSNR (dB) of each segment over the mode's videos, None where no video
+    has a value (a gap in the line).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for mode, values in curves.items():
+        y = np.array([np.nan if v is None else v for v in values], np.float64)
+        ax.plot(np.arange(len(y)), y, marker="o", lw=1.2, label=MODE_LABELS.get(mode, mode))
+    ax.set_xlabel("segment index")
+    ax.set_ylabel("whole-frame PSNR (dB)")
+    ax.set_title(title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if curves:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def report_figures(
     clips: Sequence,
     generated: Mapping[str, Mapping[str, np.ndarray]],
     poses: Mapping[tuple[str, str], np.ndarray],
     params: EvaluateParams,
     min_score: float,
+    segment_curves: Mapping[str, Sequence[float | None]] | None = None,
 ) -> list[tuple[str, str, bytes]]:
-    """Frames side by side for the first ``report_clips`` clips and one Fig. 7 plot.
+    """Frames side by side for the first ``report_clips`` clips, one Fig. 7 plot and, with
+    ``segment_curves``, PSNR against segment index.
 
     clips: :class:`~pipeline.evaluation.evaluate.TestClip`; generated: clip id -> mode -> frames;
-    poses: (mode, clip id) -> the poses the metrics read. Returns ``(stem, caption, PNG)``.
+    poses: (mode, clip id) -> the poses the metrics read; segment_curves: mode -> mean PSNR per
+    segment (:func:`~pipeline.evaluation.evaluate.segment_curves`). Returns ``(stem, caption,
+    PNG)``.
     """
     from pipeline.evaluation.evaluate import GROUND_TRUTH, hand_speed, lip_opening
 
@@ -219,6 +268,11 @@ def report_figures(
         figures.append((f"fig7_{clip.clip_id}", caption,
                         spectrogram_over_motion(clip.wave, clip.sample_rate, clip.fps, curves,
                                                 caption)))  # fmt: skip
+    if segment_curves is not None:
+        caption = "Long videos: whole-frame PSNR per chained segment (mean over test videos)"
+        figures.append(("psnr_by_segment", caption,
+                        psnr_by_segment_plot(segment_curves, "PSNR per segment, mean over "
+                                             "videos")))  # fmt: skip
     return figures
 
 
@@ -239,9 +293,10 @@ def render_report(
     """The self-contained HTML report (``report.html.j2``): tables, embedded PNGs, notes.
 
     summary: the stage's metrics summary (profile, eval size, pose backend, sync and FVD models,
-    guidance rate); groups: group -> mode -> metrics; figures: ``(file stem, caption, PNG
-    bytes)`` as :func:`report_figures` makes them; notes: why some values are null; timings:
-    mode -> ``{"tc": ...}`` over all clips (the timings file's ``modes``), for Table 2's TC.
+    guidance rate, ``max_drift_db`` if given); groups: group -> mode -> metrics; figures:
+    ``(file stem, caption, PNG bytes)`` as :func:`report_figures` makes them; notes: why some
+    values are null; timings: mode -> ``{"tc": ...}`` over all clips (the timings file's
+    ``modes``), for Table 2's TC.
     """
     sync_name = summary["sync_model"]["metric"]
     modes = groups["all"]
@@ -250,6 +305,8 @@ def render_report(
         ("Table 2 layout: guidance time rate (SG / DG)",
          table2_rows(modes, summary["guidance_rate"], sync_name, timings)),
         ("Region quality against the real frames; hand keypoints (HKC, HKV)", region_rows(modes)),
+        ("Long videos: whole-frame PSNR, first vs last quarter (drift = first - last)",
+         drift_rows(modes, summary.get("max_drift_db"))),
     ]  # fmt: skip
     source = resources.files("pipeline.evaluation").joinpath(TEMPLATE).read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -279,7 +336,7 @@ def write_report(
 
 
 __all__ = [
-    "MODE_LABELS", "TEMPLATE", "outlined", "png_bytes", "region_rows", "render_report",
-    "report_figures", "side_by_side", "spectrogram_over_motion", "table1_rows", "table2_rows",
-    "write_report",
+    "MODE_LABELS", "TEMPLATE", "drift_rows", "outlined", "png_bytes", "psnr_by_segment_plot",
+    "region_rows", "render_report", "report_figures", "side_by_side", "spectrogram_over_motion",
+    "table1_rows", "table2_rows", "write_report",
 ]  # fmt: skip

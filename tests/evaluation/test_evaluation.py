@@ -36,6 +36,7 @@ def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | Non
     row = {"clip_id": clip, "language": language, "pose_metrics": posed, "pose_rate": 1.0
            if posed else 0.1, "bas": bas if posed else None, "sync_confidence": conf,
            "sync_distance": 7.0, "hkc": hkc, "hkv": hkv if posed else None,
+           "psnr_first_quarter": 30.0, "psnr_last_quarter": 29.0, "psnr_drift_db": 1.0,
            **quality}  # fmt: skip
     return VideoResult(row, np.zeros((1, 133, 3)), features if posed else np.zeros((0, 1)),
                        np.zeros(31))  # fmt: skip
@@ -185,7 +186,7 @@ def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
                  ["all.none.fvd: no <I3D>"], {"none": {"tc": 0.25}})  # fmt: skip
     text = path.read_text(encoding="utf-8")
     assert "<td>0.250 / 0.250</td></tr>" in text  # Table 2's TC, from the timings
-    assert text.startswith("<!doctype html>") and text.count("<table>") == 3
+    assert text.startswith("<!doctype html>") and text.count("<table>") == 4  # + drift
     assert "params/&lt;paper&gt;.yaml" in text and "SyncNet &amp; co" in text
     assert "<li>all.none.fvd: no &lt;I3D&gt;</li>" in text
     assert "<tr><td>PAHA-SG</td><td>null</td><td>0.1500</td>" in text
