@@ -23,8 +23,8 @@ Per mode
   then the mean over videos (:mod:`pipeline.metrics.beats`).
 - Sync-C / Sync-D: per video the SyncNet confidence and minimum distance, then the mean over
   videos (:mod:`pipeline.metrics.sync`). With the official ``syncnet_v2.model`` they are named
-  ``sync_c`` / ``sync_d``; with the SyncNet trained on the corpus, ``sync_c_corpus`` /
-  ``sync_d_corpus``.
+  ``sync_c`` / ``sync_d``; with the SyncNet trained on the corpus, ``sync_corpus_c`` /
+  ``sync_corpus_d``.
 - FVD: I3D features of 16-frame clips, Frechet distance to the ground truth's
   (:mod:`pipeline.metrics.fvd`); ``null`` without the I3D file.
 - Region PSNR / SSIM: per frame inside the face, hand and body areas of the ground truth's pose
