@@ -32,6 +32,7 @@ import pandas as pd
 from pipeline.builders.evaluation import fvd_settings
 from pipeline.config import Params
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
+from pipeline.data.segments import segment_starts
 from pipeline.data.windows import load_clip_records, resize_frames
 from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
@@ -44,11 +45,10 @@ from pipeline.evaluation.evaluate import (
     tc_groups,
 )
 from pipeline.evaluation.report import report_figures, write_report
-from pipeline.inference.sampling import segment_starts
 from pipeline.io import tables
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, atomic_file, write_json
-from stages.common import run_stage, stage_parser
+from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.evaluate")
 MODES = ("none", "sg", "dg")
@@ -151,7 +151,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
             (tmp / f"{stem}.png").write_bytes(data)
     write_json(summary, args.metrics)
     timings["seconds_this_run"] = round(time.perf_counter() - started, 1)
-    write_json(timings, args.timings)
+    write_json(timings, timings_path(args))
     log.info("evaluate: %s", {m: groups["all"][m] | tc["all"][m] for m in groups["all"]})
 
 
@@ -163,8 +163,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="data/models")
     p.add_argument("--out", default="data/eval")
     p.add_argument("--metrics", default="data/metrics/evaluate.json")
-    p.add_argument("--timings", default="data/metrics/timings/evaluate.json",
-                   help="JSON file for TC and this run's seconds (not a DVC metric)")  # fmt: skip
+    add_timings_argument(p)
     p.add_argument("--plots", default="data/plots/evaluate")
     return p
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from pipeline.data.segments import segment_starts
 from pipeline.inference.guidance import Classifiers, GuidanceWeights, differential_combine, guide
 from pipeline.models.univdm import UniVDM
 
@@ -94,23 +95,6 @@ def ddim_sample(
         if callback is not None:
             callback(index)
     return latents
-
-
-def segment_starts(n_frames: int, window: int) -> list[int]:
-    """First frame of each segment of a long video (Appendix B.4.1).
-
-    Segments of ``window`` frames overlap by one frame (the conditioned first frame), so they
-    start at ``0, window - 1, 2 (window - 1), ...`` until ``n_frames`` are covered. The frames
-    generated are ``starts[-1] + window >= n_frames``.
-    """
-    if window < 2:
-        raise ValueError(f"a segment needs at least 2 frames, got {window}")
-    if n_frames < 1:
-        raise ValueError(f"a video needs at least 1 frame, got {n_frames}")
-    starts = [0]
-    while starts[-1] + window < n_frames:
-        starts.append(starts[-1] + window - 1)
-    return starts
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ checkpointing recomputation in the backward pass of that call).
 from __future__ import annotations
 
 import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
 from pipeline.models.audio_attention import attend
@@ -80,14 +81,9 @@ class ReferenceSelfAttnProcessor(nn.Module):
         return _project_out(attn, joint)
 
 
-class PlainSelfAttnProcessor:
-    """Ordinary spatial self-attention (no reference slot), with the layer's own weights."""
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                 temb=None, **kwargs):  # fmt: skip
-        query = attn.to_q(hidden_states)
-        out = attend(query, attn.to_k(hidden_states), attn.to_v(hidden_states), attn.heads)
-        return _project_out(attn, out)
+# Ordinary spatial self-attention (no reference slot) with the layer's own weights: diffusers'
+# scaled-dot-product processor, under the name the classifier's encoder reads best with.
+PlainSelfAttnProcessor = AttnProcessor2_0
 
 
 __all__ = ["FrameLayout", "PlainSelfAttnProcessor", "ReferenceSelfAttnProcessor"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import EvaluateParams
+from pipeline.data.segments import segment_starts
 from pipeline.evaluation.drift import (
     drift_summary,
     frame_psnr,
@@ -28,7 +29,6 @@ from pipeline.evaluation.evaluate import (
     TestClip as ClipUnderTest,  # not "Test..." in this module: pytest would collect it
 )
 from pipeline.evaluation.report import psnr_by_segment_plot, report_figures, write_report
-from pipeline.inference.sampling import segment_starts
 from pipeline.metrics.sync import SyncScores
 
 N_FRAMES, SIZE = 11, 8
