@@ -324,6 +324,16 @@ class ClassifierParams(Section):
     eval_every: int = Field(100, ge=1, description="held-out ROC-AUC every this many steps")
     eval_buckets: int = Field(4, ge=1, description="noise-level buckets of the held-out AUC")
     shift_s: float = Field(1.0, gt=0, description="audio shift of the mismatched-pair check")
+    real_negative_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of a batch's negatives replaced by the real window with audio from "
+        "elsewhere (paper 0: generated negatives only)",
+    )
+    real_negative_min_shift_s: float = Field(
+        0.4, gt=0, description="such audio starts at least this far from the window's own"
+    )
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(10, ge=1)

@@ -8,17 +8,21 @@ params.yaml as committed): ``no_par`` (``train_univdm.par.enabled: false``),
 (``infer@none``, ``infer@sg``, ``infer@dg``), so DG vs SG comes from each run.
 
 **A seed** sets every key of :data:`SEED_KEYS` to the same value: the randomness of the method
-under test (VAE and UniVDM training, the PCE negatives and their held-out split, both
-classifiers, inference noise). The data stays fixed (``corpus.seed``, ``curate.split_seed``) and
-so do the measuring instruments (``train_gesture_ae.seed``, ``train_syncnet.seed``,
-``evaluate.div_seed``): every cell is judged by the same FGD/Div. autoencoder and SyncNet, so a
-paired difference between two variants is the method's, not the ruler's.
+under test (UniVDM training, the PCE negatives and their held-out split, both classifiers,
+inference noise). The data stays fixed (``corpus.seed``, ``curate.split_seed``), so does the VAE
+(``train_vae.seed``: it stands in for the paper's pretrained, frozen Stable Diffusion VAE, which
+no Table 3 row retrains) and so do the measuring instruments (``train_gesture_ae.seed``,
+``train_syncnet.seed``, ``evaluate.div_seed``): every cell is judged by the same FGD/Div.
+autoencoder and SyncNet, so a paired difference between two variants is the method's, not the
+ruler's.
 
 **How a cell runs.** :func:`run_ablation` makes one scratch ``git clone`` of the repository's
 HEAD under ``workdir`` (uncommitted edits are not part of the grid; the commit is recorded per
 cell) and points its DVC cache at the original's (``cache.dir`` in its ``.dvc/config.local``),
 so every output and DVC's run-cache are shared and the original's workspace is never touched.
-Each cell starts from a *baseline*: the ``full`` run of the same seed when it has finished (else
+Each cell starts from a *baseline*: the run of the same seed it differs least from
+(:data:`STARTS_FROM`: ``no_par_no_guidance`` from ``no_par``, which retrained UniVDM without PAR;
+every other variant from ``full``) when that has finished (else
 the original's ``dvc.lock`` and its uncached outputs: metrics, timings, DVCLive curves),
 restored with ``dvc checkout --force``; then params.yaml gets the cell's overrides and ``dvc repro``
 reruns only what they reach (``no_face_guidance`` reruns ``infer`` and ``evaluate``). Training
@@ -68,7 +72,7 @@ log = logging.getLogger("paha.ablation")
 # 1. The grid --------------------------------------------------------------------------------
 
 # The seeds of the method under test (see the module docstring for the ones left fixed).
-SEED_KEYS = ("train_vae.seed", "train_univdm.seed", "negatives.seed",
+SEED_KEYS = ("train_univdm.seed", "negatives.seed",
              "train_classifier.face.seed", "train_classifier.nonface.seed",
              "infer.seed")  # fmt: skip
 
@@ -85,6 +89,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },  # fmt: skip
     "no_augmentation": {"negatives.augment": False},
 }
+# The variant whose finished run a cell starts from, when not ``full``: only the inference
+# params differ from it, so only infer and evaluate rerun.
+STARTS_FROM = {"no_par_no_guidance": "no_par"}
 PAPER_NAMES = {"full": "Ours", "no_par": "w/o PAR",
                "no_nonface_guidance": "w/o non-face classifier",
                "no_face_guidance": "w/o face classifier",
@@ -111,6 +118,16 @@ COUNT_KEYS = frozenset({"clips", "clips_with_pose", "gesture_windows"})
 METRIC_ORDER = ("fvd", "bas", "fgd", "sync_c", "sync_corpus_c", "sync_d", "sync_corpus_d", "div",
                 "psnr_face", "psnr_hand", "psnr_body", "ssim_face", "ssim_hand", "ssim_body",
                 "hkc", "hkv", "pose_rate")  # fmt: skip
+
+
+def starts_from(variant: str) -> str | None:
+    """The variant whose run of the same seed ``variant`` starts from (None for ``full``)."""
+    return None if variant == "full" else STARTS_FROM.get(variant, "full")
+
+
+def _depth(variant: str) -> int:
+    parent = starts_from(variant)
+    return 0 if parent is None else 1 + _depth(parent)
 
 
 def cell_overrides(variant: str, seed: int) -> dict[str, Any]:
@@ -150,12 +167,12 @@ def apply_overrides(params: Mapping, overrides: Mapping[str, Any]) -> dict:
 
 def pending_cells(cells: Sequence[Mapping], variants: Sequence[str],
                   seeds: Sequence[int]) -> list[tuple[str, int]]:  # fmt: skip
-    """The (variant, seed) pairs still to run, seed by seed with ``full`` first (the baseline the
-    seed's other variants start from); a cell already in ``cells`` with the same overrides is
-    done."""
+    """The (variant, seed) pairs still to run, seed by seed, each variant after the one it starts
+    from (:func:`starts_from`: ``full`` first); a cell already in ``cells`` with the same
+    overrides is done."""
     done = {(c["variant"], c["seed"]) for c in cells if c["variant"] in VARIANTS
             and c.get("overrides") == cell_overrides(c["variant"], c["seed"])}  # fmt: skip
-    ordered = sorted(dict.fromkeys(variants), key=lambda v: v != "full")
+    ordered = sorted(dict.fromkeys(variants), key=_depth)
     return [(v, s) for s in dict.fromkeys(seeds) for v in ordered if (v, s) not in done]
 
 
@@ -741,13 +758,14 @@ def read_cell_metrics(root: Path) -> dict:
 def run_cell(clone: ScratchClone, variant: str, seed: int) -> dict:
     """Run one (variant, seed) in the clone: restore the seed's baseline, write the overrides
     into params.yaml, ``dvc repro``, read the metrics (and keep ``full``'s state as the seed's
-    baseline)."""
+    baseline; likewise every variant another starts from)."""
     overrides = cell_overrides(variant, seed)
     log_path = clone.state / "logs" / f"{variant}-seed{seed}.log"
     _remove(log_path)
-    full = clone.state / f"baseline-full-seed{seed}"
-    restore_baseline(full if full.exists() else clone.state / "start", clone.root,
-                     clone.uncached, log_path)  # fmt: skip
+    candidates = [clone.state / f"baseline-{parent}-seed{seed}"
+                  for parent in (starts_from(variant), "full") if parent]  # fmt: skip
+    start = next((c for c in candidates if c.exists()), clone.state / "start")
+    restore_baseline(start, clone.root, clone.uncached, log_path)
     (clone.root / "params.yaml").write_text(_dump_yaml(clone.params_for(overrides)),
                                             encoding="utf-8")  # fmt: skip
     if _run_logged([_dvc(), "repro"], clone.root, log_path):
@@ -755,8 +773,8 @@ def run_cell(clone: ScratchClone, variant: str, seed: int) -> dict:
                                 f"(log {log_path}):\n{_tail(log_path)}")  # fmt: skip
     cell = {"variant": variant, "seed": int(seed), "overrides": overrides,
             "commit": clone.commit} | read_cell_metrics(clone.root)  # fmt: skip
-    if variant == "full":
-        save_baseline(clone.root, full, clone.uncached)
+    if variant == "full" or variant in STARTS_FROM.values():
+        save_baseline(clone.root, clone.state / f"baseline-{variant}-seed{seed}", clone.uncached)
     return cell
 
 

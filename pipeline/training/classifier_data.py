@@ -5,6 +5,13 @@ same windows with the audio that drove them (label 0), all of one length ``L`` (
 no padded frames). Step ``s`` draws its length and windows from ``(seed, s)`` only: a resumed run
 sees what the uninterrupted one would have.
 
+With ``real_negative_prob > 0`` (a sample-profile departure; the paper's negatives are all
+generated) each negative is, with that probability, replaced by its real window heard with audio
+from elsewhere: the same clip's audio starting at least ``min_shift`` frames away, or, when the
+clip is too short for that, a window of another clip. A generator whose videos differ from real
+ones by their looks lets a classifier separate the pairs without listening; these negatives
+differ from the positives by the audio alone.
+
 The mismatched-pair check uses real windows only: the window with its own audio (label 1)
 against the same window with its clip's audio shifted by ``shift`` frames, or with the audio of
 another clip (label 0). :func:`load_audio_features` reads the audio features the pairs need.
@@ -103,8 +110,33 @@ class PairData:
         labels = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))])
         return PairBatch(torch.stack(latents), torch.stack(audio), boxes, labels)
 
-    def training_batch(self, step: int, batch_size: int, seed: int) -> PairBatch:
-        """``batch_size / 2`` windows of one length (drawn in proportion to its windows)."""
+    def away_audio(self, clip_id: str, start: int, length: int, min_shift: int,
+                   rng: np.random.Generator) -> tuple[str, int]:  # fmt: skip
+        """An audio window ``(clip, start)`` of ``length`` frames that is not the window's own.
+
+        Uniform over the clip's starts at least ``min_shift`` frames from ``start``; when there
+        are none, uniform over the windows of the other clips long enough.
+        """
+        n = len(self.audio[clip_id])
+        starts = [s for s in range(n - length + 1) if abs(s - start) >= min_shift]
+        if starts:
+            return clip_id, int(starts[rng.integers(len(starts))])
+        others = sorted(c for c, a in self.audio.items() if c != clip_id and len(a) >= length)
+        if not others:
+            raise InputError(f"no audio of {length} frames other than clip {clip_id}'s own")
+        other = others[rng.integers(len(others))]
+        return other, int(rng.integers(len(self.audio[other]) - length + 1))
+
+    def training_batch(
+        self, step: int, batch_size: int, seed: int, real_negative_prob: float = 0.0,
+        min_shift: int = 1,
+    ) -> PairBatch:  # fmt: skip
+        """``batch_size / 2`` windows of one length (drawn in proportion to its windows).
+
+        ``real_negative_prob``: chance that a negative is its real window with audio from
+        elsewhere (:meth:`away_audio`, at least ``min_shift`` frames off); 0 draws nothing more,
+        so the batches are those of a run without the option.
+        """
         rng = np.random.default_rng([seed, step])
         lengths = sorted(self.by_length)
         counts = np.array([len(self.by_length[n]) for n in lengths], dtype=np.float64)
@@ -112,7 +144,18 @@ class PairData:
         pool = self.by_length[length]
         k = batch_size // 2
         chosen = rng.choice(pool, size=k, replace=len(pool) < k)
-        return self.pairs(self.index.loc[chosen])
+        rows = self.index.loc[chosen]
+        batch = self.pairs(rows)
+        if real_negative_prob <= 0:
+            return batch
+        replace = rng.random(k) < real_negative_prob
+        for j in np.flatnonzero(replace):
+            row = rows.iloc[j]
+            clip, start = self.away_audio(row.clip_id, int(row.start), length, min_shift, rng)
+            batch.latents[k + j] = batch.latents[j]
+            batch.audio[k + j] = self.audio_window(clip, start, length)
+            batch.face_boxes[k + j] = batch.face_boxes[j]
+        return batch
 
     def evaluation_batches(self, batch_size: int) -> list[PairBatch]:
         """Every pair once, in window order, ``batch_size / 2`` windows of one length per batch."""

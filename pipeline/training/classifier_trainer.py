@@ -3,7 +3,9 @@
 Each step (one classifier, ``face`` or ``nonface``):
 
 1. draw ``B / 2`` real windows of one length with their own audio (``y = 1``) and their
-   generated negatives with the audio that drove them (``y = 0``);
+   generated negatives with the audio that drove them (``y = 0``), each replaced with
+   probability ``real_negative_prob`` by the real window heard with audio at least
+   ``real_negative_min_shift_s`` away (:meth:`PairData.training_batch`; sample profile only);
 2. draw ``t ~ U{0, T-1}`` per video from the DDPM training scheduler and noise the latents,
    ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps`` (Eq. 1);
 3. mask the region (:func:`region_multiplier`): the face classifier keeps only the dilated face
@@ -157,10 +159,12 @@ def train_classifier(
         max_grad_norm=params.max_grad_norm,
     )  # fmt: skip
     timesteps = scheduler.config.num_train_timesteps
+    min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
 
     def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         # 1-4 of the module docstring; t, noise and masks from the step's generator.
-        batch = train.training_batch(step, params.batch_size, params.seed)
+        batch = train.training_batch(step, params.batch_size, params.seed,
+                                     params.real_negative_prob, min_shift)  # fmt: skip
         size = len(batch.labels)
         t = torch.randint(0, timesteps, (size,), generator=generator, device=generator.device)
         noise = torch.randn(batch.latents.shape, generator=generator, device=generator.device)

@@ -159,6 +159,12 @@ def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_
     todo = pending_cells(cells, ["no_par", "full"], [0, 1])
     # The stale cell (other overrides) runs again; each seed's full run comes first.
     assert todo == [("no_par", 0), ("full", 1), ("no_par", 1)]
+    # A variant runs after the one it starts from: no_par_no_guidance after no_par.
+    order = pending_cells([], ["no_par_no_guidance", "no_face_guidance", "no_par", "full"], [0])
+    assert order == [("full", 0), ("no_face_guidance", 0), ("no_par", 0),
+                     ("no_par_no_guidance", 0)]  # fmt: skip
+    assert ablation.starts_from("no_par_no_guidance") == "no_par"
+    assert ablation.starts_from("no_augmentation") == "full" and not ablation.starts_from("full")
 
     calls = []
 

@@ -183,3 +183,40 @@ def test_training_separates_real_from_generated_and_resumes_exactly(tmp_path):
     assert evaluate(model, "nonface", SCHEDULER, held, _params(), 25.0) == evaluate(
         model, "nonface", SCHEDULER, held, _params(), 25.0
     )
+
+
+def test_real_negatives_are_the_real_window_heard_with_audio_from_elsewhere(tmp_path):
+    index, audio = _pairs(tmp_path)
+    data = PairData(index[index["split"] == "train"], audio)
+    plain = data.training_batch(5, 8, 0)
+    assert torch.equal(plain.latents, data.training_batch(5, 8, 0, 0.0, 3).latents)
+    mixed = data.training_batch(5, 8, 0, 1.0, 3)
+    k = 4
+    # The positives are untouched; every negative is now its own real window ...
+    assert torch.equal(mixed.latents[:k], plain.latents[:k])
+    assert torch.equal(mixed.latents[k:], plain.latents[:k])
+    assert mixed.labels.tolist() == [1] * k + [0] * k
+    np.testing.assert_array_equal(mixed.face_boxes[k:], plain.face_boxes[:k])
+    # ... heard with audio that is not its own: at least min_shift frames off, or another clip.
+    for j in range(k):
+        own, heard = mixed.audio[j].numpy(), mixed.audio[k + j].numpy()
+        length = own.shape[0]
+        matches = [(c, s) for c, a in audio.items() for s in range(len(a) - length + 1)
+                   if np.array_equal(a[s : s + length], heard)]  # fmt: skip
+        assert len(matches) == 1
+        clip, start = matches[0]
+        row_clip = next(c for c, a in audio.items() for s in range(len(a) - length + 1)
+                        if np.array_equal(a[s : s + length], own))  # fmt: skip
+        own_start = next(s for s in range(len(audio[row_clip]) - length + 1)
+                         if np.array_equal(audio[row_clip][s : s + length], own))  # fmt: skip
+        assert clip != row_clip or abs(start - own_start) >= 3
+
+
+def test_away_audio_falls_back_to_another_clip_when_the_own_clip_is_too_short(tmp_path):
+    index, audio = _pairs(tmp_path)
+    data = PairData(index, audio)
+    rng = np.random.default_rng(0)
+    clip, start = data.away_audio("c0", 0, 4, 100, rng)
+    assert clip != "c0" and 0 <= start <= len(audio[clip]) - 4
+    clip, start = data.away_audio("c0", 0, 4, 5, rng)
+    assert clip == "c0" and start >= 5
