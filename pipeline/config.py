@@ -468,7 +468,24 @@ class EvaluateParams(Section):
     report_frames: int = Field(4, ge=1, description="frames per clip in the report")
 
 
+# ---------------------------------------------------------------- runtime
+class RuntimeParams(Section):
+    """Where and in what precision the networks run, for every stage that runs one and for
+    ``paha animate`` (:mod:`pipeline.models.device`)."""
+
+    device: str = Field(
+        "auto",
+        description="auto (CUDA when torch sees it, else the CPU) | cpu | cuda | cuda:N",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="autocast of sampling (infer, negatives, paha animate), the classifiers' "
+        "guidance gradients and the metric networks; training keeps its own precision",
+    )
+
+
 class Params(Section):
+    runtime: RuntimeParams = RuntimeParams()
     corpus: CorpusParams = CorpusParams()
     cut: CutParams = CutParams()
     curate: CurateParams = CurateParams()

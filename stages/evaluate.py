@@ -48,6 +48,7 @@ from pipeline.evaluation.report import report_figures, write_report
 from pipeline.io import tables
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, atomic_file, write_json
+from pipeline.models.device import resolve_device
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.evaluate")
@@ -72,7 +73,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     models = load_metric_models(models_dir / "gesture_ae" / "final",
                                 models_dir / "syncnet" / "final", settings.pose_backend,
                                 params.train_syncnet.crop_scale, fvd,
-                                params.extract.dwpose_dir)  # fmt: skip
+                                params.extract.dwpose_dir,
+                                resolve_device(params.runtime.device),
+                                params.runtime.precision)  # fmt: skip
     results: dict[str, list] = {GROUND_TRUTH: []}
     generated: dict[str, dict[str, np.ndarray]] = {c.clip_id: {} for c in clips}
     for clip in clips:

@@ -31,6 +31,7 @@ from pipeline.inference.generate import (
 )
 from pipeline.io.outputs import write_json
 from pipeline.io.timings import write_timings
+from pipeline.models.device import resolve_device
 from stages.common import add_timings_argument, parse_shard, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.infer")
@@ -41,12 +42,14 @@ def main(args: argparse.Namespace, params: Params) -> None:
     records = load_test_records(args.clips, args.features, infer.max_clips)
     plan = InferPlan(records, reference_face_boxes(args.features, records), mode, infer.seed)
     settings = animator_settings(params)
+    device = resolve_device(params.runtime.device)
     models = ModelFolders.under(args.models, mode)
     fingerprint = plan.fingerprint(settings, models.digests())
     started = time.perf_counter()
     if args.merge is None:
         shard, shards = args.shard or (0, 1)
-        generate_shard(plan, lambda: models.load(settings), args.out, shard, shards, fingerprint)
+        generate_shard(plan, lambda: models.load(settings, device), args.out, shard, shards,
+                       fingerprint)  # fmt: skip
         if args.shard is not None:
             return  # one worker's part; `--merge n` assembles the index
     table = merge_generated(plan, args.out, args.merge or 1, fingerprint)

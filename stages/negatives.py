@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from pipeline.config import Params
@@ -34,6 +35,7 @@ from pipeline.inference.negatives import (
 from pipeline.io import tables
 from pipeline.io.outputs import write_json
 from pipeline.io.timings import write_timings
+from pipeline.models.device import resolve_device
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import resolve_vae
 from pipeline.training.checkpoint_store import checkpoint_for_step, load_model_weights
@@ -43,21 +45,25 @@ from stages.common import add_timings_argument, parse_shard, run_stage, stage_pa
 log = logging.getLogger("paha.negatives")
 
 
-def load_generator(params: Params, args: argparse.Namespace, records) -> tuple[PairGenerator, dict]:
-    """The UniVDM at ``negatives.checkpoint_step``, the VAE, and the settings that fingerprint."""
+def load_generator(params: Params, args: argparse.Namespace, records,
+                   device: torch.device) -> tuple[PairGenerator, dict]:  # fmt: skip
+    """The UniVDM at ``negatives.checkpoint_step`` and the VAE on ``device``, and the settings
+    that fingerprint (the precision among them: it changes the numbers; the device does not
+    enter, so shards made on different GPUs merge)."""
     univdm_dir, train = Path(args.univdm), params.train_univdm
     model = UniVDM.load(univdm_dir / "final")
     checkpoint = checkpoint_for_step(univdm_dir / "checkpoints", params.negatives.checkpoint_step)
     # The EMA weights when the run kept an EMA: what the run would have deployed at that step.
     load_model_weights(checkpoint, model, use_ema=(checkpoint / "ema.safetensors").exists())
     vae = resolve_vae(args.vae)
-    generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
-                                    train.num_train_timesteps, train.beta_schedule,
-                                    train.clip)  # fmt: skip
     settings = {"model": weights_digest(model), "vae": weights_digest(vae), "size": train.size,
                 "ddim_steps": params.negatives.ddim_steps, "dtype": params.negatives.dtype,
                 "batch_size": params.negatives.batch_size,
-                "schedule": [train.num_train_timesteps, train.beta_schedule]}  # fmt: skip
+                "schedule": [train.num_train_timesteps, train.beta_schedule],
+                "precision": params.runtime.precision}  # fmt: skip
+    generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
+                                    train.num_train_timesteps, train.beta_schedule,
+                                    train.clip, device, params.runtime.precision)  # fmt: skip
     return generator, settings
 
 
@@ -66,7 +72,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     records = load_clip_records(args.clips, args.features, "train", min(negatives.lengths))
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
     plan = plan_pairs(records, normalised_face_boxes(faces, records), negatives)
-    generator, settings = load_generator(params, args, records)
+    generator, settings = load_generator(params, args, records,
+                                         resolve_device(params.runtime.device))  # fmt: skip
     fingerprint = plan_fingerprint(plan, settings)
     started = time.perf_counter()
     if args.merge is None:

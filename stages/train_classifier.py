@@ -15,17 +15,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
-from pipeline.models.classifier import SyncClassifier
+from pipeline.models.device import resolve_device
 from pipeline.models.univdm import UniVDM
 from pipeline.training.classifier_data import PairData, load_audio_features
-from pipeline.training.classifier_trainer import KINDS, evaluate, train_classifier
+from pipeline.training.classifier_trainer import (
+    KINDS,
+    build_classifier,
+    evaluate,
+    train_classifier,
+)
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint, weights_digest
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
@@ -41,13 +45,11 @@ def main(args: argparse.Namespace, params: Params) -> None:
     train = PairData(index[index["split"] == "train"], audio)
     heldout = PairData(index[index["split"] == "heldout"], audio)
     univdm = UniVDM.load(args.univdm)
-    model = SyncClassifier.from_univdm(
-        univdm, width=settings.width, layers=settings.layers, heads=settings.heads,
-        dropout=settings.dropout, max_frames=int(index["length"].max()),
-        audio_dim=int(next(iter(audio.values())).shape[1]),
-    )  # fmt: skip
     train_clips = sorted(set(train.index["clip_id"]) | set(train.index["audio_clip_id"]))
-    model.set_audio_statistics(torch.from_numpy(np.concatenate([audio[c] for c in train_clips])))
+    model = build_classifier(univdm, settings, int(index["length"].max()),
+                             int(next(iter(audio.values())).shape[1]),
+                             np.concatenate([audio[c] for c in train_clips]),
+                             resolve_device(params.runtime.device))  # fmt: skip
     run_id = fingerprint(settings, [kind], {
         "univdm": weights_digest(univdm), "pairs": index["positive_path"].tolist(),
         "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),

@@ -18,16 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from pipeline.config import Params
 from pipeline.data.splits import train_and_held_out
 from pipeline.errors import InputError
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
-from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder, pose_detection_rate
+from pipeline.models.device import resolve_device
+from pipeline.models.gesture_ae import pose_detection_rate
 from pipeline.training.gesture_ae_data import clip_windows, load_train_poses
-from pipeline.training.gesture_ae_trainer import train_gesture_ae
+from pipeline.training.gesture_ae_trainer import build_gesture_ae, train_gesture_ae
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
@@ -47,9 +46,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         raise InputError(f"{args.features}: no train clip gives a complete {p.window}-frame window")
     frames = sum(len(v) for v in poses.values())
     detection = sum(pose_detection_rate(v, p.min_score) * len(v) for v in poses.values()) / frames
-    torch.manual_seed(p.seed)
-    model = GestureAutoencoder(GestureAEConfig(window=p.window, hidden=p.hidden,
-                                               feature_dim=p.feature_dim))  # fmt: skip
+    model = build_gesture_ae(p, resolve_device(params.runtime.device))
     run_id = fingerprint(p, train_ids, {
         "heldout": heldout_ids, "windows": hashlib.sha256(train.tobytes()).hexdigest()[:16],
     })  # fmt: skip

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.config import Params
 from pipeline.data.splits import train_and_held_out
@@ -31,11 +30,17 @@ from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
-from pipeline.models.syncnet import SyncNet, write_official_record
+from pipeline.models.device import resolve_device
+from pipeline.models.syncnet import write_official_record
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
 from pipeline.training.syncnet_data import load_clip_inputs
-from pipeline.training.syncnet_trainer import build_sync_clips, offset_accuracy, train_syncnet
+from pipeline.training.syncnet_trainer import (
+    build_sync_clips,
+    build_syncnet,
+    offset_accuracy,
+    train_syncnet,
+)
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
 log = logging.getLogger("paha.train_syncnet")
@@ -69,8 +74,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     clips = build_sync_clips(frames, waves, boxes, p.crop_scale, p.size)
     train = [c for c in clips if c.clip_id in train_ids]
     heldout = [c for c in clips if c.clip_id in heldout_ids]
-    torch.manual_seed(p.seed)
-    model = SyncNet(width=p.width, size=p.size, embedding=p.embedding)
+    model = build_syncnet(p, resolve_device(params.runtime.device))
     run_id = fingerprint(p, train_ids, {
         "heldout": heldout_ids, "evaluate_size": size, "paths": chosen["path"].tolist(),
         "frames": [int(len(frames[c])) for c in sorted(frames)],

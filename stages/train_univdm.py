@@ -21,6 +21,7 @@ from pipeline.data.windows import WindowDataset, load_clip_records
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
+from pipeline.models.device import make_accelerator, resolve_device
 from pipeline.models.vae import resolve_vae
 from pipeline.par import par_figure
 from pipeline.training.checkpoint_store import checkpoint_for_step
@@ -34,8 +35,6 @@ log = logging.getLogger("paha.train_univdm")
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
-    from accelerate import Accelerator
-
     train = params.train_univdm
     records = load_clip_records(args.clips, args.features, "train", min_frames=train.frames)
     vae = resolve_vae(args.vae)
@@ -52,7 +51,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
                          {"vae": weights_digest(vae), "model": model.config.to_json()})  # fmt: skip
     out = Path(args.out)
     # One process here; with `accelerate launch` one per GPU (DDP), rank 0 writing the outputs.
-    accelerator = Accelerator(mixed_precision=accelerate_precision(train.precision))
+    device = resolve_device(params.runtime.device)
+    accelerator = make_accelerator(device, mixed_precision=accelerate_precision(train.precision))
     started = time.perf_counter()
     live = (training_live(args.live, out / "checkpoints", run_id) if accelerator.is_main_process
             else contextlib.nullcontext())  # fmt: skip

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from pipeline.config import Params
 from pipeline.errors import InputError
 from pipeline.io import tables
@@ -30,10 +28,12 @@ from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
 from pipeline.metrics.psnr import reconstruction_psnr
 from pipeline.models import vae as vae_lib
+from pipeline.models.device import resolve_device
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
 from pipeline.training.vae_trainer import (
     evaluation_frames,
+    fresh_vae,
     train_vae,
     training_frames,
     write_reconstructions,
@@ -56,7 +56,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         metrics["note"] = f"{args.clips}: no kept test clips; PSNR measured on train frames"
     elif eval_split == "none":
         metrics["note"] = f"{args.clips}: no kept clips; PSNR not measured"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(params.runtime.device)
     out = Path(args.out)
     checkpoints = out / "checkpoints"
     run_id = None
@@ -69,9 +69,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         if train.empty:
             raise InputError(f"{args.clips}: no kept clips in the train split to train a VAE")
         frames = training_frames(train, p.size, p.seed)
-        vae = vae_lib.build_vae(p.size, p.block_out_channels, p.layers_per_block,
-                                p.latent_channels, p.norm_num_groups, p.seed)  # fmt: skip
-        vae = vae.to(device)
+        vae = fresh_vae(p, device)
         frames_digest = hashlib.sha256(frames.tobytes()).hexdigest()[:16]
         run_id = fingerprint(p, train["clip_id"].tolist(), {"frames": frames_digest})
         log.info("train_vae: %d train frames, %d steps on %s", len(frames), p.steps, device)
@@ -87,8 +85,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
             if pretrained is not None:
                 write_json({"path": p.pretrained}, tmp / vae_lib.PRETRAINED_RECORD)
             else:
-                vae.to("cpu").save_pretrained(tmp, safe_serialization=True)
-                vae.to(device)
+                vae.save_pretrained(tmp, safe_serialization=True)
             if eval_frames is not None:
                 write_reconstructions(vae, eval_frames, tmp / "reconstructions.png")
             if checkpoints.is_dir():  # kept across the swap of the folder

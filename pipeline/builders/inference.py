@@ -16,9 +16,11 @@ def guidance_weights(params: Params) -> GuidanceWeights:
 
 
 def animator_settings(params: Params) -> AnimatorSettings:
-    """How UniVDM was trained (``cut``, ``train_univdm``) and is sampled (``infer``)."""
+    """How UniVDM was trained (``cut``, ``train_univdm``) and is sampled (``infer``, and the
+    autocast precision of ``runtime``)."""
     infer, train = params.infer, params.train_univdm
     return AnimatorSettings(size=train.size, fps=params.cut.fps, steps=infer.steps,
                             guidance=guidance_weights(params), face_dilation=infer.face_dilation,
                             num_train_timesteps=train.num_train_timesteps,
-                            beta_schedule=train.beta_schedule, clip=train.clip)  # fmt: skip
+                            beta_schedule=train.beta_schedule, clip=train.clip,
+                            precision=params.runtime.precision)  # fmt: skip

@@ -31,11 +31,16 @@ def animate_command(args: argparse.Namespace) -> int:
     from pipeline.inference.sampling import segment_starts
     from pipeline.io.audio import SAMPLE_RATE, frame_count
     from pipeline.io.media import write_video
+    from pipeline.models.device import resolve_device
 
     models = Path(args.models)
     try:
         params = load_params(args.params)
         settings = animator_settings(params)
+        if args.device:
+            device = resolve_device(args.device, name="--device")
+        else:
+            device = resolve_device(params.runtime.device, name=f"{args.params}: runtime.device")
         out = Path(args.out)
         if out.suffix.lower() != ".mp4":
             raise InputError(f"{out}: the output must be an .mp4 file")
@@ -46,7 +51,7 @@ def animate_command(args: argparse.Namespace) -> int:
             root = Path(args.classifiers) if args.classifiers else models / "classifier"
             classifiers = {k: root / k / "final" for k in ("face", "nonface")}
         animator = Animator(args.univdm or models / "univdm" / "final", args.vae or models / "vae",
-                            settings, classifiers)  # fmt: skip
+                            settings, classifiers, device)  # fmt: skip
         wave = load_speech(args.audio, animator.segment_seconds)
         reference, face_box = crop_reference(image, box, settings.size, params.cut.crop,
                                              params.cut.person_scale)  # fmt: skip

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     animate.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
     animate.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
                          "folders (default: MODELS/classifier)")  # fmt: skip
+    animate.add_argument("--device", help="where the networks run: auto, cpu, cuda or cuda:N "
+                         "(default: runtime.device of --params)")  # fmt: skip
     flow = commands.add_parser("flow", help="run the DAG as Prefect flows (cached, sharded)")
     flow.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
     flow.add_argument("--stage", help="run only this stage (its inputs must exist)")

@@ -43,6 +43,10 @@ Per mode
 - TC: sampling seconds per generated segment, total seconds over total segments (Table 2). A
   timing changes on every run, so it is not a DVC metric: :func:`tc_groups` gives it apart, for
   the stage's timings file.
+
+The metric networks (gesture autoencoder, SyncNet, I3D) run on ``runtime.device`` under
+``runtime.precision`` autocast (:func:`load_metric_models`); their features come back to the CPU
+for the statistics.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.windows import resize_frames
@@ -74,6 +79,7 @@ from pipeline.metrics.diversity import diversity
 from pipeline.metrics.frechet import frechet_distance_of_features
 from pipeline.metrics.hands import hand_keypoint_confidence, hand_keypoint_variance, shoulder_width
 from pipeline.metrics.regions import masked_psnr, masked_ssim, region_masks
+from pipeline.models.device import CPU, autocast
 from pipeline.models.gesture_ae import (
     GESTURE_JOINTS,
     gesture_features,
@@ -115,7 +121,9 @@ class MetricModels:
 
     pose_reader: ``(T, S, S, 3)`` uint8 -> ``(T, 133, 3)`` poses. sync_video: the Sync-C/D of
     one video, ``(frames, wave, sample_rate, face_box) -> (SyncScores, distances per offset)``.
-    i3d: ``videos -> (M, D)`` features, or None with ``fvd_reason``.
+    i3d: ``videos -> (M, D)`` features, or None with ``fvd_reason``. syncnet: the SyncNet
+    behind ``sync_video``. device, precision: where the networks run and their autocast
+    (:func:`evaluate_video` runs every network call under it).
     """
 
     pose_backend: str
@@ -127,6 +135,9 @@ class MetricModels:
     i3d: Callable[[list[np.ndarray]], np.ndarray] | None = None
     fvd_reason: str = ""
     fvd_description: str = ""
+    syncnet: object = None
+    device: torch.device = CPU
+    precision: str = "fp32"
 
 
 @dataclass
@@ -240,13 +251,15 @@ def evaluate_video(
                        "HKV")  # fmt: skip
         row["bas"] = row["hkv"] = None
     else:
-        features = gesture_features(models.gesture_ae, [pose], gesture.window, gesture.stride,
-                                    gesture.min_score)  # fmt: skip
+        with autocast(models.device, models.precision):
+            features = gesture_features(models.gesture_ae, [pose], gesture.window,
+                                        gesture.stride, gesture.min_score)  # fmt: skip
         row["bas"] = _rounded(beat_alignment(pose, clip.wave, clip.sample_rate, clip.fps, params,
                                              gesture.min_score))  # fmt: skip
         row["hkv"], row["note"] = hand_variance(pose, params.pose_min_score)
     row["gesture_windows"] = int(len(features))
-    scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, clip.face_box)
+    with autocast(models.device, models.precision):
+        scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, clip.face_box)
     row |= {"sync_offset": int(scores.offset), "sync_confidence": _rounded(scores.confidence),
             "sync_distance": _rounded(scores.min_dist)}  # fmt: skip
     if mode == GROUND_TRUTH:
@@ -258,7 +271,8 @@ def evaluate_video(
         per_frame = frame_psnr(frames, truth)
         row |= {k: _rounded(v) for k, v in quarter_drift(per_frame).items()}
         row["psnr_by_segment"] = [_rounded(v) for v in segment_psnr(per_frame, starts)]
-    i3d = models.i3d([frames]) if models.i3d is not None else None
+    with autocast(models.device, models.precision):
+        i3d = models.i3d([frames]) if models.i3d is not None else None
     return VideoResult(row, pose, features, np.asarray(distances, np.float64), i3d)
 
 
@@ -375,8 +389,11 @@ class FvdSettings:
 
 def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose_backend: str,
                        crop_scale: float, fvd: FvdSettings = FvdSettings(),
-                       dwpose_dir: str | Path | None = None) -> MetricModels:  # fmt: skip
-    """The pose reader, the gesture autoencoder, the SyncNet and (if given) the I3D detector.
+                       dwpose_dir: str | Path | None = None,
+                       device: torch.device = CPU,
+                       precision: str = "fp32") -> MetricModels:  # fmt: skip
+    """The pose reader, the gesture autoencoder, the SyncNet and (if given) the I3D detector,
+    the networks on ``device`` (``runtime.device``) and run under ``precision`` autocast.
 
     Args:
         gesture_ae_dir: ``train_gesture_ae``'s final folder.
@@ -387,6 +404,7 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
         fvd: the I3D settings (``evaluate.fvd``).
         dwpose_dir: DWPose's ONNX folder, for ``pose_backend`` ``dwpose``
             (``extract.dwpose_dir``).
+        device, precision: ``runtime.device`` (resolved) and ``runtime.precision``.
     """
     from pipeline.features.pose.build import build_pose_backend
     from pipeline.metrics.fvd import i3d_features, load_i3d
@@ -396,6 +414,7 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
 
     backend = build_pose_backend(pose_backend, dwpose_dir=dwpose_dir)
     syncnet, official = load_for_metric(syncnet_dir)
+    syncnet = syncnet.to(device)
     vshift = 15  # the official search range, +-15 frames (0.6 s at 25 fps)
 
     def sync_video(frames, wave, sample_rate, box):
@@ -414,7 +433,7 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
                   "(i3d_torchscript.pt) from a local path")  # fmt: skip
         fvd_description = "not computed (no I3D file)"
     else:
-        detector = load_i3d(fvd.i3d)
+        detector = load_i3d(fvd.i3d, device)
         fvd_description = f"I3D torchscript {fvd.i3d}"
 
         def i3d(videos):
@@ -422,9 +441,10 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
 
     return MetricModels(
         pose_backend=pose_backend, pose_reader=backend.estimate,
-        gesture_ae=GestureAutoencoder.load(gesture_ae_dir), sync_name=name,
+        gesture_ae=GestureAutoencoder.load(gesture_ae_dir).to(device), sync_name=name,
         sync_description=description, sync_video=sync_video, i3d=i3d, fvd_reason=reason,
-        fvd_description=fvd_description,
+        fvd_description=fvd_description, syncnet=syncnet, device=torch.device(device),
+        precision=precision,
     )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from pipeline.inference.sampling import sample_long_video, segment_starts
 from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.media import MediaError
 from pipeline.models.classifier import SyncClassifier
+from pipeline.models.device import CPU, autocast, is_cuda
 from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, encode_frames
@@ -112,6 +113,8 @@ class AnimatorSettings:
         face_dilation: ``M_f`` is the reference face box grown by this (``infer.face_dilation``).
         num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
         clip: the CLIP image encoder UniVDM was trained with, or None (``train_univdm.clip``).
+        precision: autocast of the sampling and the guidance gradients, ``fp32`` / ``bf16`` /
+            ``fp16`` (``runtime.precision``); the VAE encodes and decodes in fp32.
     """
 
     size: int
@@ -122,6 +125,7 @@ class AnimatorSettings:
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"
     clip: str | None = None
+    precision: str = "fp32"
 
 
 class Animator:
@@ -133,32 +137,35 @@ class Animator:
         settings: how the models were trained and are sampled (:class:`AnimatorSettings`).
         classifier_dirs: ``{"face": ..., "nonface": ...}`` final classifier folders, or None
             (unguided only).
+        device: where every network is moved and the sampling runs (``runtime.device``,
+            resolved by :func:`pipeline.models.device.resolve_device`).
 
     Raises MissingInputError naming a model folder that does not exist.
     """
 
     def __init__(self, univdm_dir: str | Path, vae_dir: str | Path, settings: AnimatorSettings,
-                 classifier_dirs: dict[str, str | Path] | None = None):  # fmt: skip
+                 classifier_dirs: dict[str, str | Path] | None = None,
+                 device: torch.device = CPU):  # fmt: skip
         from pipeline.models.vae import resolve_vae
 
         self.settings = settings
+        self.device = torch.device(device)
         for path in [univdm_dir, vae_dir, *(classifier_dirs or {}).values()]:
             if not Path(path).is_dir():
                 raise MissingInputError(f"{path}: model folder not found (run `dvc repro` or "
                                         "give the path)")  # fmt: skip
-        self.model = UniVDM.load(univdm_dir).eval()
-        self.vae = resolve_vae(vae_dir).eval()
+        self.model = UniVDM.load(univdm_dir).eval().to(self.device)
+        self.vae = resolve_vae(vae_dir).eval().to(self.device)
         self.scheduler = noise_scheduler(settings.num_train_timesteps, settings.beta_schedule)
         self.classifiers = None
         if classifier_dirs:
-            self.classifiers = {
-                kind: SyncClassifier.load(path).eval() for kind, path in classifier_dirs.items()
-            }
+            self.classifiers = {kind: SyncClassifier.load(path).eval().to(self.device)
+                                for kind, path in classifier_dirs.items()}  # fmt: skip
         self.image_encoder = None
         if settings.clip:
             from pipeline.models.image_encoder import ClipImageEncoder
 
-            self.image_encoder = ClipImageEncoder(settings.clip)
+            self.image_encoder = ClipImageEncoder(settings.clip).to(self.device)
 
     @property
     def segment_seconds(self) -> float:
@@ -172,7 +179,7 @@ class Animator:
     @torch.no_grad()
     def generate(self, reference: np.ndarray, face_box: np.ndarray, features: np.ndarray,
                  mode: str, seed: int, callback=None) -> Generated:  # fmt: skip
-        """A video of ``len(features)`` frames.
+        """A video of ``len(features)`` frames: :meth:`sample`, then the VAE decodes.
 
         Args:
             reference: ``(S, S, 3)`` uint8 reference frame at the training size.
@@ -181,8 +188,25 @@ class Animator:
             mode: ``none``, ``sg`` or ``dg``.
             seed: draws every segment's initial noise.
             callback: called after each DDIM step (progress).
+
+        The returned latents ``(n_frames, C, h, w)`` and frames are on the CPU.
         """
-        config, settings = self.model.config, self.settings
+        latents, segments, seconds = self.sample(reference, face_box, features, mode, seed,
+                                                 callback)  # fmt: skip
+        frames = images_to_frames(decode_latents(self.vae, latents))
+        return Generated(latents.cpu(), frames, segments, seconds)
+
+    @torch.no_grad()
+    def sample(self, reference: np.ndarray, face_box: np.ndarray, features: np.ndarray,
+               mode: str, seed: int, callback=None) -> tuple[torch.Tensor, int, float]:  # fmt: skip
+        """Latents ``(n_frames, C, h, w)`` float32 on ``device``, the number of segments and
+        the sampling seconds (arguments as :meth:`generate`'s).
+
+        The inputs move to ``device``; the initial noise is drawn on the CPU from ``seed``
+        (the same numbers on every device) and moved; DDIM and guidance run under
+        ``settings.precision`` autocast.
+        """
+        config, settings, device = self.model.config, self.settings, self.device
         n_frames = len(features)
         starts = segment_starts(n_frames, config.frames)
         total = starts[-1] + config.frames
@@ -197,22 +221,23 @@ class Animator:
             padded = clean[torch.arange(total).clamp(max=n_frames - 1)]
             mask = face_mask(face_box, config.latent_size, settings.face_dilation)
             classifiers = Classifiers(self.classifiers["face"], self.classifiers["nonface"],
-                                      mask[None], padded[None])  # fmt: skip
+                                      mask[None].to(device), padded[None].to(device))  # fmt: skip
         started = time.perf_counter()
         images = frames_to_images(reference[None])
-        ref_latent = encode_frames(self.vae, images)
+        ref_latent = encode_frames(self.vae, images)  # on the VAE's device
         embeds = self.image_encoder(images) if self.image_encoder else None
-        audio = audio_windows(clean, 0, total, config.audio_context)[None]
+        audio = audio_windows(clean, 0, total, config.audio_context)[None].to(device)
         shape = (1, len(starts), config.frames, config.latent_channels, config.latent_size,
                  config.latent_size)  # fmt: skip
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        latents = sample_long_video(self.model, self.scheduler, ref_latent, audio, n_frames,
-                                    settings.steps, noise, image_embeds=embeds,
-                                    guidance=weights, classifiers=classifiers,
-                                    callback=callback)[0]  # fmt: skip
-        seconds = time.perf_counter() - started
-        frames = images_to_frames(decode_latents(self.vae, latents))
-        return Generated(latents, frames, len(starts), seconds)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        with autocast(device, settings.precision):
+            latents = sample_long_video(self.model, self.scheduler, ref_latent, audio, n_frames,
+                                        settings.steps, noise, image_embeds=embeds,
+                                        guidance=weights, classifiers=classifiers,
+                                        callback=callback)[0]  # fmt: skip
+        if is_cuda(device):
+            torch.cuda.synchronize(device)  # the seconds measure finished work
+        return latents.float(), len(starts), time.perf_counter() - started
 
 
 def clip_seed(seed: int, clip_id: str) -> int:

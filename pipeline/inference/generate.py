@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.windows import ClipRecord, load_clip_records, resize_frames
@@ -33,6 +34,7 @@ from pipeline.io import shards as sharding
 from pipeline.io import tables
 from pipeline.io.media import read_frames, write_video
 from pipeline.io.outputs import final_path
+from pipeline.models.device import CPU
 
 log = logging.getLogger("paha.infer")
 
@@ -78,8 +80,10 @@ class ModelFolders:
         folders |= {f"classifier_{k}": p for k, p in (self.classifiers or {}).items()}
         return {name: sharding.files_digest(path) for name, path in folders.items()}
 
-    def load(self, settings: AnimatorSettings) -> Animator:
-        return Animator(self.univdm, self.vae, settings, self.classifiers)
+    def load(self, settings: AnimatorSettings,
+             device: torch.device = CPU) -> Animator:  # fmt: skip
+        """The :class:`Animator` of these folders, its networks on ``device``."""
+        return Animator(self.univdm, self.vae, settings, self.classifiers, device)
 
 
 @dataclass(frozen=True)

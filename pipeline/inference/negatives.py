@@ -49,6 +49,7 @@ from pipeline.io import tables
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import final_path, write_png
 from pipeline.io.previews import frame_strip
+from pipeline.models.device import CPU, autocast
 from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, encode_frames
@@ -161,7 +162,11 @@ def plan_fingerprint(plan: pd.DataFrame, settings: dict) -> str:
 # ---------------------------------------------------------------------------------- generation
 @dataclass
 class PairGenerator:
-    """What generating a batch needs: the early UniVDM, the VAE and the clips."""
+    """What generating a batch needs: the early UniVDM, the VAE and the clips.
+
+    The networks sit on ``device``; :meth:`positives` and :meth:`negatives` return latents
+    there, and the sampling runs under ``precision`` (``runtime.precision``) autocast.
+    """
 
     model: UniVDM
     vae: object
@@ -170,11 +175,14 @@ class PairGenerator:
     size: int
     ddim_steps: int
     image_encoder: Callable | None = None
+    device: torch.device = CPU
+    precision: str = "fp32"
 
     @classmethod
     def build(cls, model: UniVDM, vae: object, records: Iterable[ClipRecord], size: int,
               ddim_steps: int, num_train_timesteps: int, beta_schedule: str,
-              clip: str | None = None) -> PairGenerator:  # fmt: skip
+              clip: str | None = None, device: torch.device = CPU,
+              precision: str = "fp32") -> PairGenerator:  # fmt: skip
         """A generator for ``model`` (its weights already those of the early checkpoint).
 
         Args:
@@ -182,22 +190,24 @@ class PairGenerator:
             ddim_steps: DDIM steps per negative segment.
             num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
             clip: the CLIP image encoder UniVDM was trained with, or None.
+            device: where the networks are moved (``runtime.device``, resolved).
+            precision: autocast of the sampling (``runtime.precision``).
         """
         image_encoder = None
         if clip:
             from pipeline.models.image_encoder import ClipImageEncoder
 
-            image_encoder = ClipImageEncoder(clip)
+            image_encoder = ClipImageEncoder(clip).to(device)
         scheduler = noise_scheduler(num_train_timesteps, beta_schedule)
-        return cls(model, vae, scheduler, {r.clip_id: r for r in records}, size, ddim_steps,
-                   image_encoder)  # fmt: skip
+        return cls(model.to(device), vae.to(device), scheduler, {r.clip_id: r for r in records},
+                   size, ddim_steps, image_encoder, torch.device(device), precision)  # fmt: skip
 
     def frames(self, clip_id: str, indices: list[int]) -> np.ndarray:
         """``(len(indices), size, size, 3)`` uint8 frames of a clip, resized as in training."""
         return resize_frames(read_frames(self.records[clip_id].path, indices), self.size)
 
     def positives(self, rows: pd.DataFrame) -> torch.Tensor:
-        """VAE latents of the real windows: ``(B, L, C, h, w)``."""
+        """VAE latents of the real windows: ``(B, L, C, h, w)`` on ``device``."""
         frames = np.concatenate([
             self.frames(r.clip_id, list(range(r.start, r.start + r.length)))
             for r in rows.itertuples()
@@ -206,7 +216,11 @@ class PairGenerator:
         return latents.unflatten(0, (len(rows), -1))
 
     def negatives(self, rows: pd.DataFrame) -> torch.Tensor:
-        """Generated videos ``(B, L, C, h, w)`` for windows of one length ``L``."""
+        """Generated videos ``(B, L, C, h, w)`` for windows of one length ``L``, on ``device``.
+
+        Each window's initial noise is drawn on the CPU from its own seed (the same numbers on
+        every device and in every shard) and moved to ``device``.
+        """
         length = int(rows["length"].iloc[0])
         config = self.model.config
         starts = segment_starts(length, config.frames)
@@ -219,15 +233,18 @@ class PairGenerator:
             audio_windows(torch.from_numpy(self.records[r.audio_clip_id].audio.astype(np.float32)),
                           r.audio_start, total, config.audio_context)
             for r in rows.itertuples()
-        ])  # fmt: skip  # past the window's end the edge repeats (frames beyond L are dropped)
+        ]).to(self.device)  # fmt: skip  # past the window's end the edge repeats (dropped later)
         shape = (len(starts), config.frames, config.latent_channels, config.latent_size,
                  config.latent_size)  # fmt: skip
         noise = torch.stack([
             torch.randn(shape, generator=torch.Generator().manual_seed(int(r.seed)))
             for r in rows.itertuples()
-        ])  # fmt: skip
-        return sample_long_video(self.model, self.train_scheduler, reference, audio, length,
-                                 self.ddim_steps, noise, image_embeds=embeds)  # fmt: skip
+        ]).to(self.device)  # fmt: skip
+        with autocast(self.device, self.precision):
+            latents = sample_long_video(self.model, self.train_scheduler, reference, audio,
+                                        length, self.ddim_steps, noise,
+                                        image_embeds=embeds)  # fmt: skip
+        return latents.float()
 
 
 def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: NegativesParams,

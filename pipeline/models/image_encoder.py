@@ -40,8 +40,9 @@ class ClipImageEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [-1, 1] -> image embeddings ``(B, projection_dim)``."""
-        pixels = (images.float() + 1) / 2
+        """``(B, 3, H, W)`` in [-1, 1] (any device) -> image embeddings ``(B, projection_dim)``
+        on the encoder's device."""
+        pixels = (images.to(self.mean.device).float() + 1) / 2
         pixels = F.interpolate(pixels, size=(self.image_size, self.image_size), mode="bicubic",
                                align_corners=False).clamp(0, 1)  # fmt: skip
         pixels = (pixels - self.mean) / self.std

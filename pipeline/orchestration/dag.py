@@ -5,6 +5,10 @@ There is no second definition of the stages: :func:`load_dag` asks DVC for every
 outputs; a stage's upstream stages are those producing an output that one of its dependencies
 lies in (or contains). The order is a topological order (``graphlib``) that keeps ``dvc.yaml``'s
 order wherever the dependencies allow.
+
+A stage that runs networks declares :data:`DEVICE_PARAM` (``runtime.device``) among its params,
+so that a change of device reruns it; that declaration is also what marks it as a GPU stage
+(:attr:`StageSpec.uses_device`) for the flows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 
 from pipeline.errors import InputError
+
+DEVICE_PARAM = "runtime.device"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,13 @@ class StageSpec:
     def base(self) -> str:
         """The stage's name without its ``foreach`` item (``infer@sg`` -> ``infer``)."""
         return self.name.split("@")[0]
+
+    @property
+    def uses_device(self) -> bool:
+        """Whether the stage runs on ``runtime.device``: its params name :data:`DEVICE_PARAM`
+        (or the whole ``runtime`` section)."""
+        section = DEVICE_PARAM.split(".")[0]
+        return any(p in (DEVICE_PARAM, section) for p in self.params)
 
     @property
     def argv(self) -> list[str]:

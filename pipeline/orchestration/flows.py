@@ -14,11 +14,13 @@ that stage and, through its new outputs, of what follows only.
 A cached stage whose outputs are no longer those of its manifest (deleted, or overwritten by
 another configuration) is recomputed rather than trusted.
 
-GPU stages (:data:`GPU_STAGES`) hold one slot of the global concurrency limit ``gpu`` while they
-run; ``negatives`` and ``infer`` are split into ``shards`` tasks (``--shard i/n``), shard ``i``
-pinned to ``devices[i % len(devices)]`` through ``CUDA_VISIBLE_DEVICES``, then merged
-(``--merge n``). The stages write shards and outputs atomically (temp folder, then rename), so a
-killed task leaves the previous artifact in place and a retried one redoes only its own shard.
+GPU stages (:func:`gpu_stages`: those whose dvc.yaml params name ``runtime.device``, read through
+:mod:`pipeline.orchestration.dag`, so the list is never kept by hand) hold one slot of the global
+concurrency limit ``gpu`` while they run; ``negatives`` and ``infer`` are split into ``shards``
+tasks (``--shard i/n``), shard ``i`` pinned to ``devices[i % len(devices)]`` through
+``CUDA_VISIBLE_DEVICES``, then merged (``--merge n``). The stages write shards and outputs
+atomically (temp folder, then rename), so a killed task leaves the previous artifact in place
+and a retried one redoes only its own shard.
 
 After the run, ``dvc commit`` records the outputs of the stages of the flow, so ``dvc status``
 and ``dvc repro`` agree that the pipeline is up to date.
@@ -35,7 +37,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +50,18 @@ from pipeline.orchestration.dag import StageSpec, load_dag, select
 
 log = logging.getLogger("paha.flows")
 
-GPU_STAGES = frozenset({"train_vae", "train_univdm", "negatives", "train_classifier", "infer",
-                        "train_syncnet"})  # fmt: skip
 SHARDED_STAGES = frozenset({"negatives", "infer"})
 GPU_LIMIT = "gpu"
 
 
 class StageFailed(RuntimeError):
     """A stage command exited non-zero (its last output lines are in the message)."""
+
+
+def gpu_stages(specs: Mapping[str, StageSpec]) -> frozenset[str]:
+    """Base names of the stages of ``specs`` (:func:`load_dag`) that run on the device: those
+    whose params name ``runtime.device`` (:attr:`StageSpec.uses_device`)."""
+    return frozenset(spec.base for spec in specs.values() if spec.uses_device)
 
 
 def content_hash(path: str | os.PathLike, memo: dict | None = None) -> str:
@@ -212,7 +218,7 @@ class Submission:
 
 def _submit_stage(task, root: str, spec: StageSpec, key: str, shards: int,
                   devices: Sequence[str]) -> Submission:  # fmt: skip
-    gpu = spec.base in GPU_STAGES
+    gpu = spec.uses_device
     calls = []
 
     def submit(args: tuple, wait_for: list) -> Any:
@@ -413,8 +419,8 @@ paha_command = flow(command_flow, name="paha-command", persist_result=True,
                     flow_run_name="{name}")  # fmt: skip
 
 __all__ = [
-    "GPU_LIMIT", "GPU_STAGES", "SHARDED_STAGES", "StageFailed", "StageSpec", "command_flow",
-    "commit_outputs", "content_hash", "dag_flow", "dispatch_command", "ensure_gpu_limit",
-    "flow_command", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command",
-    "run_dag", "select", "stage_flow", "stage_key", "stage_task", "timeline",
+    "GPU_LIMIT", "SHARDED_STAGES", "StageFailed", "StageSpec", "command_flow", "commit_outputs",
+    "content_hash", "dag_flow", "dispatch_command", "ensure_gpu_limit", "flow_command",
+    "gpu_stages", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command", "run_dag",
+    "select", "stage_flow", "stage_key", "stage_task", "timeline",
 ]  # fmt: skip

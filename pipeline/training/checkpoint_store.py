@@ -164,7 +164,7 @@ def _rng_state() -> dict[str, Any]:
                   float(cached)),
     }  # fmt: skip
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
@@ -174,7 +174,7 @@ def _restore_rng(state: dict[str, Any], source: Path) -> None:
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    cuda = state.get("cuda", [])
+    cuda = state.get("torch_cuda", [])
     if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
         torch.cuda.set_rng_state_all(cuda)
     elif cuda:  # another machine: the loop's per-step seeds still make the draws exact

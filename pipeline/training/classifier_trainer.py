@@ -17,6 +17,9 @@ noised latent of the current step. The step runs in :class:`~pipeline.training.l
 (resume, per-step seeds, NaN guard, gradient clipping, logging, checkpoints); the learning rate
 warms up linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``).
 
+The classifier trains on the device it sits on (:func:`build_classifier` moves it to
+``runtime.device``): each step's batch moves there, ``t``, noise and masks are drawn there.
+
 Evaluation on the held-out pairs applies the mask always and reports the ROC-AUC per
 noise-level bucket (``t`` drawn within each bucket with a fixed seed), and, on real windows
 only, the AUC of own audio against audio shifted by ``shift_s`` seconds and against another
@@ -25,6 +28,7 @@ clip's audio, in the lowest-noise bucket.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +41,33 @@ from pipeline.config import ClassifierParams
 from pipeline.data.face_boxes import apply_region, face_masks
 from pipeline.metrics.roc import roc_auc
 from pipeline.models.classifier import SyncClassifier
+from pipeline.models.device import module_device
 from pipeline.models.schedulers import add_noise
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.classifier_data import PairBatch, PairData
 from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
 KINDS = ("face", "nonface")
+
+
+def build_classifier(univdm, params: ClassifierParams, max_frames: int, audio_dim: int,
+                     audio_rows: np.ndarray, device: torch.device) -> SyncClassifier:  # fmt: skip
+    """A classifier whose encoder starts from ``univdm`` (:meth:`SyncClassifier.from_univdm`),
+    its audio standardised by the rows ``audio_rows`` ``(N, A)`` (the training clips' features),
+    on ``device``."""
+    model = SyncClassifier.from_univdm(
+        univdm, width=params.width, layers=params.layers, heads=params.heads,
+        dropout=params.dropout, max_frames=max_frames, audio_dim=audio_dim,
+    )  # fmt: skip
+    model.set_audio_statistics(torch.as_tensor(np.asarray(audio_rows, np.float32)))
+    return model.to(device)
+
+
+def batch_to(batch: PairBatch, device: torch.device) -> PairBatch:
+    """``batch`` with its tensors on ``device`` (the face boxes stay a numpy array)."""
+    return dataclasses.replace(batch, latents=batch.latents.to(device),
+                               audio=batch.audio.to(device),
+                               labels=batch.labels.to(device))  # fmt: skip
 
 
 def region_multiplier(kind: str, boxes: np.ndarray, size: int, dilation: float,
@@ -54,7 +79,7 @@ def region_multiplier(kind: str, boxes: np.ndarray, size: int, dilation: float,
     """
     if kind not in KINDS:
         raise ValueError(f"classifier kind must be one of {KINDS}, got {kind!r}")
-    face = face_masks(boxes, size, dilation)
+    face = face_masks(boxes, size, dilation).to(masked.device)
     region = face if kind == "face" else 1.0 - face
     return torch.where(masked[:, None, None], region, torch.ones_like(region))
 
@@ -74,21 +99,56 @@ def bucket_edges(timesteps: int, buckets: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
+def batch_logits(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, batch: PairBatch,
+                 t: torch.Tensor, noise: torch.Tensor,
+                 dilation: float) -> torch.Tensor:  # fmt: skip
+    """Logits ``(B,)`` on the model's device of ``batch`` noised at ``t`` ``(B,)`` with
+    ``noise`` (the latents' shape), always masked; the inputs move to the model's device."""
+    device = module_device(model)
+    batch = batch_to(batch, device)
+    masked = torch.ones(len(batch.labels), dtype=torch.bool, device=device)
+    t = t.to(device)
+    x = classifier_input(kind, scheduler, batch, t, noise.to(device), masked, dilation)
+    return model(x, t, batch.audio)
+
+
 def score_batches(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
                   batches: list[PairBatch], t_range: tuple[int, int], dilation: float,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Logits and labels of every video in ``batches``, noised at ``t`` in ``t_range``."""
+    """Logits and labels of every video in ``batches``, noised at ``t`` in ``t_range``.
+
+    ``t`` and the noise come from a CPU generator seeded by ``seed``: the same draws on every
+    device.
+    """
     generator = torch.Generator().manual_seed(seed)
     logits, labels = [], []
     for batch in batches:
         size = len(batch.labels)
         t = torch.randint(t_range[0], t_range[1], (size,), generator=generator)
         noise = torch.randn(batch.latents.shape, generator=generator)
-        masked = torch.ones(size, dtype=torch.bool)
-        x = classifier_input(kind, scheduler, batch, t, noise, masked, dilation)
-        logits.append(model(x, t, batch.audio).float().numpy())
-        labels.append(batch.labels.numpy())
+        out = batch_logits(model, kind, scheduler, batch, t, noise, dilation)
+        logits.append(out.float().cpu().numpy())
+        labels.append(batch.labels.cpu().numpy())
     return np.concatenate(logits), np.concatenate(labels)
+
+
+def classifier_losses(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
+                      batch: PairBatch, generator: torch.Generator | None, mask_prob: float,
+                      dilation: float) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Steps 2-4 of the module docstring for ``batch`` (moved to the model's device): ``loss``
+    (the BCE of Eq. 7) and ``accuracy``; ``t``, noise and masks drawn from ``generator`` (on
+    the model's device; None: the global RNG)."""
+    device = module_device(model)
+    batch = batch_to(batch, device)
+    size = len(batch.labels)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=generator,
+                      device=device)  # fmt: skip
+    noise = torch.randn(batch.latents.shape, generator=generator, device=device)
+    masked = torch.rand(size, generator=generator, device=device) < mask_prob
+    x = classifier_input(kind, scheduler, batch, t, noise, masked, dilation)
+    logits = model(x, t, batch.audio)
+    accuracy = ((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()
+    return {"loss": SyncClassifier.bce_loss(logits, batch.labels), "accuracy": accuracy}
 
 
 def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: PairData,
@@ -158,21 +218,14 @@ def train_classifier(
         log_every=params.log_every, eval_every=params.eval_every,
         max_grad_norm=params.max_grad_norm,
     )  # fmt: skip
-    timesteps = scheduler.config.num_train_timesteps
     min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
 
     def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        # 1-4 of the module docstring; t, noise and masks from the step's generator.
+        # 1 of the module docstring; 2-4 with t, noise and masks from the step's generator.
         batch = train.training_batch(step, params.batch_size, params.seed,
                                      params.real_negative_prob, min_shift)  # fmt: skip
-        size = len(batch.labels)
-        t = torch.randint(0, timesteps, (size,), generator=generator, device=generator.device)
-        noise = torch.randn(batch.latents.shape, generator=generator, device=generator.device)
-        masked = torch.rand(size, generator=generator, device=generator.device) < params.mask_prob
-        x = classifier_input(kind, scheduler, batch, t, noise, masked, params.face_dilation)
-        logits = model(x, t, batch.audio)
-        accuracy = ((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()
-        return {"loss": SyncClassifier.bce_loss(logits, batch.labels), "accuracy": accuracy}
+        return classifier_losses(model, kind, scheduler, batch, generator, params.mask_prob,
+                                 params.face_dilation)  # fmt: skip
 
     loop = TrainingLoop(TrainingState(model, optimizer, lr_schedule), settings, checkpoint_root,
                         fingerprint, logger)  # fmt: skip
@@ -182,6 +235,6 @@ def train_classifier(
 
 
 __all__ = [
-    "KINDS", "bucket_edges", "classifier_input", "evaluate", "region_multiplier",
-    "score_batches", "train_classifier",
+    "KINDS", "batch_logits", "batch_to", "bucket_edges", "build_classifier", "classifier_input",
+    "classifier_losses", "evaluate", "region_multiplier", "score_batches", "train_classifier",
 ]  # fmt: skip

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.config import TrainGestureAEParams
-from pipeline.models.gesture_ae import GestureAutoencoder
+from pipeline.models.gesture_ae import GestureAEConfig, GestureAutoencoder
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
@@ -89,6 +89,15 @@ def evaluate(model: GestureAutoencoder, windows: np.ndarray, velocity_weight: fl
     l1, velocity, plain = (float(v) for v in sums / len(windows))
     return {"loss": l1 + velocity_weight * velocity, "l1": l1, "velocity_l1": velocity,
             "l1_normalised": plain}  # fmt: skip
+
+
+def build_gesture_ae(params: TrainGestureAEParams, device: torch.device) -> GestureAutoencoder:
+    """A fresh autoencoder sized by ``params`` (``window``, ``hidden``, ``feature_dim``), its
+    weights drawn after ``torch.manual_seed(params.seed)``, on ``device``."""
+    torch.manual_seed(params.seed)
+    config = GestureAEConfig(window=params.window, hidden=params.hidden,
+                             feature_dim=params.feature_dim)  # fmt: skip
+    return GestureAutoencoder(config).to(device)
 
 
 @dataclass
@@ -184,5 +193,6 @@ def train_gesture_ae(
 
 
 __all__ = [
-    "GestureAEResult", "evaluate", "reconstruction_loss", "train_gesture_ae", "window_statistics",
+    "GestureAEResult", "build_gesture_ae", "evaluate", "reconstruction_loss", "train_gesture_ae",
+    "window_statistics",
 ]  # fmt: skip

@@ -239,6 +239,13 @@ def offset_accuracy(model: SyncNet, clips: Sequence[SyncClip],
 
 
 # ---------------------------------------------------------------------------------- loop
+def build_syncnet(params: TrainSyncNetParams, device: torch.device) -> SyncNet:
+    """A fresh SyncNet sized by ``params`` (``width``, ``size``, ``embedding``), its weights
+    drawn after ``torch.manual_seed(params.seed)``, on ``device``."""
+    torch.manual_seed(params.seed)
+    return SyncNet(width=params.width, size=params.size, embedding=params.embedding).to(device)
+
+
 def train_syncnet(model: SyncNet, clips: Sequence[SyncClip], params: TrainSyncNetParams,
                   checkpoint_dir: str | Path, run_id: str,
                   logger: Any | None = None) -> LoopResult:  # fmt: skip
@@ -288,6 +295,6 @@ def train_syncnet(model: SyncNet, clips: Sequence[SyncClip], params: TrainSyncNe
 
 
 __all__ = [
-    "PairSampler", "SyncClip", "build_sync_clips", "contrastive_loss", "offset_accuracy",
-    "pair_batch", "pair_losses", "train_syncnet", "valid_shifts",
+    "PairSampler", "SyncClip", "build_sync_clips", "build_syncnet", "contrastive_loss",
+    "offset_accuracy", "pair_batch", "pair_losses", "train_syncnet", "valid_shifts",
 ]  # fmt: skip

@@ -52,13 +52,17 @@ def write_univdm_preview(model: UniVDM, vae, record: ClipRecord, frames: int, si
         out_dir: existing folder.
     """
     truth = resize_frames(read_frames(record.path, list(range(frames))), size)  # (t, S, S, 3)
-    reference = encode_frames(vae, frames_to_images(truth[:1]))
+    reference = encode_frames(vae, frames_to_images(truth[:1]))  # on the VAE's (= model's) device
     audio = audio_windows(torch.from_numpy(record.audio.astype(np.float32)), 0, frames,
-                          audio_context)[None]  # fmt: skip
+                          audio_context)[None].to(reference.device)  # fmt: skip
     embeds = image_encoder(frames_to_images(truth[:1])) if image_encoder else None
-    generator = torch.Generator().manual_seed(seed)
+    config = model.config
+    # z_T from a CPU generator (the same numbers on every device), then moved.
+    shape = (1, frames, config.latent_channels, config.latent_size, config.latent_size)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     model.eval()
-    latents = ddim_sample(model, scheduler, reference, audio, steps, generator,
+    latents = ddim_sample(model, scheduler, reference, audio, steps,
+                          initial_noise=noise.to(reference.device, reference.dtype),
                           image_embeds=embeds)  # fmt: skip
     video = images_to_frames(decode_latents(vae, latents[0]))  # (t, S, S, 3) uint8
     write_preview(video, record.audio_path, 0.0, fps, out_dir / "preview.mp4",

@@ -221,6 +221,8 @@ def train_univdm(
     scheduler = noise_scheduler(params.num_train_timesteps, params.beta_schedule)
     vae.requires_grad_(False).eval()
     vae.to(accelerator.device)
+    if image_encoder is not None:
+        image_encoder.to(accelerator.device)
     state.model, state.optimizer, state.lr_schedule = accelerator.prepare(model, optimizer,
                                                                           lr_schedule)  # fmt: skip
     loader = DataLoader(dataset, batch_size=params.batch_size, collate_fn=_collate,

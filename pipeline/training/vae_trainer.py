@@ -31,7 +31,7 @@ from diffusers.optimization import get_scheduler
 from pipeline.config import TrainVaeParams
 from pipeline.data.images import frames_to_images
 from pipeline.io.outputs import write_png
-from pipeline.models.vae import reconstruction_grid, sample_training_frames
+from pipeline.models.vae import build_vae, reconstruction_grid, sample_training_frames
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
 
@@ -67,6 +67,14 @@ def write_reconstructions(vae: AutoencoderKL, frames: np.ndarray, path: str | os
 
 
 # ---------------------------------------------------------------- training
+def fresh_vae(params: TrainVaeParams, device: torch.device) -> AutoencoderKL:
+    """A new VAE sized by ``params`` (:func:`~pipeline.models.vae.build_vae`, seeded by
+    ``params.seed``) on ``device``."""
+    vae = build_vae(params.size, params.block_out_channels, params.layers_per_block,
+                    params.latent_channels, params.norm_num_groups, params.seed)  # fmt: skip
+    return vae.to(device)
+
+
 def vae_losses(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None,
                kl_weight: float) -> dict[str, torch.Tensor]:  # fmt: skip
     """Steps 2-3: ``loss`` (optimised), ``rec`` (L1 + MSE) and ``kl`` (normalised) of a batch.

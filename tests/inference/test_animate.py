@@ -99,6 +99,24 @@ def test_animate_reads_other_formats_and_rates(workspace, tmp_path, capsys):
     assert count_frames(out) == frame_count(len(resampled), 44100, 25.0)
 
 
+def test_device_comes_from_the_flag_or_the_params(workspace, tmp_path, capsys):
+    """``--device`` overrides ``runtime.device``; a bad one of either is a one-line error."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS | {"runtime": {"device": "tpu"}}))
+    speech = _speech(tmp_path / "s.wav", "Where it runs.", Voice("en-us", 50, 160))
+    base = ["animate", "--params", str(params), "--models", str(workspace / "models"), "--ref",
+            str(workspace / "astronaut.png"), "--audio", str(speech), "--mode", "none"]  # fmt: skip
+    for extra, message in (([], f"{params}: runtime.device: 'tpu' is not one of"),
+                           (["--device", "cuda:9"], "--device: 'cuda:9' asked for")):  # fmt: skip
+        capsys.readouterr()
+        assert paha([*base, *extra, "--out", str(tmp_path / "x.mp4")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    out = tmp_path / "cpu.mp4"
+    assert paha([*base, "--device", "cpu", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert count_frames(out) > 0
+
+
 def test_bad_inputs_are_one_line_errors(workspace, tmp_path, capsys):
     speech = _speech(tmp_path / "ok.wav", "Fine speech here.", Voice("en-us", 50, 160))
     photo = str(workspace / "astronaut.png")

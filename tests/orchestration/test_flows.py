@@ -6,6 +6,7 @@ repository with the tiny profile, shared with the end-to-end tests (``tiny_repo`
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import yaml
 
 from pipeline.io import tables
 from pipeline.orchestration import flows
+from pipeline.orchestration.code_deps import import_closure
 from tests.tiny_repo import ROOT
 
 BIN = Path(sys.executable).parent
@@ -35,6 +37,32 @@ def test_the_dag_comes_from_dvc_yaml_in_order():
     assert flows.select(specs, ["curate"]) == ["corpus", "cut", "curate"]
     with pytest.raises(ValueError, match="unknown stages"):
         flows.select(specs, ["nope"])
+
+
+def _resolves_the_device(module: Path) -> bool:
+    """Whether a stage module calls ``resolve_device(params.runtime.device)``."""
+    calls = [node for node in ast.walk(ast.parse(module.read_text()))
+             if isinstance(node, ast.Call)
+             and ast.unparse(node.func).endswith("resolve_device")]  # fmt: skip
+    return any(ast.unparse(c.args[0]) == "params.runtime.device" for c in calls if c.args)
+
+
+def test_gpu_stages_are_the_stages_that_resolve_the_device():
+    """The flows' GPU stages come from dvc.yaml (params naming ``runtime.device``), and they
+    are exactly the stage commands that resolve that setting; a stage whose code reads
+    ``params.runtime.precision`` declares it too, so DVC reruns it when either changes."""
+    specs = flows.load_dag(ROOT)
+    entries = {spec.base: spec.argv[2] for spec in specs.values()}  # python -m stages.NAME
+    resolving = {base for base, entry in entries.items()
+                 if _resolves_the_device(ROOT / (entry.replace(".", "/") + ".py"))}  # fmt: skip
+    assert flows.gpu_stages(specs) == resolving
+    assert resolving == {"train_vae", "train_univdm", "negatives", "train_classifier", "infer",
+                         "train_gesture_ae", "train_syncnet", "evaluate"}  # fmt: skip
+    for name, spec in specs.items():
+        code = "".join((ROOT / f).read_text() for f in import_closure(ROOT, entries[spec.base]))
+        reads = "params.runtime.precision" in code
+        assert ("runtime.precision" in spec.params) == reads, name
+    assert flows.StageSpec("x", "", (), ("runtime",), (), ()).uses_device  # the whole section
 
 
 def test_stage_key_follows_params_and_dependency_contents(tmp_path):

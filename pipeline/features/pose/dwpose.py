@@ -155,7 +155,8 @@ class DWPoseBackend(PoseBackend):
 
     Args:
         weights_dir: folder holding ``det_file`` and ``pose_file``.
-        device: ``"auto"`` (CUDA when onnxruntime offers it, else CPU), ``"cuda"`` or ``"cpu"``.
+        gpu: None (onnxruntime's ``CUDAExecutionProvider`` when it offers it, else the CPU),
+            True (that provider, an error without it) or False (the CPU only).
         det_threshold: smallest person score (objectness x class) of a detection.
     """
 
@@ -166,7 +167,7 @@ class DWPoseBackend(PoseBackend):
         weights_dir: str | Path,
         det_file: str = DET_FILE,
         pose_file: str = POSE_FILE,
-        device: str = "auto",
+        gpu: bool | None = None,
         det_threshold: float = 0.3,
     ) -> None:
         folder = Path(weights_dir)
@@ -177,19 +178,17 @@ class DWPoseBackend(PoseBackend):
                 f"folder must hold {det_file} (YOLOX person detector) and {pose_file} "
                 f"(DWPose whole-body model) from DWPose's ONNX release"
             )
-        if device not in ("auto", "cuda", "cpu"):
-            raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
         try:
             import onnxruntime as ort
         except ImportError as error:
             raise ImportError(INSTALL_HINT) from error
 
         available = ort.get_available_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise RuntimeError(f"device 'cuda' asked for, but onnxruntime offers only {available} "
-                               f"(install onnxruntime-gpu)")  # fmt: skip
+        if gpu and "CUDAExecutionProvider" not in available:
+            raise RuntimeError(f"DWPose on the GPU asked for, but onnxruntime offers only "
+                               f"{available} (install onnxruntime-gpu)")  # fmt: skip
         providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in available:
+        if gpu is not False and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
         det = ort.InferenceSession(str(folder / det_file), providers=providers)
         pose = ort.InferenceSession(str(folder / pose_file), providers=providers)
