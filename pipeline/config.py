@@ -334,6 +334,9 @@ class ClassifierParams(Section):
     real_negative_min_shift_s: float = Field(
         0.4, gt=0, description="such audio starts at least this far from the window's own"
     )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="mixed precision of training (through accelerate)"
+    )
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(10, ge=1)

@@ -4,11 +4,18 @@ Reads the pairs of ``negatives`` and the audio features, initialises the classif
 encoder from the trained UniVDM, trains it with BCE on noised, region-masked latents, and writes
 safetensors checkpoints (a persistent output: an interrupted run resumes), the final weights,
 DVCLive curves (loss, accuracy, held-out ROC-AUC per noise bucket) and the held-out figures.
+
+One process on ``runtime.device``; ``accelerate launch --num_processes N -m
+stages.train_classifier ...`` trains with DDP over N GPUs, each rank on its part of every step's
+batch, rank 0 writing every output (the same training as one process, see
+:mod:`pipeline.training.classifier_trainer`). Mixed precision:
+``train_classifier.<kind>.precision``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -21,7 +28,7 @@ from pipeline.config import Params
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
-from pipeline.models.device import resolve_device
+from pipeline.models.device import make_accelerator, resolve_device
 from pipeline.models.univdm import UniVDM
 from pipeline.training.classifier_data import PairData, load_audio_features
 from pipeline.training.classifier_trainer import (
@@ -45,11 +52,15 @@ def main(args: argparse.Namespace, params: Params) -> None:
     train = PairData(index[index["split"] == "train"], audio)
     heldout = PairData(index[index["split"] == "heldout"], audio)
     univdm = UniVDM.load(args.univdm)
+    # One process here; with `accelerate launch` one per GPU (DDP), rank 0 writing the outputs.
+    precision = settings.precision
+    accelerator = make_accelerator(resolve_device(params.runtime.device),
+                                   mixed_precision=precision.replace("fp32", "no"))  # fmt: skip
     train_clips = sorted(set(train.index["clip_id"]) | set(train.index["audio_clip_id"]))
     model = build_classifier(univdm, settings, int(index["length"].max()),
                              int(next(iter(audio.values())).shape[1]),
                              np.concatenate([audio[c] for c in train_clips]),
-                             resolve_device(params.runtime.device))  # fmt: skip
+                             accelerator.device)  # fmt: skip
     run_id = fingerprint(settings, [kind], {
         "univdm": weights_digest(univdm), "pairs": index["positive_path"].tolist(),
         "negatives": index["negative_path"].tolist(), "seed_of_pairs": index["seed"].tolist(),
@@ -58,10 +69,14 @@ def main(args: argparse.Namespace, params: Params) -> None:
     scheduler = training_scheduler(schedule)
     out = Path(args.out)
     started = time.perf_counter()
-    with training_live(args.live, out / "checkpoints", run_id) as live:
+    live = (training_live(args.live, out / "checkpoints", run_id) if accelerator.is_main_process
+            else contextlib.nullcontext())  # fmt: skip
+    with live as logger:
         result = train_classifier(model, kind, train, heldout, scheduler,
                                   settings, out / "checkpoints", run_id, params.cut.fps,
-                                  logger=live)  # fmt: skip
+                                  logger=logger, accelerator=accelerator)  # fmt: skip
+    if not accelerator.is_main_process:
+        return
     if result.first_step >= settings.steps:  # finished earlier: evaluate the saved weights
         figures = evaluate(model, kind, scheduler, heldout, settings,
                            params.cut.fps)  # fmt: skip

@@ -20,6 +20,21 @@ warms up linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``).
 The classifier trains on the device it sits on (:func:`build_classifier` moves it to
 ``runtime.device``): each step's batch moves there, ``t``, noise and masks are drawn there.
 
+Data parallel (``accelerate launch``, DDP; one process without it): the ``B = batch_size`` items
+of step ``s`` are the same whatever the number of processes ``W``. Every rank draws the step's
+``k = B / 2`` windows, their length and their real-negative audio from ``(seed, s)``
+(:func:`draw_pairs`, the draws of :meth:`PairData.training_batch`) and loads only its own
+contiguous part of the windows, positives and negatives (:func:`rank_windows`,
+:func:`shard_batch`); ``t``, noise and masks are drawn for all ``B`` items from the generator of
+``(seed, s, rank 0)`` and each rank keeps its items' (:class:`Shard`). A rank's loss is scaled
+by ``W * (its items) / B``, so DDP's mean of the ranks' gradients is the gradient of the mean
+BCE over the ``B`` items: the single-process step, up to float summation order (dropout, seeded
+per rank, draws other masks). The logged figures are the means over the ranks
+(:class:`~pipeline.training.loop.TrainingLoop`), and rank 0 alone evaluates, logs and writes
+checkpoints; a checkpoint resumes under any ``W``. The LR schedule is not handed to
+``accelerate`` (which would step it ``W`` times a step): it steps once per step, as in one
+process.
+
 Evaluation on the held-out pairs applies the mask always and reports the ROC-AUC per
 noise-level bucket (``t`` drawn within each bucket with a fixed seed), and, on real windows
 only, the AUC of own audio against audio shifted by ``shift_s`` seconds and against another
@@ -29,15 +44,17 @@ clip's audio, in the lowest-noise bucket.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 
-from pipeline.config import ClassifierParams
+from pipeline.config import ClassifierParams, ConfigError
 from pipeline.data.face_boxes import apply_region, face_masks
 from pipeline.metrics.roc import roc_auc
 from pipeline.models.classifier import SyncClassifier
@@ -45,7 +62,7 @@ from pipeline.models.device import module_device
 from pipeline.models.schedulers import add_noise
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.classifier_data import PairBatch, PairData
-from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
+from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop, step_seed
 
 KINDS = ("face", "nonface")
 
@@ -132,23 +149,135 @@ def score_batches(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
     return np.concatenate(logits), np.concatenate(labels)
 
 
+@dataclass(frozen=True)
+class PairDraw:
+    """What step ``s`` draws before loading anything (:func:`draw_pairs`).
+
+    Attributes:
+        rows: the ``k`` windows (rows of the pairs index), all of one length.
+        away: window position ``j`` -> ``(clip, start)`` of the audio its negative is heard with
+            when that negative is the real window (``real_negative_prob``); absent: the
+            generated negative with its own audio.
+    """
+
+    rows: pd.DataFrame
+    away: dict[int, tuple[str, int]]
+
+    @property
+    def length(self) -> int:
+        return int(self.rows["length"].iloc[0])
+
+
+def draw_pairs(data: PairData, step: int, batch_size: int, seed: int,
+               real_negative_prob: float = 0.0, min_shift: int = 1) -> PairDraw:  # fmt: skip
+    """The draws of :meth:`PairData.training_batch` for step ``step``, in its order, from the
+    same ``(seed, step)`` stream: length, ``batch_size / 2`` windows, then which negatives are
+    real windows and their audio. Only the random numbers, nothing loaded, so every rank can
+    draw the whole step and load its part (:func:`shard_batch`)."""
+    rng = np.random.default_rng([seed, step])
+    lengths = sorted(data.by_length)
+    counts = np.array([len(data.by_length[n]) for n in lengths], dtype=np.float64)
+    length = lengths[rng.choice(len(lengths), p=counts / counts.sum())]
+    pool = data.by_length[length]
+    k = batch_size // 2
+    rows = data.index.loc[rng.choice(pool, size=k, replace=len(pool) < k)]
+    away: dict[int, tuple[str, int]] = {}
+    if real_negative_prob > 0:
+        replace = rng.random(k) < real_negative_prob
+        for j in np.flatnonzero(replace):
+            row = rows.iloc[j]
+            away[int(j)] = data.away_audio(row.clip_id, int(row.start), length, min_shift, rng)
+    return PairDraw(rows, away)
+
+
+def rank_windows(windows: int, rank: int, world: int) -> np.ndarray:
+    """Positions ``j`` of the step's ``windows`` windows that ``rank`` of ``world`` trains on:
+    contiguous parts, sizes differing by at most one, together every window once.
+
+    Raises:
+        ConfigError: fewer windows than processes (a rank would have no pairs).
+    """
+    if windows < world:
+        raise ConfigError(f"train_classifier: batch_size / 2 = {windows} windows a step cannot "
+                          f"be split over {world} processes; raise batch_size to at least "
+                          f"{2 * world} or launch fewer")  # fmt: skip
+    return np.array_split(np.arange(windows), world)[rank]
+
+
+def shard_batch(data: PairData, draw: PairDraw, windows: np.ndarray) -> PairBatch:
+    """The pairs of ``draw``'s windows at positions ``windows`` ``(m,)``: ``m`` positives then
+    their ``m`` negatives (``2m`` items), as :meth:`PairData.training_batch` builds them; all
+    positions give its batch exactly."""
+    windows = np.asarray(windows, dtype=int)
+    batch = data.pairs(draw.rows.iloc[windows])
+    m = len(windows)
+    for i, j in enumerate(windows):
+        if int(j) in draw.away:
+            clip, start = draw.away[int(j)]
+            batch.latents[m + i] = batch.latents[i]
+            batch.audio[m + i] = data.audio_window(clip, start, draw.length)
+            batch.face_boxes[m + i] = batch.face_boxes[i]
+    return batch
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Where a rank's batch sits in the step's global batch.
+
+    Attributes:
+        items: ``(b,)`` positions of the batch's items among the ``size`` items of the step
+            (positives ``0..k-1``, negatives ``k..2k-1``).
+        size: ``B``, the items of the step over all ranks.
+        world: the number of processes.
+    """
+
+    items: np.ndarray
+    size: int
+    world: int = 1
+
+    @classmethod
+    def of_windows(cls, windows: np.ndarray, size: int, world: int) -> Shard:
+        """The items of windows at positions ``windows``: their positives, then negatives."""
+        k = size // 2
+        return cls(np.concatenate([windows, k + np.asarray(windows)]), size, world)
+
+    @property
+    def weight(self) -> float:
+        """``W * b / B``: the mean over ranks of weighted shard means is the global mean."""
+        return self.world * len(self.items) / self.size
+
+
 def classifier_losses(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
                       batch: PairBatch, generator: torch.Generator | None, mask_prob: float,
-                      dilation: float) -> dict[str, torch.Tensor]:  # fmt: skip
+                      dilation: float,
+                      shard: Shard | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Steps 2-4 of the module docstring for ``batch`` (moved to the model's device): ``loss``
     (the BCE of Eq. 7) and ``accuracy``; ``t``, noise and masks drawn from ``generator`` (on
-    the model's device; None: the global RNG)."""
+    the model's device; None: the global RNG).
+
+    ``shard``: ``batch`` is the part ``shard.items`` of a step of ``shard.size`` items; ``t``
+    ``(B,)``, noise ``(B, L, C, h, w)`` and masks ``(B,)`` are drawn for all ``B`` (in that
+    order, as for a whole batch) and its items' kept; both figures are scaled by
+    ``shard.weight``. None: the whole batch.
+    """
     device = module_device(model)
     batch = batch_to(batch, device)
-    size = len(batch.labels)
+    if shard is None:
+        shard = Shard(np.arange(len(batch.labels)), len(batch.labels))
+    size = shard.size
+    items = torch.as_tensor(shard.items, device=device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=generator,
-                      device=device)  # fmt: skip
-    noise = torch.randn(batch.latents.shape, generator=generator, device=device)
-    masked = torch.rand(size, generator=generator, device=device) < mask_prob
+                      device=device)[items]  # fmt: skip
+    noise = torch.randn((size, *batch.latents.shape[1:]), generator=generator,
+                        device=device)[items]  # fmt: skip
+    masked = (torch.rand(size, generator=generator, device=device) < mask_prob)[items]
     x = classifier_input(kind, scheduler, batch, t, noise, masked, dilation)
     logits = model(x, t, batch.audio)
     accuracy = ((logits.detach() > 0) == (batch.labels > 0.5)).float().mean()
-    return {"loss": SyncClassifier.bce_loss(logits, batch.labels), "accuracy": accuracy}
+    loss = SyncClassifier.bce_loss(logits, batch.labels)
+    if shard.weight != 1.0:
+        loss, accuracy = loss * shard.weight, accuracy * shard.weight
+    return {"loss": loss, "accuracy": accuracy}
 
 
 def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: PairData,
@@ -187,13 +316,14 @@ def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: P
 def train_classifier(
     model: SyncClassifier, kind: str, train: PairData, heldout: PairData,
     scheduler: DDPMScheduler, params: ClassifierParams, checkpoint_root: str | Path,
-    fingerprint: str, fps: float, logger: Any | None = None,
+    fingerprint: str, fps: float, logger: Any | None = None, accelerator: Any | None = None,
 ) -> LoopResult:  # fmt: skip
     """Train (or resume) one classifier up to ``params.steps``; evaluate every ``eval_every``.
 
     Args:
         model: built by :meth:`SyncClassifier.from_univdm`; replaced by the checkpoint's
-            weights when resuming.
+            weights when resuming. It stays the plain module (evaluation and saving use it);
+            the loop steps the one ``accelerator`` prepares.
         kind: ``face`` or ``nonface``.
         train, heldout: the pairs of the two splits.
         scheduler: the DDPM training scheduler of UniVDM (noise levels).
@@ -201,10 +331,14 @@ def train_classifier(
         fingerprint: :func:`~pipeline.training.resume.fingerprint` of the run; other
             checkpoints are moved aside, not resumed.
         fps: video frame rate (the shifted-audio check's shift in frames).
-        logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
+        logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``
+            (rank 0's; None on the other ranks).
+        accelerator: an ``accelerate.Accelerator`` (:func:`~pipeline.models.device.
+            make_accelerator`: DDP under ``accelerate launch``, its mixed precision); None: one
+            plain fp32 process on the model's device.
 
     Returns:
-        The loop's result; ``evaluations`` hold :func:`evaluate`'s figures.
+        The loop's result; ``evaluations`` hold :func:`evaluate`'s figures (rank 0's).
     """
     if kind not in KINDS:
         raise ValueError(f"classifier kind must be one of {KINDS}, got {kind!r}")
@@ -219,22 +353,36 @@ def train_classifier(
         max_grad_norm=params.max_grad_norm,
     )  # fmt: skip
     min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
+    state = TrainingState(model, optimizer, lr_schedule)
+    loop = TrainingLoop(state, settings, checkpoint_root, fingerprint, logger, accelerator)
+    rank, world = loop.accelerator.process_index, loop.accelerator.num_processes
+    windows = rank_windows(params.batch_size // 2, rank, world)
+    shard = Shard.of_windows(windows, 2 * (params.batch_size // 2), world)
+    start = loop.resume()
+    if accelerator is not None and start < params.steps:
+        # Prepared after resuming: DDP wraps the restored weights. Not the LR schedule
+        # (module docstring).
+        state.model, state.optimizer = accelerator.prepare(model, optimizer)
+    device = module_device(model)
+    generator = torch.Generator(device=device)
 
-    def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        # 1 of the module docstring; 2-4 with t, noise and masks from the step's generator.
-        batch = train.training_batch(step, params.batch_size, params.seed,
-                                     params.real_negative_prob, min_shift)  # fmt: skip
-        return classifier_losses(model, kind, scheduler, batch, generator, params.mask_prob,
-                                 params.face_dilation)  # fmt: skip
+    def step_losses(step: int, _rank_generator: torch.Generator) -> dict[str, torch.Tensor]:
+        # 1 of the module docstring, this rank's part; 2-4 with t, noise and masks of the whole
+        # step from the generator of (seed, step, rank 0), the single-process one.
+        draw = draw_pairs(train, step, params.batch_size, params.seed, params.real_negative_prob,
+                          min_shift)  # fmt: skip
+        generator.manual_seed(step_seed(params.seed, step))
+        return classifier_losses(state.model, kind, scheduler, shard_batch(train, draw, windows),
+                                 generator, params.mask_prob, params.face_dilation,
+                                 shard)  # fmt: skip
 
-    loop = TrainingLoop(TrainingState(model, optimizer, lr_schedule), settings, checkpoint_root,
-                        fingerprint, logger)  # fmt: skip
     return loop.run(
         step_losses, evaluate=lambda step: evaluate(model, kind, scheduler, heldout, params, fps)
     )
 
 
 __all__ = [
-    "KINDS", "batch_logits", "batch_to", "bucket_edges", "build_classifier", "classifier_input",
-    "classifier_losses", "evaluate", "region_multiplier", "score_batches", "train_classifier",
+    "KINDS", "PairDraw", "Shard", "batch_logits", "batch_to", "bucket_edges", "build_classifier",
+    "classifier_input", "classifier_losses", "draw_pairs", "evaluate", "rank_windows",
+    "region_multiplier", "score_batches", "shard_batch", "train_classifier",
 ]  # fmt: skip

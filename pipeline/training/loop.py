@@ -20,7 +20,9 @@ The loop does the rest, the same way for every trainer:
       resumed run draws what the uninterrupted one would have;
    b. ``losses = step_fn(s, generator)`` (under ``accelerator.autocast()``);
    c. NaN guard: a non-finite loss raises :class:`TrainingDiverged` naming the last good
-      checkpoint; nothing of that step is applied or saved;
+      checkpoint; nothing of that step is applied or saved. With several processes the guard,
+      and the logging, read the step's figures averaged over the ranks (each rank's are its
+      own shard's; :func:`step_figures`), so every rank stops together;
    d. backward, gradient-norm clipping (``max_grad_norm``), optimizer step, LR-schedule step,
       EMA update;
    e. every ``log_every`` steps the finite losses (and the step's learning rate) go to the
@@ -143,6 +145,25 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0])
 
 
+def step_figures(accelerator, losses: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """The step's figures as floats: a rank's own with one process; with several, each
+    figure's mean over the ranks where it is finite (NaN where it is nowhere), except ``loss``,
+    NaN when it is not finite on every rank (one all-reduce of a ``(2, n)`` tensor)."""
+    values = {name: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+              for name, v in losses.items()}  # fmt: skip
+    if accelerator.num_processes == 1:
+        return values
+    local = torch.tensor(list(values.values()), dtype=torch.float32, device=accelerator.device)
+    finite = torch.isfinite(local)
+    sums = accelerator.reduce(torch.stack([torch.where(finite, local, 0.0), finite.float()]),
+                              reduction="sum").cpu()  # fmt: skip
+    out = {name: float(sums[0, i] / sums[1, i]) if sums[1, i] > 0 else math.nan
+           for i, name in enumerate(values)}  # fmt: skip
+    if "loss" in out and int(sums[1, list(values).index("loss")]) < accelerator.num_processes:
+        out["loss"] = math.nan
+    return out
+
+
 def is_checkpoint_step(step: int, save_every: int, last_step: int,
                        protect_steps: Iterable[int] = ()) -> bool:  # fmt: skip
     """Whether to save after ``step``: every ``save_every``, the last step, ``protect_steps``."""
@@ -214,7 +235,8 @@ class TrainingLoop:
                 losses = step_fn(step, generator)
             # c. NaN guard
             loss = losses["loss"]
-            value = float(loss.detach())
+            figures = step_figures(acc, losses)
+            value = figures["loss"]
             if not math.isfinite(value):
                 good = latest_checkpoint(self.root)
                 raise TrainingDiverged(f"{s.name}: loss is {value} at step {step}; the last "
@@ -230,9 +252,7 @@ class TrainingLoop:
             if state.ema is not None:
                 state.ema.update_parameters(acc.unwrap_model(state.model))
             # e. log
-            row = {name: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
-                   for name, v in losses.items()}  # fmt: skip
-            row = {name: v for name, v in row.items() if math.isfinite(v)}
+            row = {name: v for name, v in figures.items() if math.isfinite(v)}
             if state.lr_schedule is not None:
                 row["lr"] = lr
             result.history.append({"step": step, **row})

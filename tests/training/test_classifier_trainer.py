@@ -1,22 +1,43 @@
-"""PCE classifier training: region masking, pair batches, learning, held-out AUCs, resuming."""
+"""PCE classifier training: region masking, pair batches, learning, held-out AUCs, resuming,
+the data-parallel split of a step (in-process, and with 2 processes under DDP).
+
+Run as a script (``torchrun --nproc_per_node 2 test_classifier_trainer.py OUT``), this file is
+the worker of the 2-process test.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import ClassifierParams
+from pipeline.config import ClassifierParams, ConfigError
 from pipeline.models.classifier import SyncClassifier
+from pipeline.models.device import make_accelerator
 from pipeline.models.schedulers import add_noise, noise_scheduler
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 from pipeline.training.classifier_data import PairData
 from pipeline.training.classifier_trainer import (
+    Shard,
     bucket_edges,
     classifier_input,
+    classifier_losses,
+    draw_pairs,
     evaluate,
+    rank_windows,
     region_multiplier,
+    shard_batch,
     train_classifier,
 )
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
 
 LATENT, A = 8, 3
 UNIVDM = UniVDMConfig(latent_channels=4, latent_size=LATENT, frames=3, audio_dim=A,
@@ -220,3 +241,217 @@ def test_away_audio_falls_back_to_another_clip_when_the_own_clip_is_too_short(tm
     assert clip != "c0" and 0 <= start <= len(audio[clip]) - 4
     clip, start = data.away_audio("c0", 0, 4, 5, rng)
     assert clip == "c0" and start >= 5
+
+
+# ---------------------------------------------------------------- data parallel
+def _splits(tmp_path):
+    index, audio = _pairs(tmp_path)
+    return (PairData(index[index["split"] == "train"], audio),
+            PairData(index[index["split"] == "heldout"], audio))  # fmt: skip
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module, atol: float = 0.0,
+                  encoder_atol: float | None = None) -> None:  # fmt: skip
+    """Equal weights; ``encoder_atol``: the UNet encoder's to that tolerance instead."""
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        tol = encoder_atol if encoder_atol is not None and name.startswith("encoder.") else atol
+        torch.testing.assert_close(x, y, atol=tol, rtol=0, msg=name)
+
+
+def _ddp_close(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """2-rank and 1-process weights after 12 AdamW steps at lr 1e-3: the transformer, head and
+    projections to 5e-5. Some encoder gradients are zero in exact arithmetic (a conv bias
+    before a one-channel-per-group GroupNorm), so their float noise, which the summation order
+    changes, is all Adam normalises: each step may move such a weight by up to lr either way."""
+    _same_weights(a, b, atol=5e-5, encoder_atol=2e-3)
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """accelerate's process-wide state reset around the test (its mixed precision is fixed
+    once per process otherwise)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_the_ranks_parts_of_a_step_make_the_single_process_batch(tmp_path):
+    data, _ = _splits(tmp_path)
+    replaced = 0
+    for prob in (0.0, 0.5, 1.0):
+        for step in range(1, 6):
+            whole = data.training_batch(step, 8, 0, prob, 3)
+            draw = draw_pairs(data, step, 8, 0, prob, 3)
+            replaced += len(draw.away)
+            one = shard_batch(data, draw, rank_windows(4, 0, 1))
+            for a, b in ((one.latents, whole.latents), (one.audio, whole.audio),
+                         (one.labels, whole.labels)):  # fmt: skip
+                assert torch.equal(a, b)
+            np.testing.assert_array_equal(one.face_boxes, whole.face_boxes)
+            # Three ranks: windows 0-1, 2, 3; positives then negatives of each part.
+            assert [rank_windows(4, r, 3).tolist() for r in range(3)] == [[0, 1], [2], [3]]
+            parts = [shard_batch(data, draw, rank_windows(4, r, 3)) for r in range(3)]
+            half = [len(p.labels) // 2 for p in parts]
+            for field in ("latents", "audio", "labels"):
+                got = torch.cat([getattr(p, field)[:h] for p, h in zip(parts, half, strict=True)]
+                                + [getattr(p, field)[h:] for p, h in zip(parts, half,
+                                                                         strict=True)])  # fmt: skip
+                assert torch.equal(got, getattr(whole, field)), field
+    assert 0 < replaced < 2 * 5 * 4  # prob 0.5 replaced some negatives, prob 0 none
+    with pytest.raises(ConfigError, match="2 windows a step cannot be split over 3"):
+        rank_windows(2, 0, 3)
+
+
+def test_shard_losses_average_to_the_whole_batch_loss_and_gradient(tmp_path):
+    """DDP averages the ranks' gradients: the weighted shard losses average to the BCE over
+    the whole step, the same t, noise and masks per item, and so do their gradients."""
+    data, _ = _splits(tmp_path)
+    draw = draw_pairs(data, 3, 8, 0, 0.5, 3)
+    model = _model()
+
+    def run(batch, shard):
+        model.zero_grad()
+        generator = torch.Generator().manual_seed(11)
+        losses = classifier_losses(model, "nonface", SCHEDULER, batch, generator, 0.5, 0.25,
+                                   shard)  # fmt: skip
+        losses["loss"].backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        return float(losses["loss"].detach()), float(losses["accuracy"]), grads
+
+    whole_loss, whole_acc, whole_grads = run(shard_batch(data, draw, np.arange(4)), None)
+    parts = []
+    for rank in range(3):
+        windows = rank_windows(4, rank, 3)
+        parts.append(run(shard_batch(data, draw, windows), Shard.of_windows(windows, 8, 3)))
+    assert Shard.of_windows(np.array([0, 1]), 8, 3).weight == 1.5
+    assert Shard.of_windows(np.array([0, 1]), 8, 2).weight == 1.0
+    assert np.mean([p[0] for p in parts]) == pytest.approx(whole_loss, abs=1e-6)
+    assert np.mean([p[1] for p in parts]) == pytest.approx(whole_acc, abs=1e-6)
+    for i, grad in enumerate(whole_grads):
+        mean = sum(p[2][i] for p in parts) / 3
+        torch.testing.assert_close(mean, grad, atol=1e-6, rtol=1e-4)
+
+
+def test_under_accelerate_one_process_trains_as_the_plain_loop_and_resumes_exactly(
+    tmp_path, fresh_accelerate
+):
+    train, held = _splits(tmp_path / "pairs")
+    params = _params(steps=8, eval_every=8)
+    plain = _model()
+    reference = train_classifier(plain, "face", train, held, SCHEDULER, params, tmp_path / "p",
+                                 "fp", fps=25.0)  # fmt: skip
+    model = _model()
+    result = train_classifier(model, "face", train, held, SCHEDULER, params, tmp_path / "a", "fp",
+                              fps=25.0, accelerator=make_accelerator(CPU))  # fmt: skip
+    _same_weights(model, plain)
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in reference.history]
+    assert result.evaluations == reference.evaluations
+    # Interrupted at step 4, resumed by a new run: the uninterrupted weights.
+    part = _model()
+    train_classifier(part, "face", train, held, SCHEDULER, _params(steps=4, eval_every=8),
+                     tmp_path / "b", "fp", fps=25.0, accelerator=make_accelerator(CPU))  # fmt: skip
+    resumed = _model()
+    again = train_classifier(resumed, "face", train, held, SCHEDULER, params, tmp_path / "b",
+                             "fp", fps=25.0, accelerator=make_accelerator(CPU))  # fmt: skip
+    assert again.first_step == 4
+    _same_weights(resumed, model)
+
+
+def test_bf16_under_accelerate_stays_close_to_fp32_and_resumes_exactly(tmp_path,
+                                                                     fresh_accelerate):  # fmt: skip
+    train, held = _splits(tmp_path / "pairs")
+    params = _params(steps=4, save_every=2, eval_every=4)
+    fp32 = _model()
+    reference = train_classifier(fp32, "nonface", train, held, SCHEDULER, params,
+                                 tmp_path / "fp32", "fp", fps=25.0)  # fmt: skip
+    bf16 = make_accelerator(CPU, mixed_precision="bf16")
+    assert bf16.mixed_precision == "bf16"
+    model = _model()
+    result = train_classifier(model, "nonface", train, held, SCHEDULER, params, tmp_path / "a",
+                              "fp", fps=25.0, accelerator=bf16)  # fmt: skip
+    losses = np.array([r["loss"] for r in result.history])
+    expected = np.array([r["loss"] for r in reference.history])
+    assert not np.array_equal(losses, expected)  # autocast ran
+    np.testing.assert_allclose(losses, expected, rtol=0.05)
+    part = _model()
+    train_classifier(part, "nonface", train, held, SCHEDULER, _params(steps=2, eval_every=4),
+                     tmp_path / "b", "fp", fps=25.0, accelerator=bf16)  # fmt: skip
+    resumed = _model()
+    again = train_classifier(resumed, "nonface", train, held, SCHEDULER, params, tmp_path / "b",
+                             "fp", fps=25.0, accelerator=bf16)  # fmt: skip
+    assert again.first_step == 2
+    _same_weights(resumed, model)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_under_ddp_train_as_one(tmp_path):
+    """DDP on the CPU (gloo): 2 ranks, one window each a step, train the weights one process
+    trains (up to float summation order); rank 0 alone writes checkpoints and logs the ranks'
+    mean loss; the 2-rank checkpoint of step 4 resumes in one process to the same weights."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
+    # torchrun, which `accelerate launch --num_processes N` runs on GPUs (on the CPU accelerate
+    # launches several processes through MPI only); the ranks' Accelerator(cpu=True) reads its
+    # environment and joins a gloo group.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               __file__, str(out)]  # fmt: skip
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    train, held = _splits(tmp_path / "pairs")
+    single = _model()
+    reference = train_classifier(single, "nonface", train, held, SCHEDULER, _params(),
+                                 tmp_path / "single", "fp", fps=25.0)  # fmt: skip
+    ddp = _model()
+    ddp.load_state_dict(torch.load(out / "whole.pt"))
+    _ddp_close(ddp, single)
+    history = json.loads((out / "history.json").read_text())
+    np.testing.assert_allclose([r["loss"] for r in history],
+                               [r["loss"] for r in reference.history], atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose([r["accuracy"] for r in history],
+                               [r["accuracy"] for r in reference.history], atol=1e-6)  # fmt: skip
+    logged = json.loads((out / "logged.json").read_text())
+    assert [v for _, name, v in logged if name == "loss"] == [r["loss"] for r in history]
+    saved = sorted(p.name for p in (out / "whole").iterdir())
+    assert saved == ["step-000000004", "step-000000008", "step-000000012"]  # rank 0's, once
+    resumed = _model()
+    again = train_classifier(resumed, "nonface", train, held, SCHEDULER, _params(), out / "part",
+                             "fp", fps=25.0)  # fmt: skip
+    assert again.first_step == 4
+    np.testing.assert_allclose([r["loss"] for r in again.history],
+                               [r["loss"] for r in reference.history[4:]], atol=1e-5)  # fmt: skip
+    _ddp_close(resumed, single)
+
+
+def _ddp_worker(out: Path) -> None:
+    """The 2-process test's rank: trains to step 4 (``part``), then to 12 (``whole``)."""
+    from tests.conftest import FakeLive
+
+    accelerator = make_accelerator(CPU)
+    assert accelerator.num_processes == 2
+    rank = accelerator.process_index
+    train, held = _splits(out / f"pairs-{rank}")  # the same pairs, each rank its own files
+    train_classifier(_model(), "nonface", train, held, SCHEDULER, _params(steps=4), out / "part",
+                     "fp", fps=25.0, accelerator=accelerator)  # fmt: skip
+    live = FakeLive() if accelerator.is_main_process else None
+    model = _model()
+    result = train_classifier(model, "nonface", train, held, SCHEDULER, _params(), out / "whole",
+                              "fp", fps=25.0, logger=live, accelerator=accelerator)  # fmt: skip
+    if accelerator.is_main_process:
+        torch.save(model.state_dict(), out / "whole.pt")
+        (out / "history.json").write_text(json.dumps(result.history))
+        (out / "logged.json").write_text(json.dumps(live.rows))
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    _ddp_worker(Path(sys.argv[1]))
