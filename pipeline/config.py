@@ -337,6 +337,12 @@ class ClassifierParams(Section):
     precision: Literal["fp32", "fp16", "bf16"] = Field(
         "fp32", description="mixed precision of training (through accelerate)"
     )
+    crop_size: int | None = Field(
+        None,
+        ge=1,
+        description="the encoder reads the region's bounding box resized to this many latent "
+        "cells a side (face: the dilated face box); null: the whole masked latent (paper)",
+    )
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(10, ge=1)

@@ -30,6 +30,19 @@ self-attention with UniVDM's weights. The encoder input is ``[z_t | zeros (C) | 
 first-frame condition. Timesteps and time ids go in as UniVDM's UNet takes them
 (:class:`pipeline.models.univdm.NoiseConditioning`). Audio also enters the transformer (Eq. 5).
 
+Region crop (``crop_size``, off by default). The face classifier reads only the dilated face box
+(its input is zero elsewhere, in training and in guidance alike), yet the encoder would run over
+the whole ``h x w`` latent. With ``crop_size = s`` the classifier cuts each video's region box
+(the bounding box of the cells where ``region > 0``, :func:`region_boxes`) out of its input and
+resizes it to ``s x s`` (bilinear, antialiased; a box of exactly ``s x s`` is copied) before the
+encoder: one fixed grid whatever the face size or the frame resolution, and the encoder's cost
+is that of an ``s x s`` latent. The region comes with the call (``forward(..., region=)``) or,
+when omitted, is the support of the input (the cells where any frame or channel is non-zero),
+which is the region for an input masked by multiplication as the trainer's and guidance's are.
+The gradient with respect to the full latent (guidance) is zero outside the box. For the
+non-face classifier the region's box is the whole frame, so a ``crop_size`` there only resizes
+the latent. A classifier is trained and used with one ``crop_size`` (it is saved in its config).
+
 Shapes use ``(batch, frames, channels, height, width)`` for video latents.
 """
 
@@ -69,6 +82,9 @@ class SyncClassifierConfig:
         heads: attention heads (``width`` must be divisible; head dim even for RoPE).
         max_frames: longest video / audio sequence (temporal-embedding table size).
         dropout: dropout in the transformer.
+        crop_size: side ``s`` of the latent grid the encoder reads: each video's region box,
+            resized (module docstring); None: the whole latent as it comes. A multiple of
+            ``2 ** (levels - 1)`` so that every down level halves it exactly.
     """
 
     univdm: dict = field(default_factory=lambda: asdict(UniVDMConfig()))
@@ -78,6 +94,7 @@ class SyncClassifierConfig:
     heads: int = 4
     max_frames: int = 256
     dropout: float = 0.0
+    crop_size: int | None = None
 
     def __post_init__(self):
         if isinstance(self.univdm, UniVDMConfig):
@@ -90,6 +107,11 @@ class SyncClassifierConfig:
                              "features")  # fmt: skip
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
+        if self.crop_size is not None:
+            step = 2 ** (len(self.univdm_config.block_out_channels) - 1)
+            if self.crop_size <= 0 or self.crop_size % step:
+                raise ValueError(f"crop_size {self.crop_size} must be a positive multiple of "
+                                 f"{step} (one halving per down level)")  # fmt: skip
 
     @property
     def univdm_config(self) -> UniVDMConfig:
@@ -158,6 +180,48 @@ class RoPEEncoderLayer(nn.Module):
         )
         x = x + self.proj(out.transpose(1, 2).reshape(batch, length, width))
         return x + self.mlp(self.norm2(x))
+
+
+# ---------------------------------------------------------------------------------- region crop
+def region_boxes(region: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """Bounding box ``(y0, y1, x0, x1)`` (half-open, latent cells) of ``region > 0`` per video.
+
+    Args:
+        region: ``(B, h, w)`` region multipliers (the face box ``M_f`` or ``M_nf``); a video
+            whose region is empty (no face found) gets the whole frame.
+    """
+    inside = region.detach() > 0
+    height, width = region.shape[-2:]
+    rows, cols = inside.any(dim=2).cpu(), inside.any(dim=1).cpu()  # (B, h), (B, w)
+    boxes = []
+    for row, col in zip(rows, cols, strict=True):
+        ys, xs = row.nonzero().flatten().tolist(), col.nonzero().flatten().tolist()
+        if not ys:
+            boxes.append((0, height, 0, width))
+        else:
+            boxes.append((ys[0], ys[-1] + 1, xs[0], xs[-1] + 1))
+    return boxes
+
+
+def crop_region(z_t: torch.Tensor, region: torch.Tensor, size: int) -> torch.Tensor:
+    """Each video's region box resized to ``size x size``: ``(B, T, C, h, w) -> (B, T, C, s, s)``.
+
+    Bilinear with antialiasing (``align_corners=False``): a box larger than ``size`` is
+    low-passed, a smaller one interpolated, one of exactly ``size x size`` copied unchanged.
+    Differentiable in ``z_t``; cells outside the box get no gradient.
+
+    Args:
+        z_t: ``(B, T, C, h, w)`` latents (already masked to their region).
+        region: ``(B, h, w)``; see :func:`region_boxes`.
+    """
+    crops = []
+    for video, (y0, y1, x0, x1) in zip(z_t, region_boxes(region), strict=True):
+        crop = video[..., y0:y1, x0:x1]  # (T, C, y1 - y0, x1 - x0)
+        if crop.shape[-2:] != (size, size):
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=True)  # fmt: skip
+        crops.append(crop)
+    return torch.stack(crops)
 
 
 # ---------------------------------------------------------------------------------- classifier
@@ -307,6 +371,7 @@ class SyncClassifier(nn.Module):
     def forward(
         self, z_t: torch.Tensor, timesteps: torch.Tensor, audio: torch.Tensor,
         video_mask: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
+        region: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Sync logits ``(B,)``; ``sigmoid(logit)`` is ``s_ij`` (Eq. 6 -> ``h(Y^1)``).
 
@@ -318,7 +383,13 @@ class SyncClassifier(nn.Module):
                 the transformer; padded frames still pass the UNet's temporal layers, so batch
                 videos of equal length when exact invariance matters.
             audio_mask: ``(B, Ta)`` bool, True for real audio tokens (None: all real).
+            region: ``(B, h, w)`` the area ``z_t`` was masked to; with ``crop_size`` its box is
+                what the encoder reads (None: the support of ``z_t``); unused without.
         """
+        if self.config.crop_size is not None:
+            if region is None:
+                region = (z_t != 0).any(dim=(1, 2))  # (B, h, w): where the input is not masked
+            z_t = crop_region(z_t, region, self.config.crop_size)
         batch, tv = z_t.shape[:2]
         ta = audio.shape[1]
         if max(tv, ta) > self.config.max_frames:
@@ -373,4 +444,7 @@ class SyncClassifier(nn.Module):
         return load_folder(cls, SyncClassifierConfig.from_json, folder, CONFIG_NAME, weights)
 
 
-__all__ = ["RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "rope"]
+__all__ = [
+    "RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "crop_region", "region_boxes",
+    "rope",
+]  # fmt: skip

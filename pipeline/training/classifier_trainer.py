@@ -75,6 +75,7 @@ def build_classifier(univdm, params: ClassifierParams, max_frames: int, audio_di
     model = SyncClassifier.from_univdm(
         univdm, width=params.width, layers=params.layers, heads=params.heads,
         dropout=params.dropout, max_frames=max_frames, audio_dim=audio_dim,
+        crop_size=params.crop_size,
     )  # fmt: skip
     model.set_audio_statistics(torch.as_tensor(np.asarray(audio_rows, np.float32)))
     return model.to(device)

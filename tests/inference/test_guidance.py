@@ -164,3 +164,44 @@ def test_guided_long_video_keeps_its_seams(setup):
                               callback=steps.append)  # fmt: skip
     assert video.shape == (2, 9, 4, 8, 8) and torch.isfinite(video).all()
     assert steps == [0, 1] * 3  # every DDIM step of every segment reported
+
+
+def test_energy_gradient_freezes_the_weights_only_while_it_runs(setup):
+    """The weights stop requiring grad during the gradient (fewer saved activations), the
+    gradient is the one autograd gives with trainable weights, and the flags come back."""
+    _, classifiers, _ = setup
+    nonface = classifiers.nonface
+    z = torch.randn(2, 4, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+    region = 1.0 - classifiers.face_mask
+    t = torch.tensor(50)
+    frozen = []
+    hook = nonface.head.register_forward_hook(
+        lambda m, i, o: frozen.append(not any(p.requires_grad for p in nonface.parameters()))
+    )
+    grad = guidance_module.energy_gradient(nonface, z, t, classifiers.audio, region)
+    hook.remove()
+    assert frozen == [True] and all(p.requires_grad for p in nonface.parameters())
+    x = z.clone().requires_grad_(True)
+    logits = nonface(x * region[:, None, None], t.expand(2), classifiers.audio)
+    SyncClassifier.guidance_energy(logits).sum().backward()
+    torch.testing.assert_close(grad, x.grad, atol=1e-7, rtol=1e-5)
+    inside = classifiers.face_mask[:, None, None].expand_as(z) > 0
+    assert grad[inside].abs().max() == 0 and grad[~inside].abs().max() > 0  # M_nf only
+
+
+def test_cropping_face_classifier_guides_only_the_face(setup):
+    """A face classifier with crop_size reads its box: Eq. 9 still changes only M_f, and with
+    zero weights sampling is still exactly unguided."""
+    model, classifiers, _ = setup
+    face = SyncClassifier.from_univdm(model, width=32, layers=1, heads=4, max_frames=16,
+                                      crop_size=4).eval()  # fmt: skip
+    cropping = dataclasses.replace(classifiers, face=face)
+    z = torch.randn(2, 4, 4, 8, 8)
+    weights = GuidanceWeights(mode="sg", lambda_nonface=10.0, lambda_face=10.0)
+    _, z_nf, z_f = guide(z, torch.tensor(50), 0.5, weights, cropping)
+    inside = classifiers.face_mask[:, None, None].expand_as(z) > 0
+    assert (z_f - z)[~inside].abs().max() == 0 and ((z_f - z)[inside] != 0).all()
+    assert (z_nf - z)[inside].abs().max() == 0
+    plain = _sample(setup)
+    zero = _sample((model, cropping, setup[2]), GuidanceWeights(mode="dg", **ZERO))
+    assert torch.equal(zero, plain)

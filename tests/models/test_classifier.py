@@ -1,6 +1,7 @@
 """PCE sync classifier: encoder copied from UniVDM, shapes, masks, RoPE, loss, persistence."""
 
 import copy
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -8,7 +9,13 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from pipeline.errors import MissingInputError
-from pipeline.models.classifier import SyncClassifier, SyncClassifierConfig, rope
+from pipeline.models.classifier import (
+    SyncClassifier,
+    SyncClassifierConfig,
+    crop_region,
+    region_boxes,
+    rope,
+)
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 
 TINY = UniVDMConfig(latent_channels=4, latent_size=8, frames=3, audio_dim=6, audio_context=1,
@@ -203,3 +210,98 @@ def test_audio_statistics_standardise_and_are_saved(univdm, tmp_path):
     torch.testing.assert_close(seen[0], (audio - features.mean(0)) / features.std(0))
     clf.save(tmp_path)
     assert torch.equal(SyncClassifier.load(tmp_path).audio_mean, clf.audio_mean)
+
+
+# ------------------------------------------------------------------ region crop (crop_size)
+def _cropping(clf, size):
+    """``clf``'s weights in a classifier that reads its region's box at ``size x size``."""
+    config = SyncClassifierConfig(**{**asdict(clf.config), "crop_size": size})
+    model = SyncClassifier(config).eval()
+    model.load_state_dict(clf.state_dict(), strict=True)
+    return model
+
+
+def _box_mask(batch_boxes, size=8):
+    """``(B, size, size)`` masks with ones on the half-open cell boxes ``(y0, y1, x0, x1)``."""
+    mask = torch.zeros(len(batch_boxes), size, size)
+    for m, (y0, y1, x0, x1) in zip(mask, batch_boxes, strict=True):
+        m[y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def test_region_boxes_by_hand():
+    region = _box_mask([(2, 5, 1, 7), (0, 8, 3, 4)])
+    region[1] *= 0.5  # any positive multiplier is inside
+    assert region_boxes(region) == [(2, 5, 1, 7), (0, 8, 3, 4)]
+    assert region_boxes(torch.zeros(1, 8, 6)) == [(0, 8, 0, 6)]  # no face: the whole frame
+
+
+def test_crop_region_values():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(2, 3, 4, 8, 8, generator=g)
+    region = _box_mask([(1, 5, 2, 6), (4, 8, 0, 4)])
+    crops = crop_region(z, region, 4)  # both boxes are 4 x 4: copied cell for cell
+    assert crops.shape == (2, 3, 4, 4, 4)
+    assert torch.equal(crops[0], z[0, ..., 1:5, 2:6]) and torch.equal(crops[1], z[1, ..., 4:8, 0:4])
+    # Resized boxes (6 x 3 -> 4 x 4, smaller and larger than the grid): constants stay constant.
+    flat = torch.full((1, 2, 4, 8, 8), 0.7)
+    resized = crop_region(flat, _box_mask([(0, 6, 5, 8)]), 4)
+    torch.testing.assert_close(resized, torch.full((1, 2, 4, 4, 4), 0.7))
+
+
+def test_crop_of_the_whole_frame_is_the_uncropped_classifier(clf):
+    """Where the two paths must agree: a region covering the frame at the latent's own size."""
+    z, t, audio = _inputs(2, 3, 4)
+    cropping = _cropping(clf, 8)
+    with torch.no_grad():
+        plain = clf(z, t, audio)
+        torch.testing.assert_close(cropping(z, t, audio, region=torch.ones(2, 8, 8)), plain,
+                                   atol=0, rtol=0)  # fmt: skip
+        torch.testing.assert_close(cropping(z, t, audio), plain, atol=0, rtol=0)  # support: all
+
+
+def test_cropping_classifier_reads_exactly_its_box(clf):
+    """crop_size = the box side: the logits are the plain classifier's on the box's cells; a
+    batch of two boxes is each video alone; the region defaults to the input's support."""
+    z, t, audio = _inputs(2, 3, 4)
+    boxes = [(1, 5, 2, 6), (3, 7, 4, 8)]
+    region = _box_mask(boxes)
+    masked = z * region[:, None, None]
+    cropping = _cropping(clf, 4)
+    with torch.no_grad():
+        logits = cropping(masked, t, audio, region=region)
+        by_hand = torch.cat([
+            clf(masked[i : i + 1, ..., y0:y1, x0:x1], t[i : i + 1], audio[i : i + 1])
+            for i, (y0, y1, x0, x1) in enumerate(boxes)
+        ])  # fmt: skip
+        torch.testing.assert_close(logits, by_hand, atol=1e-5, rtol=0)
+        torch.testing.assert_close(cropping(masked, t, audio), logits, atol=0, rtol=0)
+        # What lies outside the box is never read.
+        outside = masked + (1 - region)[:, None, None] * 100.0
+        torch.testing.assert_close(cropping(outside, t, audio, region=region), logits,
+                                   atol=0, rtol=0)  # fmt: skip
+    assert logits.shape == (2,)
+
+
+def test_cropping_gradient_is_zero_outside_the_box(clf):
+    from pipeline.inference.guidance import energy_gradient
+
+    z, t, audio = _inputs(2, 3, 4)
+    region = _box_mask([(0, 6, 1, 4), (2, 5, 2, 8)])  # 6 x 3 and 3 x 6, resized to 4 x 4
+    grad = energy_gradient(_cropping(clf, 4), z, t, audio, region)
+    assert grad.shape == z.shape and torch.isfinite(grad).all()
+    inside = region[:, None, None].expand_as(z) > 0
+    assert grad[~inside].abs().max() == 0
+    for i in range(2):  # every cell of each box reaches the resized grid: all get a gradient
+        assert (grad[i][inside[i]] != 0).all()
+
+
+def test_crop_size_is_checked_and_saved(clf, tmp_path):
+    with pytest.raises(ValueError, match="crop_size 3"):
+        SyncClassifierConfig(univdm=TINY, **SMALL, crop_size=3)  # two levels: even sides only
+    cropping = _cropping(clf, 4)
+    cropping.save(tmp_path)
+    assert SyncClassifier.load(tmp_path).config.crop_size == 4
+    # A config written before crop_size existed loads as the uncropped classifier.
+    legacy = {k: v for k, v in asdict(clf.config).items() if k != "crop_size"}
+    assert SyncClassifierConfig(**legacy).crop_size is None
