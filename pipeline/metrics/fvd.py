@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from pipeline.errors import MissingInputError
 from pipeline.metrics.frechet import frechet_distance_of_features
+from pipeline.models.device import module_device
 
 DETECTOR_KWARGS = {"rescale": False, "resize": False, "return_features": True}
 
@@ -122,14 +123,6 @@ def preprocess_clips(clips: np.ndarray, size: int) -> torch.Tensor:
     return images.reshape(n, frames, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
 
 
-def _device_of(detector: torch.nn.Module) -> torch.device:
-    for tensor in detector.parameters():
-        return tensor.device
-    for tensor in detector.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def i3d_features(
     detector: torch.nn.Module,
@@ -161,7 +154,7 @@ def i3d_features(
     ]
     if not clips:
         return np.zeros((0, 0), dtype=np.float64)
-    device = _device_of(detector)
+    device = module_device(detector)
     features = []
     for start in range(0, len(clips), batch_size):
         batch = torch.cat(

@@ -127,31 +127,39 @@ class PairData:
         other = others[rng.integers(len(others))]
         return other, int(rng.integers(len(self.audio[other]) - length + 1))
 
-    def training_batch(
+    def draw(
         self, step: int, batch_size: int, seed: int, real_negative_prob: float = 0.0,
         min_shift: int = 1,
-    ) -> PairBatch:  # fmt: skip
-        """``batch_size / 2`` windows of one length (drawn in proportion to its windows).
-
-        ``real_negative_prob``: chance that a negative is its real window with audio from
-        elsewhere (:meth:`away_audio`, at least ``min_shift`` frames off); 0 draws nothing more,
-        so the batches are those of a run without the option.
-        """
+    ) -> tuple[pd.DataFrame, dict[int, tuple[str, int]]]:  # fmt: skip
+        """The random choices of step ``step``, from the ``(seed, step)`` stream only, nothing
+        loaded: the ``batch_size / 2`` windows (rows, all of one length, drawn in proportion to
+        its windows) and, per window position ``j`` whose negative is its real window, the
+        ``(clip, start)`` of the audio it is heard with (:meth:`away_audio`)."""
         rng = np.random.default_rng([seed, step])
         lengths = sorted(self.by_length)
         counts = np.array([len(self.by_length[n]) for n in lengths], dtype=np.float64)
         length = lengths[rng.choice(len(lengths), p=counts / counts.sum())]
         pool = self.by_length[length]
         k = batch_size // 2
-        chosen = rng.choice(pool, size=k, replace=len(pool) < k)
-        rows = self.index.loc[chosen]
+        rows = self.index.loc[rng.choice(pool, size=k, replace=len(pool) < k)]
+        away: dict[int, tuple[str, int]] = {}
+        if real_negative_prob > 0:  # 0 draws nothing more: the batches of a run without it
+            for j in np.flatnonzero(rng.random(k) < real_negative_prob):
+                row = rows.iloc[j]
+                away[int(j)] = self.away_audio(row.clip_id, int(row.start), length, min_shift,
+                                               rng)  # fmt: skip
+        return rows, away
+
+    def training_batch(
+        self, step: int, batch_size: int, seed: int, real_negative_prob: float = 0.0,
+        min_shift: int = 1,
+    ) -> PairBatch:  # fmt: skip
+        """The pairs of :meth:`draw`'s windows; a negative drawn as real is its real window heard
+        with the drawn audio (at least ``min_shift`` frames off its own)."""
+        rows, away = self.draw(step, batch_size, seed, real_negative_prob, min_shift)
         batch = self.pairs(rows)
-        if real_negative_prob <= 0:
-            return batch
-        replace = rng.random(k) < real_negative_prob
-        for j in np.flatnonzero(replace):
-            row = rows.iloc[j]
-            clip, start = self.away_audio(row.clip_id, int(row.start), length, min_shift, rng)
+        k, length = len(rows), int(rows["length"].iloc[0])
+        for j, (clip, start) in away.items():
             batch.latents[k + j] = batch.latents[j]
             batch.audio[k + j] = self.audio_window(clip, start, length)
             batch.face_boxes[k + j] = batch.face_boxes[j]

@@ -171,24 +171,10 @@ class PairDraw:
 
 def draw_pairs(data: PairData, step: int, batch_size: int, seed: int,
                real_negative_prob: float = 0.0, min_shift: int = 1) -> PairDraw:  # fmt: skip
-    """The draws of :meth:`PairData.training_batch` for step ``step``, in its order, from the
-    same ``(seed, step)`` stream: length, ``batch_size / 2`` windows, then which negatives are
-    real windows and their audio. Only the random numbers, nothing loaded, so every rank can
-    draw the whole step and load its part (:func:`shard_batch`)."""
-    rng = np.random.default_rng([seed, step])
-    lengths = sorted(data.by_length)
-    counts = np.array([len(data.by_length[n]) for n in lengths], dtype=np.float64)
-    length = lengths[rng.choice(len(lengths), p=counts / counts.sum())]
-    pool = data.by_length[length]
-    k = batch_size // 2
-    rows = data.index.loc[rng.choice(pool, size=k, replace=len(pool) < k)]
-    away: dict[int, tuple[str, int]] = {}
-    if real_negative_prob > 0:
-        replace = rng.random(k) < real_negative_prob
-        for j in np.flatnonzero(replace):
-            row = rows.iloc[j]
-            away[int(j)] = data.away_audio(row.clip_id, int(row.start), length, min_shift, rng)
-    return PairDraw(rows, away)
+    """The draws of :meth:`PairData.training_batch` for step ``step`` (:meth:`PairData.draw`):
+    only the random numbers, nothing loaded, so every rank can draw the whole step and load its
+    part (:func:`shard_batch`)."""
+    return PairDraw(*data.draw(step, batch_size, seed, real_negative_prob, min_shift))
 
 
 def rank_windows(windows: int, rank: int, world: int) -> np.ndarray:
