@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -70,14 +70,71 @@ class LocalParams(Section):
     extensions: list[str] = [".mp4", ".mov", ".mkv", ".avi", ".webm"]
 
 
+SourceKind = Literal["sample", "pats", "local"]
+
+
+class SourceParams(Section):
+    """One source of a joint corpus (an entry of ``corpus.sources``).
+
+    ``name`` goes into every row's ``source`` column (and is what ``negatives.positive_sources``
+    names); ``kind`` says how it is gathered. The section of its kind (``sample``, ``pats`` or
+    ``local``) may be given here, replacing ``corpus.<kind>`` for this source only; the sections
+    of other kinds may not.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    kind: SourceKind
+    sample: SampleCorpusParams | None = None
+    pats: PatsParams | None = None
+    local: LocalParams | None = None
+
+    @model_validator(mode="after")
+    def _check_section(self) -> SourceParams:
+        other = [k for k in ("sample", "pats", "local") if k != self.kind
+                 and getattr(self, k) is not None]  # fmt: skip
+        if other:
+            raise ValueError(f"source {self.name!r} is of kind {self.kind!r}: it cannot have "
+                             f"a {other[0]!r} section")  # fmt: skip
+        return self
+
+
+class ResolvedSource(NamedTuple):
+    """A source with its settings: ``settings`` is a Sample/Pats/LocalParams."""
+
+    name: str
+    kind: SourceKind
+    settings: SampleCorpusParams | PatsParams | LocalParams
+
+
 class CorpusParams(Section):
-    source: Literal["sample", "pats", "local"] = "sample"
+    """Where the videos come from: ``source`` (one source, named after its kind) or
+    ``sources`` (several, e.g. PATS and a CNAS folder, into one table; Section 5.1)."""
+
+    source: SourceKind = "sample"
+    sources: list[SourceParams] | None = Field(
+        None, min_length=1, description="several sources into one corpus (replaces `source`)"
+    )
     seed: int = 0
     fps: float = Field(25.0, gt=0)
     workers: int = Field(2, ge=1)
     sample: SampleCorpusParams = SampleCorpusParams()
     pats: PatsParams = PatsParams()
     local: LocalParams = LocalParams()
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> CorpusParams:
+        names = [s.name for s in self.sources or ()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"corpus.sources: names must be unique, repeated: {repeated}")
+        return self
+
+    def resolved_sources(self) -> list[ResolvedSource]:
+        """The sources to gather, in order, each with its settings."""
+        if self.sources is None:
+            return [ResolvedSource(self.source, self.source, getattr(self, self.source))]
+        return [ResolvedSource(s.name, s.kind, getattr(s, s.kind) or getattr(self, s.kind))
+                for s in self.sources]  # fmt: skip
 
 
 # ---------------------------------------------------------------- cut
@@ -91,6 +148,21 @@ class CutParams(Section):
     sample_rate: int = Field(16000, ge=8000)
     crf: int = Field(18, ge=0, le=51)
     workers: int = Field(2, ge=1)
+    # What becomes a clip: each interval of the corpus as it is (PATS), or each interval split
+    # into consecutive segments of exactly segment_s (CNAS's release: 5 s, 125 frames at 25 fps,
+    # Appendix C); see pipeline.curation.cut.plan_segments.
+    segment: Literal["intervals", "fixed"] = "intervals"
+    segment_s: float = Field(5.0, gt=0, description="fixed segment length, seconds")
+
+    @model_validator(mode="after")
+    def _check_segment(self) -> CutParams:
+        frames = self.segment_s * self.fps
+        if self.segment == "fixed" and abs(frames - round(frames)) > 1e-6:
+            raise ValueError(
+                f"segment_s {self.segment_s:g} s at fps {self.fps:g} is {frames:g} frames; "
+                "fixed segments must be a whole number of frames"
+            )
+        return self
 
 
 # ---------------------------------------------------------------- curate
@@ -110,6 +182,12 @@ class CurateParams(Section):
     max_silence_ratio: float = Field(0.5, ge=0, le=1)
     max_clipping_ratio: float = Field(0.01, ge=0, le=1)
     min_snr_db: float = 10.0
+    # "without cutouts or camera movements" (Section 5.1): background motion between analysed
+    # frames, per frame, as a fraction of the frame side (pan) and of the scale (zoom).
+    max_camera_motion: float = Field(0.001, ge=0, description="pan, frame sides per frame")
+    max_camera_zoom: float = Field(0.001, ge=0, description="zoom, |log scale| per frame")
+    # A still picture with speech over it: median mean |grey change| between analysed frames.
+    min_frame_change: float = Field(0.001, ge=0, le=1, description="0-1 grey scale")
     test_fraction: float = Field(0.1, ge=0, lt=1)
     split_seed: int = 0
     overrides: str = "data/overrides.csv"
@@ -285,6 +363,11 @@ class NegativesParams(Section):
     )
     batch_size: int = Field(8, ge=1, description="windows generated together")
     dtype: Literal["float16", "float32"] = "float32"  # stored latents
+    positive_sources: list[str] | None = Field(
+        None, min_length=1,
+        description="corpus sources whose clips give the classifiers' real windows (None: all; "
+        "the paper: PATS only, Section 5.1)",
+    )  # fmt: skip
     augment: bool = Field(
         True, description="varying lengths + random reference frames (False: Table 3's w/o)"
     )
@@ -493,6 +576,18 @@ class RuntimeParams(Section):
     )
 
 
+# ---------------------------------------------------------------- export (`paha export`)
+class ExportParams(Section):
+    """The dataset card's fields for ``paha export`` (Hugging Face dataset-card names)."""
+
+    pretty_name: str = "PAHA curated corpus"
+    license: str = Field("other", description="a Hugging Face licence id, e.g. cc-by-nc-4.0")
+    license_note: str = ""
+    description: str = "Talking upper-body clips with speech, curated by the PAHA pipeline."
+    tags: list[str] = ["talking-head", "co-speech-gesture", "audio-driven-animation"]
+    source_datasets: list[str] = []
+
+
 class Params(Section):
     runtime: RuntimeParams = RuntimeParams()
     corpus: CorpusParams = CorpusParams()
@@ -507,6 +602,7 @@ class Params(Section):
     train_gesture_ae: TrainGestureAEParams = TrainGestureAEParams()
     train_syncnet: TrainSyncNetParams = TrainSyncNetParams()
     evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
 
     @model_validator(mode="after")
     def _check_negatives_step(self) -> Params:
@@ -515,6 +611,15 @@ class Params(Section):
                 f"negatives.checkpoint_step ({self.negatives.checkpoint_step}) is after the "
                 f"last training step (train_univdm.steps = {self.train_univdm.steps})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_positive_sources(self) -> Params:
+        names = [source.name for source in self.corpus.resolved_sources()]
+        unknown = [n for n in self.negatives.positive_sources or () if n not in names]
+        if unknown:
+            raise ValueError(f"negatives.positive_sources names {unknown}, which are not corpus "
+                             f"sources (they are {names})")  # fmt: skip
         return self
 
 

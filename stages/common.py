@@ -36,6 +36,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shard i/n`` (write only shard ``i`` of ``n``; kept when already complete for the same
+    plan) or ``--merge n`` (assemble the stage's outputs from ``n`` complete shards); neither:
+    one process writes shard 0/1 and merges it (:mod:`pipeline.io.shards`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--shard", type=parse_shard, help="write only shard i of n (i/n)")
+    group.add_argument("--merge", type=int, help="assemble the outputs from n complete shards")
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")

@@ -1,5 +1,9 @@
 """Stage ``corpus``: gather source videos and the intervals to cut from them.
 
+Gathers ``corpus.source`` or every source of ``corpus.sources`` (e.g. PATS speakers and a
+local CNAS folder, each with its own settings and language) into one table whose ``source``
+column names where each row came from.
+
 Outputs ``data/raw/raw.parquet`` (one row per interval, failures included with their reason) and
 ``data/raw/annotations.parquet`` (ground-truth poses in source pixels; empty unless the source
 ships them, as the sample corpus does). Rendered sample videos live in ``data/raw/sample/``;
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Params
+from pipeline.config import CorpusParams, Params, ResolvedSource
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.outputs import atomic_directory, final_path, write_json
@@ -24,24 +28,46 @@ from stages.common import run_stage, stage_parser
 log = logging.getLogger("paha.corpus")
 
 
-def gather(params: Params, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return ``(raw, annotations)`` tables for ``params.corpus.source``, writing into out_dir."""
-    corpus = params.corpus
+def gather_source(source: ResolvedSource, corpus: CorpusParams,
+                  out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """``(raw, annotations)`` of one source, its rows' ``source`` set to the source's name."""
     empty_poses = tables.RAW_POSE.empty_table().to_pandas()
-    if corpus.source == "sample":
+    if source.kind == "sample":
         from pipeline.corpus.sample.render import render_sample_corpus
 
-        sample = render_sample_corpus(
-            corpus.sample, corpus.seed, corpus.fps, out_dir / "sample", corpus.workers
-        )
-        return sample.raw, sample.poses
-    if corpus.source == "pats":
+        sample = render_sample_corpus(source.settings, corpus.seed, corpus.fps,
+                                      out_dir / source.name, corpus.workers)  # fmt: skip
+        raw, poses = sample.raw, sample.poses
+    elif source.kind == "pats":
         from pipeline.corpus.pats import pats_corpus
 
-        return pats_corpus(corpus.pats, out_dir, corpus.fps), empty_poses
-    from pipeline.corpus.local import local_corpus
+        raw, poses = pats_corpus(source.settings, out_dir, corpus.fps), empty_poses
+    else:
+        from pipeline.corpus.local import local_corpus
 
-    return local_corpus(corpus.local, out_dir, corpus.fps), empty_poses
+        raw, poses = local_corpus(source.settings, out_dir, corpus.fps), empty_poses
+    return raw.assign(source=source.name), poses
+
+
+def gather(params: Params, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(raw, annotations)`` of every source of ``corpus`` (``source`` or ``sources``), in
+    order, writing into ``out_dir``.
+
+    Raises InputError when two sources give the same clip or video id (the split, the
+    annotations and every later table key on them)."""
+    parts = [gather_source(source, params.corpus, out_dir)
+             for source in params.corpus.resolved_sources()]  # fmt: skip
+    raw = pd.concat([r for r, _ in parts], ignore_index=True)
+    poses = pd.concat([p for _, p in parts], ignore_index=True)
+    for key in ("clip_id", "video_id"):
+        owners = raw.groupby(key)["source"].unique()
+        shared = owners[owners.map(len) > 1]
+        if len(shared):
+            first = shared.index[0]
+            raise InputError(f"corpus: {len(shared)} {key}s come from more than one source "
+                             f"(first: {first!r} from {', '.join(shared.iloc[0])}); give each "
+                             f"source its own videos")  # fmt: skip
+    return raw, poses
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
@@ -54,9 +80,17 @@ def main(args: argparse.Namespace, params: Params) -> None:
         tables.write_table(raw, tmp / "raw.parquet", tables.RAW)
         tables.write_table(poses, tmp / "annotations.parquet", tables.RAW_POSE)
     counts = raw["status"].value_counts().to_dict()
-    summary = {"source": params.corpus.source, "intervals": len(raw),
+    names = [source.name for source in params.corpus.resolved_sources()]
+    summary = {"source": "+".join(names), "intervals": len(raw),
                "ok": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
                "speakers": int(raw["speaker"].nunique())}  # fmt: skip
+    if len(names) > 1:
+        summary["sources"] = {
+            name: {"intervals": int((group := raw[raw["source"] == name]).shape[0]),
+                   "ok": int((group["status"] == "ok").sum()),
+                   "speakers": int(group["speaker"].nunique())}
+            for name in names
+        }  # fmt: skip
     write_json(summary, args.metrics)
     log.info("corpus: %s", summary)
     if summary["ok"] == 0:

@@ -32,7 +32,13 @@ from pipeline.inference.generate import (
 from pipeline.io.outputs import write_json
 from pipeline.io.timings import write_timings
 from pipeline.models.device import resolve_device
-from stages.common import add_timings_argument, parse_shard, run_stage, stage_parser, timings_path
+from stages.common import (
+    add_shard_arguments,
+    add_timings_argument,
+    run_stage,
+    stage_parser,
+    timings_path,
+)
 
 log = logging.getLogger("paha.infer")
 
@@ -80,9 +86,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     add_timings_argument(p)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--shard", type=parse_shard, help="write only shard i of n (i/n)")
-    group.add_argument("--merge", type=int, help="assemble the index from n written shards")
+    add_shard_arguments(p)
     return p
 
 

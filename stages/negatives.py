@@ -40,7 +40,13 @@ from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import resolve_vae
 from pipeline.training.checkpoint_store import checkpoint_for_step, load_model_weights
 from pipeline.training.resume import weights_digest
-from stages.common import add_timings_argument, parse_shard, run_stage, stage_parser, timings_path
+from stages.common import (
+    add_shard_arguments,
+    add_timings_argument,
+    run_stage,
+    stage_parser,
+    timings_path,
+)
 
 log = logging.getLogger("paha.negatives")
 
@@ -69,7 +75,10 @@ def load_generator(params: Params, args: argparse.Namespace, records,
 
 def main(args: argparse.Namespace, params: Params) -> None:
     negatives = params.negatives
-    records = load_clip_records(args.clips, args.features, "train", min(negatives.lengths))
+    # The classifiers' real windows (and the generator's conditions) come from the sources
+    # named in negatives.positive_sources; the paper takes them from PATS only (Section 5.1).
+    records = load_clip_records(args.clips, args.features, "train", min(negatives.lengths),
+                                sources=negatives.positive_sources)  # fmt: skip
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
     plan = plan_pairs(records, normalised_face_boxes(faces, records), negatives)
     generator, settings = load_generator(params, args, records,
@@ -113,9 +122,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/negatives")
     p.add_argument("--metrics", default="data/metrics/negatives.json")
     add_timings_argument(p)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--shard", type=parse_shard, help="write only shard i of n (i/n)")
-    group.add_argument("--merge", type=int, help="assemble the index from n complete shards")
+    add_shard_arguments(p)
     return p
 
 

@@ -31,6 +31,20 @@ def test_paper_profile_loads():
         ({"extract": {"audio_features": "wav2vec2"}}, "needs wav2vec2.path"),
         ({"corpus": {"sample": {"min_clip_s": 5, "max_clip_s": 3}}}, "max_clip_s"),
         ({"nonsense": {}}, "nonsense: unknown key"),
+        (
+            {"corpus": {"sources": [{"name": "a", "kind": "local", "pats": {}}]}},
+            "of kind 'local': it cannot have a 'pats' section",
+        ),
+        (
+            {
+                "corpus": {
+                    "sources": [{"name": "a", "kind": "local"}, {"name": "a", "kind": "pats"}]
+                }
+            },
+            "names must be unique",
+        ),
+        ({"corpus": {"sources": [{"name": "a b", "kind": "local"}]}}, "corpus.sources.0.name"),
+        ({"negatives": {"positive_sources": ["pats"]}}, "not corpus sources"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):
@@ -89,3 +103,20 @@ def test_sample_and_paper_profiles_name_every_knob_of_the_params_model():
     assert not sample - paper, f"params/paper.yaml lacks {sorted(sample - paper)}"
     assert not paper - sample, f"params.yaml lacks {sorted(paper - sample)}"
     assert not model - sample, f"params.yaml lacks the config.py fields {sorted(model - sample)}"
+
+
+def test_sources_resolve_with_their_own_or_the_corpus_settings():
+    raw = {"corpus": {"sources": [{"name": "pats", "kind": "pats"},
+                                  {"name": "cnas", "kind": "local",
+                                   "local": {"videos_dir": "cnas", "language": "zh"}}],
+                      "local": {"videos_dir": "elsewhere"}},
+           "negatives": {"positive_sources": ["pats"]}}  # fmt: skip
+    params = parse_params(raw, "p.yaml")
+    (pats, pats_kind, pats_settings), (cnas, cnas_kind, cnas_settings) = (
+        params.corpus.resolved_sources()
+    )
+    assert (pats, pats_kind, pats_settings) == ("pats", "pats", params.corpus.pats)
+    assert (cnas, cnas_kind, cnas_settings.videos_dir) == ("cnas", "local", "cnas")
+    # One source: named after its kind (the rows' `source` column keeps its meaning).
+    single = parse_params({"corpus": {"source": "local"}}, "p.yaml").corpus.resolved_sources()
+    assert [(s.name, s.kind) for s in single] == [("local", "local")]

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     flow.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
     flow.add_argument("--stage", help="run only this stage (its inputs must exist)")
     flow.add_argument("--root", default=".", help="the repository (dvc.yaml, params.yaml)")
-    flow.add_argument("--shards", type=int, default=1, help="shards of negatives and infer")
+    flow.add_argument("--shards", type=int, default=1, help="shards of cut, curate, extract, "
+                      "negatives and infer (one task each, then a merge)")  # fmt: skip
     flow.add_argument("--devices", help="GPU ids for the shards, e.g. 0,1 (CUDA_VISIBLE_DEVICES)")
     flow.add_argument("--gpu-slots", type=int, default=1, help="size of the `gpu` limit")
     flow.add_argument("--workers", type=int, default=2, help="local process pool size")
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                       "deployment of paha-command (its work pool's workers run them)")  # fmt: skip
     flow.add_argument("--storage", help="where task results persist (default: .prefect-cache)")
     flow.add_argument("--no-commit", action="store_true", help="skip `dvc commit` afterwards")
+    flow.add_argument("--push", action="store_true", help="`dvc push` the outputs to the "
+                      "default DVC remote afterwards (`dvc remote add -d`)")  # fmt: skip
     ablate = commands.add_parser("ablate", help="the paper's Table 3 over seeds (a scratch "
                                  "clone, dvc repro per cell)")  # fmt: skip
     ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -84,8 +87,17 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: REPO/.dvc/tmp/ablation)")  # fmt: skip
     ablate.add_argument("--out", help="default: REPO/data/metrics/ablation.json")
     ablate.add_argument("--html", help="default: OUT with .html")
+    export = commands.add_parser("export", help="write the curated corpus as a dataset release "
+                                 "(clips, poses, faces, split, datasheet README.md)")  # fmt: skip
+    export.add_argument("--out", required=True, help="folder to write (replaced when it exists)")
+    export.add_argument("--params", default="params.yaml", help="the run's params (%(default)s)")
+    export.add_argument("--root", default=".", help="the repository whose run is exported")
     args = parser.parse_args(argv)
 
+    if args.command == "export":
+        from pipeline.curation.export import export_command
+
+        return export_command(args)
     if args.command == "ablate":
         from pipeline.orchestration.ablation import ablate_command
 

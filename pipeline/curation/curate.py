@@ -1,9 +1,10 @@
 """The ``curate`` stage's logic: every clip measured, decided, overridden, split (Appendix C).
 
 :func:`curate` runs :func:`~pipeline.curation.measures.measure_clip` over the table in a process
-pool, turns the measurements into reasons (:mod:`pipeline.curation.decisions`), applies the
-reviewer's overrides file (:mod:`pipeline.curation.overrides`) and assigns the deterministic
-per-speaker train/test split (:func:`pipeline.data.splits.split_by_speaker`).
+pool (:func:`measure_clips`: the slow part, which a sharded stage splits over workers), then
+:func:`decide_clips` turns the measurements into reasons (:mod:`pipeline.curation.decisions`),
+applies the reviewer's overrides file (:mod:`pipeline.curation.overrides`) and assigns the
+deterministic per-speaker train/test split (:func:`pipeline.data.splits.split_by_speaker`).
 """
 
 from __future__ import annotations
@@ -102,53 +103,60 @@ def _measure_or_name(row, root, params, face, pose) -> ClipMeasurement:
         raise RuntimeError(f"curate: measuring clip {row['clip_id']!r} failed: {error}") from error
 
 
-def curate(
-    clips: pd.DataFrame,
-    root: str | os.PathLike,
-    params: CurateParams,
-    face_detector_factory: FaceFactory,
-    pose_backend_factory: PoseFactory,
-    workers: int | None = None,
-    progress: bool = True,
-) -> CurateResult:
-    """Curate a clip table: measure, decide, apply overrides, split, summarise.
-
-    Args:
-        clips: the ``CLIPS`` table (``cut``'s output). Clips with ``kept`` False keep their
-            reasons and are not measured.
-        root: the repository root; clip paths and ``params.overrides`` are relative to it.
-        params: the ``curate`` section.
-        face_detector_factory: builds a face detector (``detect``, see :func:`measure_clip`).
-        pose_backend_factory: builds a pose backend (``estimate``). Both are called once per
-            worker process; with more than one worker they must be picklable (a class, a
-            module-level function or a ``functools.partial``). Objects with close() are closed.
-        workers: processes (default ``params.workers``); 1 measures in this process.
-        progress: show a tqdm progress bar.
-
-    Returns:
-        A :class:`CurateResult` whose table has ``CURATED``'s columns, rows in input order.
-
-    Raises:
-        ValueError: missing columns or duplicate clip ids; :class:`OverridesError` for a bad
-            overrides file (read before any measuring, so it fails fast).
-    """
-    root = Path(root)
+def _checked_rows(clips: pd.DataFrame) -> list[dict[str, Any]]:
     missing = [name for name in CLIPS.names if name not in clips.columns]
     if missing:
         raise ValueError(f"clip table is missing columns {missing}")
     duplicated = clips["clip_id"][clips["clip_id"].duplicated()].tolist()
     if duplicated:
         raise ValueError(f"clip table has duplicate clip ids {duplicated[:5]}")
-    overrides_path = root / params.overrides
-    overrides = read_overrides(overrides_path)
+    return [_plain_row(r) for r in clips.to_dict(orient="records")]
 
-    rows = [_plain_row(r) for r in clips.to_dict(orient="records")]
+
+def clips_to_measure(clips: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows :func:`measure_clips` measures: those ``cut`` kept, as plain dicts, in order."""
+    return [row for row in _checked_rows(clips) if bool(row["kept"])]
+
+
+def measure_clips(
+    rows: Sequence[dict[str, Any]],
+    root: str | os.PathLike,
+    params: CurateParams,
+    face_detector_factory: FaceFactory,
+    pose_backend_factory: PoseFactory,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, ClipMeasurement]:
+    """Measure ``rows`` (:func:`clips_to_measure`, or a shard of them): ``clip_id -> measurement``.
+
+    The detector factories are called once per worker process; with more than one worker they
+    must be picklable (a class, a module-level function or a ``functools.partial``). Objects with
+    close() are closed.
+    """
+    measured = _measure_all(rows, Path(root), params, face_detector_factory, pose_backend_factory,
+                            workers or params.workers, progress)  # fmt: skip
+    return {str(row["clip_id"]): m for row, m in zip(rows, measured, strict=True)}
+
+
+def decide_clips(
+    clips: pd.DataFrame,
+    measurements: Mapping[str, ClipMeasurement],
+    root: str | os.PathLike,
+    params: CurateParams,
+) -> CurateResult:
+    """Decide, override and split a clip table given its kept clips' ``measurements``.
+
+    Raises ValueError when a clip ``cut`` kept has no measurement; :class:`OverridesError` for a
+    bad overrides file.
+    """
+    root = Path(root)
+    rows = _checked_rows(clips)
+    overrides = read_overrides(root / params.overrides)
     to_measure = [k for k, row in enumerate(rows) if bool(row["kept"])]
-    measurements = _measure_all(
-        [rows[k] for k in to_measure], root, params, face_detector_factory,
-        pose_backend_factory, workers or params.workers, progress,
-    )  # fmt: skip
-    by_row = dict(zip(to_measure, measurements, strict=True))
+    unmeasured = [rows[k]["clip_id"] for k in to_measure if rows[k]["clip_id"] not in measurements]
+    if unmeasured:
+        raise ValueError(f"no measurement for clips {unmeasured[:5]}")
+    by_row = {k: measurements[rows[k]["clip_id"]] for k in to_measure}
 
     table = pd.DataFrame(rows, columns=CLIPS.names)
     for name in MEASURE_COLUMNS:
@@ -179,6 +187,42 @@ def curate(
         params=params,
         sheets=sheets,
     )
+
+
+def curate(
+    clips: pd.DataFrame,
+    root: str | os.PathLike,
+    params: CurateParams,
+    face_detector_factory: FaceFactory,
+    pose_backend_factory: PoseFactory,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CurateResult:
+    """Curate a clip table in one process (pool): :func:`measure_clips`, then
+    :func:`decide_clips`. The stage runs the two apart when it is sharded.
+
+    Args:
+        clips: the ``CLIPS`` table (``cut``'s output). Clips with ``kept`` False keep their
+            reasons and are not measured.
+        root: the repository root; clip paths and ``params.overrides`` are relative to it.
+        params: the ``curate`` section.
+        face_detector_factory: builds a face detector (``detect``, see :func:`measure_clip`).
+        pose_backend_factory: builds a pose backend (``estimate``); see :func:`measure_clips`.
+        workers: processes (default ``params.workers``); 1 measures in this process.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`CurateResult` whose table has ``CURATED``'s columns, rows in input order.
+
+    Raises:
+        ValueError: missing columns or duplicate clip ids; :class:`OverridesError` for a bad
+            overrides file (read before any measuring, so it fails fast).
+    """
+    read_overrides(Path(root) / params.overrides)  # fail fast, before the slow part
+    rows = clips_to_measure(clips)
+    measurements = measure_clips(rows, root, params, face_detector_factory, pose_backend_factory,
+                                 workers, progress)  # fmt: skip
+    return decide_clips(clips, measurements, root, params)
 
 
 def summarize(table: pd.DataFrame, override_warnings: Sequence[str] = ()) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""The ``cut`` stage's logic: crop policy and cutting one interval into a clip.
+"""The ``cut`` stage's logic: what to cut (segmentation), crop policy, cutting one clip.
 
-A clip is an H.264 mp4 at a constant frame rate and a fixed square size (video only) plus a mono
-16-bit WAV at the target sample rate, both exactly ``end_s - start_s`` long. Problems with one
-source (unreadable, no video, no audio) give the clip a row with ``kept = False`` and the reason;
-they never stop the stage.
+:func:`plan_segments` turns the corpus' intervals into the rows to cut: each interval as it is
+(``cut.segment: intervals``, PATS) or split into fixed-length segments (``fixed``, CNAS's
+release: 5 s, 125 frames at 25 fps, Appendix C). A clip is an H.264 mp4 at a constant frame rate
+and a fixed square size (video only) plus a mono 16-bit WAV at the target sample rate, both
+exactly ``end_s - start_s`` long. Problems with one source (unreadable, no video, no audio) give
+the clip a row with ``kept = False`` and the reason; they never stop the stage.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.config import CutParams
 from pipeline.io.media import (
@@ -26,9 +30,96 @@ from pipeline.io.media import (
     probe,
     read_frames,
 )
+from pipeline.io.tables import RAW
 
 # Frames sampled from the interval to place a person-centred crop.
 PERSON_PROBE_FRAMES = 5
+# Slack when counting whole segments in an interval (float times: 10.0 - 5.0 is not always 5).
+SEGMENT_EPS_S = 1e-6
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """What :func:`plan_segments` decided.
+
+    ``table``: the rows to cut, ``tables.RAW``'s columns, in the input's order. ``summary``:
+    JSON-serialisable counts for the stage's metrics::
+
+        {"segment": "fixed", "segment_s": 5.0, "intervals": n, "segments": n,
+         "too_short": n, "dropped_s": s}
+
+    ``too_short`` counts ok intervals shorter than one segment (they stay as ``failed`` rows
+    saying so); ``dropped_s`` is the total length of interval tails shorter than a segment and of
+    too-short intervals, which no clip covers. Both are 0 for ``intervals``.
+    """
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def plan_segments(raw: pd.DataFrame, params: CutParams) -> SegmentPlan:
+    """The rows ``cut`` cuts: the corpus' intervals as they are, or fixed-length segments.
+
+    Args:
+        raw: the ``tables.RAW`` table (``corpus``'s ``raw.parquet``).
+        params: ``cut.segment`` (``"intervals"`` or ``"fixed"``) and ``cut.segment_s``.
+
+    Returns:
+        A :class:`SegmentPlan`. For ``"intervals"`` the table is ``raw`` unchanged. For
+        ``"fixed"`` every ok interval ``[start_s, end_s)`` becomes its consecutive segments
+        ``[start_s + k * segment_s, start_s + (k + 1) * segment_s)``, k = 0 .. n - 1 with
+        ``n = floor((end_s - start_s) / segment_s)``; the tail shorter than ``segment_s`` is
+        dropped. A segment's ``clip_id`` is its interval's with ``-s000``, ``-s001``, ... (at
+        least three digits, more for intervals of over 999 segments); every other column is the
+        interval's. An ok interval shorter than one segment keeps one row, its own id, with
+        ``status = "failed"`` and a reason naming both lengths, so that it still ends in the
+        clip table with a reason; rows that ``corpus`` already marked failed, and empty or
+        unknown intervals (``cut_clip`` rejects them with their reason), are kept as they are.
+
+    Raises:
+        ValueError: ``raw`` lacks a column ``tables.RAW`` has, or the segment ids collide with
+            another row's id.
+    """
+    missing = [name for name in RAW.names if name not in raw.columns]
+    if missing:
+        raise ValueError(f"raw table is missing columns {missing}")
+    base = {"segment": params.segment, "segment_s": float(params.segment_s),
+            "intervals": int(len(raw))}  # fmt: skip
+    if params.segment == "intervals":
+        return SegmentPlan(raw.copy(), base | {"segments": int(len(raw)), "too_short": 0,
+                                               "dropped_s": 0.0})  # fmt: skip
+    if params.segment != "fixed":
+        raise ValueError(f"unknown cut.segment {params.segment!r}; allowed: intervals, fixed")
+    rows: list[dict[str, Any]] = []
+    segments = too_short = 0
+    dropped = 0.0
+    for row in raw.to_dict(orient="records"):
+        start, end = float(row["start_s"]), float(row["end_s"])
+        span = end - start
+        if row["status"] != "ok" or not math.isfinite(span) or span <= 0:
+            rows.append(row)  # cut_clip rejects it with corpus' reason or "empty interval"
+            continue
+        n = int(math.floor(span / params.segment_s + SEGMENT_EPS_S))
+        if n == 0:
+            too_short += 1
+            dropped += span
+            rows.append(row | {"status": "failed", "reason": (
+                f"interval {span:.2f} s is shorter than one {params.segment_s:g} s segment "
+                f"(cut.segment: fixed)")})  # fmt: skip
+            continue
+        width = max(3, len(str(n - 1)))
+        for k in range(n):
+            rows.append(row | {"clip_id": f"{row['clip_id']}-s{k:0{width}d}",
+                               "start_s": start + k * params.segment_s,
+                               "end_s": start + (k + 1) * params.segment_s})  # fmt: skip
+        segments += n
+        dropped += max(0.0, span - n * params.segment_s)
+    table = pd.DataFrame(rows, columns=raw.columns)
+    duplicated = table["clip_id"][table["clip_id"].duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"segment ids collide with other rows' ids: {duplicated[:5]}")
+    return SegmentPlan(table, base | {"segments": segments, "too_short": too_short,
+                                      "dropped_s": round(dropped, 3)})  # fmt: skip
 
 
 def safe_name(text: str) -> str:

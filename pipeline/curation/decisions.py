@@ -34,8 +34,9 @@ def _finite(value: Any) -> bool:
 def check_measurements(m: ClipMeasurement, params: CurateParams) -> dict[str, str]:
     """Failed checks of one clip: ``{measurement column: reason}``, in the order of the table.
 
-    Measurements that are NaN (not measurable, e.g. jitter with fewer than two face frames) are
-    not judged; the clip's other checks (face ratio, unreadable file) say why.
+    Measurements that are NaN (not measurable, e.g. jitter with fewer than two face frames, camera
+    motion over a background without texture) are not judged; the clip's other checks (face
+    ratio, unreadable file) say why.
     """
     failed: dict[str, str] = {}
     if _finite(m.duration_s):
@@ -51,6 +52,15 @@ def check_measurements(m: ClipMeasurement, params: CurateParams) -> dict[str, st
         )
     if m.scene_cuts is not None and m.scene_cuts > params.max_scene_cuts:
         failed["scene_cuts"] = f"scene cuts {m.scene_cuts} > {params.max_scene_cuts}"
+    if _finite(m.camera_motion) and m.camera_motion > params.max_camera_motion:
+        v, lim = _num(m.camera_motion, params.max_camera_motion, 2, 100)
+        failed["camera_motion"] = f"camera moves {v}% > {lim}% of the frame per frame"
+    if _finite(m.camera_zoom) and m.camera_zoom > params.max_camera_zoom:
+        v, lim = _num(m.camera_zoom, params.max_camera_zoom, 2, 100)
+        failed["camera_zoom"] = f"camera zooms {v}% > {lim}% per frame"
+    if _finite(m.frame_change) and m.frame_change < params.min_frame_change:
+        v, lim = _num(m.frame_change, params.min_frame_change, 3, 100)
+        failed["frame_change"] = f"frozen picture (frame change {v}% < {lim}%)"
     if _finite(m.face_ratio) and m.face_ratio < params.min_face_ratio:
         v, lim = _num(m.face_ratio, params.min_face_ratio, 0, 100)
         failed["face_ratio"] = f"face found in {v}% < {lim}% of analysed frames"
@@ -83,6 +93,9 @@ REASON_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("duration", "duration"),
     ("too short", "too_short"),
     ("scene cuts", "scene_cuts"),
+    ("camera moves", "camera_motion"),
+    ("camera zooms", "camera_zoom"),
+    ("frozen picture", "frozen"),
     ("face found", "face_missing"),
     ("face unstable", "face_unstable"),
     ("body found", "body_missing"),

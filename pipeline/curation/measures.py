@@ -11,6 +11,11 @@ measurement                   definition                                  reject
 (frames)                      decoded frames                              < ``min_frames``
 ``scene_cuts``                consecutive frames whose colour-histogram   > ``max_scene_cuts``
                               distance exceeds ``scene_cut_threshold``
+``camera_motion``             background shift per frame / frame side     > ``max_camera_motion``
+                              (high quantile over analysed steps)
+``camera_zoom``               background ``|log scale|`` per frame (same)   > ``max_camera_zoom``
+``frame_change``              median over analysed steps of the mean      < ``min_frame_change``
+                              ``|grey change|`` (0-1 scale)
 ``face_ratio``                analysed frames with a face box             < ``min_face_ratio``
 ``face_jitter``               median face-centre step / face size         > ``max_face_jitter``
 ``body_ratio``                analysed frames with nose + both shoulders  < ``min_body_ratio``
@@ -21,11 +26,21 @@ measurement                   definition                                  reject
                               quietest tenth (power), capped at 100 dB
 ============================  ==========================================  =====================
 
-"Analysed frames" are every ``analyse_every``-th frame (0, n, 2n, ...); face and pose detection
-run only on those, scene cuts use every frame. The measurements are pure functions of arrays
-(:func:`frame_histograms`, :func:`scene_cut_count`, :func:`face_stats`, :func:`body_ratio`,
-:func:`audio_stats`); :func:`measure_clip` reads one clip and calls them with the detectors it is
-given.
+"Analysed frames" are every ``analyse_every``-th frame (0, n, 2n, ...); face and pose detection,
+camera motion and frame change run only on those, scene cuts use every frame. The measurements
+are pure functions of arrays (:func:`frame_histograms`, :func:`scene_cut_count`,
+:func:`face_stats`, :func:`body_ratio`, :func:`person_regions`, :func:`camera_steps` /
+:func:`camera_motion`, :func:`frame_changes` / :func:`frame_change`, :func:`audio_stats`);
+:func:`measure_clip` reads one clip and calls them with the detectors it is given.
+
+Camera motion ("without cutouts or camera movements", Section 5.1) must not mistake a speaker
+who moves for a camera that moves: it tracks corners of the *background* only (outside the
+person's region, :func:`person_regions`, from the face box and keypoints), fits a similarity
+transform to them with RANSAC (a static background's corners outvote the few of a hand or a
+hair tip that the region missed) and reads the pan as the shift of the frame centre and the zoom
+as the transform's scale. A background without texture (a plain studio wall, the rendered sample
+corpus' gradient) has no corners to track: there a pan is invisible and the value is NaN (not
+judged), which is also what it is worth, since nothing but the person then moves on screen.
 """
 
 from __future__ import annotations
@@ -65,6 +80,32 @@ THUMB_SIZE = 64
 HIST_LEVELS = 8
 # Frames decoded per read while scanning a clip (bounds memory for long high-resolution clips).
 READ_CHUNK = 64
+# Camera motion. The person's region is the box around the face and the confident keypoints,
+# grown by the larger of these margins (hair, sleeves, fingers past the last keypoint) and
+# extended to the bottom of the frame (an above-waist framing: the torso continues below).
+PERSON_MARGIN_SIDE = 0.05  # of the frame side
+PERSON_MARGIN_FACE = 0.5  # of the face size
+# Background corners: at most CAMERA_MAX_CORNERS, CAMERA_CORNER_SPACING of the frame side apart,
+# with a minimum-eigenvalue corner strength (cv2.cornerMinEigenVal, block CAMERA_CORNER_BLOCK, on
+# 8-bit grey) of at least CAMERA_MIN_CORNER: a real texture's corners read 0.01-0.1, the banding
+# and compression noise of a smooth gradient below 0.001.
+CAMERA_MAX_CORNERS = 300
+CAMERA_CORNER_SPACING = 0.02
+CAMERA_CORNER_BLOCK = 5
+CAMERA_MIN_CORNER = 0.003
+# Pyramidal Lucas-Kanade: a 21 px window on 5 pyramid levels (0-4) follows shifts of over 100 px
+# between analysed frames; a track whose backward track misses its start by more than
+# CAMERA_FB_PX is dropped, and RANSAC counts a corner within CAMERA_RANSAC_PX of the fitted
+# transform as an inlier.
+CAMERA_LK_WINDOW = 21
+CAMERA_LK_MAX_LEVEL = 4
+CAMERA_FB_PX = 1.0
+CAMERA_RANSAC_PX = 1.0
+# A step is measured when at least this many background corners agree on one transform.
+CAMERA_MIN_INLIERS = 10
+# The clip's value: this quantile of its measured steps (a camera move that lasts a tenth of the
+# clip or more counts; a single bad step does not).
+CAMERA_QUANTILE = 0.9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +283,197 @@ def _check_boxes(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def grey_frames(frames: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB -> ``(T, H, W)`` uint8 luma (the camera and change measures')."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if len(frames) == 0:
+        return np.zeros(frames.shape[:3], dtype=np.uint8)
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
+
+
+def frame_changes(grey: np.ndarray) -> np.ndarray:
+    """Mean absolute grey difference of each pair of consecutive frames, on a 0-1 scale.
+
+    Args:
+        grey: ``(T, H, W)`` uint8 (the analysed frames, :func:`grey_frames`).
+
+    Returns:
+        ``(T - 1,)`` float64 in [0, 1] (1 = black to white everywhere).
+    """
+    grey = _check_grey(grey)
+    steps = [cv2.absdiff(grey[t], grey[t + 1]).mean() / 255.0 for t in range(len(grey) - 1)]
+    return np.array(steps, dtype=np.float64)
+
+
+def frame_change(changes: np.ndarray) -> float:
+    """How much a clip's picture changes: the median of :func:`frame_changes` (NaN for none).
+
+    A still image held under speech (or a freeze-frame for most of the clip) reads almost 0
+    after video coding; a speaker in front of a static background moves mouth, head and hands:
+    tenths of a percent to a few percent. A step spans ``analyse_every`` frames, so the scale
+    depends on that parameter.
+    """
+    changes = np.asarray(changes, dtype=np.float64)
+    return float(np.median(changes)) if changes.size else math.nan
+
+
+def person_regions(boxes: np.ndarray, poses: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The region each frame's person covers, which camera-motion tracking leaves out.
+
+    Args:
+        boxes: ``(T, 5)`` face boxes (the ``FaceDetector`` contract, NaN where none).
+        poses: ``(T, 133, 3)`` keypoints in frame pixels.
+        height, width: the frame size, pixels.
+
+    Returns:
+        ``(T, 4)`` float64 ``[x0, y0, x1, y1]``: the box around the face and every keypoint with
+        score > ``KEYPOINT_MIN_SCORE``, grown on each side by ``max(PERSON_MARGIN_SIDE * side,
+        PERSON_MARGIN_FACE * face size)``, extended to the bottom of the frame and clipped to
+        it; NaN rows for frames where neither a face nor a keypoint was found.
+    """
+    boxes = _check_boxes(boxes)
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (N_KEYPOINTS, 3) or len(poses) != len(boxes):
+        raise ValueError(f"poses must be ({len(boxes)}, {N_KEYPOINTS}, 3), got {poses.shape}")
+    side = float(max(height, width))
+    present = face_present(boxes)
+    out = np.full((len(boxes), 4), np.nan)
+    for t in range(len(boxes)):
+        points = poses[t, poses[t, :, 2] > KEYPOINT_MIN_SCORE, :2]
+        face_size = 0.0
+        if present[t]:
+            x0, y0, x1, y1 = boxes[t, :4]
+            points = np.concatenate([points, [[x0, y0], [x1, y1]]])
+            face_size = math.sqrt((x1 - x0) * (y1 - y0))
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) == 0:
+            continue
+        margin = max(PERSON_MARGIN_SIDE * side, PERSON_MARGIN_FACE * face_size)
+        (x0, y0), (x1, _) = points.min(axis=0) - margin, points.max(axis=0) + margin
+        out[t] = [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), float(height)]
+    return out
+
+
+class CameraMotion(NamedTuple):
+    """Camera motion of one clip (see :func:`camera_motion`); NaN where not measurable."""
+
+    shift: float  # frame sides per frame
+    zoom: float  # |log scale| per frame
+
+
+def background_motion(
+    a: np.ndarray, b: np.ndarray, exclude: np.ndarray | None = None
+) -> tuple[float, float, float] | None:
+    """The background's similarity motion from grey frame ``a`` to ``b``.
+
+    Args:
+        a, b: ``(H, W)`` uint8 grey frames.
+        exclude: ``(K, 4)`` ``[x0, y0, x1, y1]`` pixel boxes to leave out (the person in either
+            frame), grown by half the tracking window; NaN rows are ignored.
+
+    Returns:
+        ``(dx, dy, log_scale)``: the shift of the frame centre in pixels and the log of the
+        scale (> 0: zooming in) of the similarity transform that RANSAC fits to the corners of
+        ``a`` outside ``exclude`` tracked into ``b`` (and back); None when fewer than
+        ``CAMERA_MIN_INLIERS`` corners agree (too little background texture, or a change so
+        large that tracking fails).
+    """
+    height, width = a.shape
+    side = max(height, width)
+    # Corners whose tracking window would reach into an excluded box are not used either.
+    grow = CAMERA_LK_WINDOW // 2
+    mask = np.full((height, width), 255, dtype=np.uint8)
+    for box in [] if exclude is None else np.asarray(exclude, dtype=np.float64):
+        if np.isfinite(box).all():
+            x0, y0 = int(math.floor(box[0])) - grow, int(math.floor(box[1])) - grow
+            x1, y1 = int(math.ceil(box[2])) + grow, int(math.ceil(box[3])) + grow
+            mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = 0
+    corners = cv2.goodFeaturesToTrack(
+        a, maxCorners=CAMERA_MAX_CORNERS, qualityLevel=0.01,
+        minDistance=max(3.0, CAMERA_CORNER_SPACING * side), mask=mask,
+        blockSize=CAMERA_CORNER_BLOCK,
+    )  # fmt: skip
+    if corners is None:
+        return None
+    strength = cv2.cornerMinEigenVal(a, CAMERA_CORNER_BLOCK)
+    xy = corners.reshape(-1, 2)
+    strong = strength[xy[:, 1].round().astype(int), xy[:, 0].round().astype(int)]
+    p0 = xy[strong >= CAMERA_MIN_CORNER].reshape(-1, 1, 2).astype(np.float32)
+    if len(p0) < CAMERA_MIN_INLIERS:
+        return None
+    lk = dict(winSize=(CAMERA_LK_WINDOW, CAMERA_LK_WINDOW), maxLevel=CAMERA_LK_MAX_LEVEL,
+              criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01))  # fmt: skip
+    p1, found, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **lk)
+    back, found_back, _ = cv2.calcOpticalFlowPyrLK(b, a, p1, None, **lk)
+    # 1. Keep tracks that were found both ways and come back to where they started.
+    good = (found.ravel() == 1) & (found_back.ravel() == 1)
+    good &= np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < CAMERA_FB_PX
+    if good.sum() < CAMERA_MIN_INLIERS:
+        return None
+    # 2. One similarity transform (shift, rotation, scale) for the background, robust to outliers.
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        p0[good], p1[good], method=cv2.RANSAC, ransacReprojThreshold=CAMERA_RANSAC_PX,
+        maxIters=2000, confidence=0.99, refineIters=10,
+    )  # fmt: skip
+    if matrix is None or int(inliers.sum()) < CAMERA_MIN_INLIERS:
+        return None
+    # 3. Shift of the frame centre (a zoom about the centre does not shift it) and the scale.
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    dx, dy = matrix[:, :2] @ centre + matrix[:, 2] - centre
+    scale = math.hypot(matrix[0, 0], matrix[1, 0])
+    return float(dx), float(dy), math.log(scale)
+
+
+def camera_steps(grey: np.ndarray, regions: np.ndarray | None, step: int) -> np.ndarray:
+    """The camera's motion between consecutive analysed frames, from their background.
+
+    Args:
+        grey: ``(T, H, W)`` uint8 analysed frames (:func:`grey_frames`).
+        regions: ``(T, 4)`` person regions (:func:`person_regions`) or None (no person).
+        step: frames between two analysed frames (``analyse_every``).
+
+    Returns:
+        ``(T - 1, 2)`` float64: per pair, the frame centre's shift per frame as a fraction of the
+        frame side, and ``|log scale|`` per frame, of :func:`background_motion` leaving out the
+        person's region in both frames; NaN rows where the background could not be tracked.
+    """
+    grey = _check_grey(grey)
+    if step < 1:
+        raise ValueError(f"step must be >= 1 frame, got {step}")
+    if regions is not None and np.shape(regions) != (len(grey), 4):
+        raise ValueError(f"regions must be ({len(grey)}, 4), got {np.shape(regions)}")
+    side = max(grey.shape[1:])
+    out = np.full((max(len(grey) - 1, 0), 2), np.nan)
+    for t in range(len(grey) - 1):
+        exclude = None if regions is None else np.asarray(regions)[t : t + 2]
+        motion = background_motion(grey[t], grey[t + 1], exclude)
+        if motion is not None:
+            dx, dy, log_scale = motion
+            out[t] = math.hypot(dx, dy) / step / side, abs(log_scale) / step
+    return out
+
+
+def camera_motion(steps: np.ndarray) -> CameraMotion:
+    """A clip's pan and zoom: the ``CAMERA_QUANTILE`` quantile of its measured
+    :func:`camera_steps` rows (NaN for both when none was measured: fewer than two analysed
+    frames, or a background without texture)."""
+    steps = np.asarray(steps, dtype=np.float64).reshape(-1, 2)
+    measured = steps[np.isfinite(steps).all(axis=1)]
+    if len(measured) == 0:
+        return CameraMotion(math.nan, math.nan)
+    shift, zoom = np.quantile(measured, CAMERA_QUANTILE, axis=0)
+    return CameraMotion(float(shift), float(zoom))
+
+
+def _check_grey(grey: np.ndarray) -> np.ndarray:
+    grey = np.asarray(grey)
+    if grey.ndim != 3 or grey.dtype != np.uint8:
+        raise ValueError(f"grey frames must be (T, H, W) uint8, got {grey.shape} {grey.dtype}")
+    return grey
+
+
 # ---------------------------------------------------------------------------------------------
 # One clip
 # ---------------------------------------------------------------------------------------------
@@ -250,12 +482,18 @@ class SheetDetections:
     """Detections on the frames a contact sheet shows (a subset of the analysed frames).
 
     ``frames``: ``(S,)`` frame indices into the clip; ``boxes``: ``(S, 5)`` face boxes;
-    ``poses``: ``(S, 133, 3)`` keypoints, all in clip pixels.
+    ``poses``: ``(S, 133, 3)`` keypoints, all in clip pixels. ``regions``: ``(S, 4)`` person
+    regions left out of camera tracking (:func:`person_regions`, NaN rows: none). ``steps``:
+    ``(S, 3)`` the analysed step that ends at each frame: camera shift and zoom per frame
+    (:func:`camera_steps`) and frame change (:func:`frame_changes`); NaN for the clip's first
+    frame and where not measured. The last two are None when not measured.
     """
 
     frames: np.ndarray
     boxes: np.ndarray
     poses: np.ndarray
+    regions: np.ndarray | None = None
+    steps: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +507,9 @@ class ClipMeasurement:
     duration_s: float = math.nan
     n_frames: int | None = None
     scene_cuts: int | None = None
+    camera_motion: float = math.nan
+    camera_zoom: float = math.nan
+    frame_change: float = math.nan
     face_ratio: float = math.nan
     face_jitter: float = math.nan
     body_ratio: float = math.nan
@@ -280,8 +521,9 @@ class ClipMeasurement:
 
 
 # Columns of CURATED filled from a ClipMeasurement (same names).
-MEASURE_COLUMNS = ("duration_s", "scene_cuts", "face_ratio", "face_jitter", "body_ratio",
-                   "silence_ratio", "clipping_ratio", "snr_db")  # fmt: skip
+MEASURE_COLUMNS = ("duration_s", "scene_cuts", "camera_motion", "camera_zoom", "frame_change",
+                   "face_ratio", "face_jitter", "body_ratio", "silence_ratio", "clipping_ratio",
+                   "snr_db")  # fmt: skip
 
 
 def sheet_positions(n_analysed: int, n_sheet: int) -> np.ndarray:
@@ -349,7 +591,8 @@ def measure_clip(
     values: dict[str, Any] = {}
     errors: list[str] = []
 
-    # 1. Video: all frames for scene cuts, every n-th frame for face and body detection.
+    # 1. Video: all frames for scene cuts, every n-th frame for the detections, camera motion
+    #    and frame change.
     video_rel = str(row["path"])
     video_path = root / video_rel
     try:
@@ -372,10 +615,20 @@ def measure_clip(
             )
         values["face_ratio"], values["face_jitter"] = face_stats(boxes)
         values["body_ratio"] = body_ratio(poses)
+        grey = grey_frames(analysed)
+        regions = person_regions(boxes, poses, *grey.shape[1:])
+        camera = camera_steps(grey, regions, params.analyse_every)
+        changes = frame_changes(grey)
+        values["camera_motion"], values["camera_zoom"] = camera_motion(camera)
+        values["frame_change"] = frame_change(changes)
+        # Row k of `steps` is the step that ends at analysed frame k (none ends at the first).
+        steps = np.full((len(indices), 3), np.nan)
+        steps[1:, :2], steps[1:, 2] = camera, changes
         keep = sheet_positions(len(indices), params.sheet_frames)
         values["sheet"] = SheetDetections(
-            frames=indices[keep], boxes=boxes[keep].astype(np.float32), poses=poses[keep]
-        )
+            frames=indices[keep], boxes=boxes[keep].astype(np.float32), poses=poses[keep],
+            regions=regions[keep], steps=steps[keep],
+        )  # fmt: skip
 
     # 2. Audio: the clip's mono wav at its own sample rate.
     audio_rel = str(row["audio_path"])

@@ -4,7 +4,10 @@
 
 - ``out_dir/sheets/<clip_id>.png``: ``sheet_frames`` evenly spaced analysed frames in a row,
   each with the detected face box (green), body skeleton (orange) and hand keypoints (cyan,
-  magenta) drawn, the frame index, and a red "no face" / "no body" tag where that frame failed;
+  magenta) drawn, the person region that camera-motion tracking leaves out (thin yellow), the
+  frame index, a red "no face" / "no body" tag where that frame failed and a red "pan" /
+  "zoom" / "still" tag where the step from the previous analysed frame to it moved the
+  background or changed the picture past the thresholds;
 - ``out_dir/report.html``: the summary counts, the thresholds, then every clip with its status,
   reasons, measurements (failing ones in red), reviewer override and contact sheet. A row of
   status / reason filters works with CSS alone (radio buttons), no script.
@@ -52,6 +55,7 @@ FACE_COLOUR = (40, 220, 60)
 BODY_COLOUR = (255, 150, 30)
 LEFT_HAND_COLOUR = (40, 220, 255)
 RIGHT_HAND_COLOUR = (255, 60, 220)
+REGION_COLOUR = (250, 230, 60)
 BAD_COLOUR = (230, 30, 30)
 
 # COCO body skeleton (upper body first; legs are drawn too when found).
@@ -67,6 +71,9 @@ CATEGORY_LABELS = {
     "duration": "duration out of bounds",
     "too_short": "shorter than one training window",
     "scene_cuts": "scene cuts",
+    "camera_motion": "camera pans or moves",
+    "camera_zoom": "camera zooms",
+    "frozen": "frozen picture (still image)",
     "face_missing": "face not found often enough",
     "face_unstable": "face detection unstable",
     "body_missing": "head + shoulders not found often enough",
@@ -105,9 +112,26 @@ def _tag(img: np.ndarray, text: str, corner: str, colour=(255, 255, 255), bg=(0,
     cv2.putText(img, text, (x, y), font, size, colour, thick, cv2.LINE_AA)
 
 
+def step_flags(step: np.ndarray | None, limits: CurateParams | None) -> list[str]:
+    """Tags for one analysed step ``(shift, zoom, change)`` (a ``SheetDetections.steps`` row)
+    past ``limits``: ``"pan"``, ``"zoom"``, ``"still"``; none for NaN values or no limits."""
+    if step is None or limits is None:
+        return []
+    shift, zoom, change = (float(v) for v in step)
+    flags = []
+    if math.isfinite(shift) and shift > limits.max_camera_motion:
+        flags.append("pan")
+    if math.isfinite(zoom) and zoom > limits.max_camera_zoom:
+        flags.append("zoom")
+    if math.isfinite(change) and change < limits.min_frame_change:
+        flags.append("still")
+    return flags
+
+
 def render_tile(
-    frame: np.ndarray, index: int, box: np.ndarray | None, pose: np.ndarray | None
-) -> np.ndarray:
+    frame: np.ndarray, index: int, box: np.ndarray | None, pose: np.ndarray | None,
+    region: np.ndarray | None = None, flags: list[str] | tuple[str, ...] = (),
+) -> np.ndarray:  # fmt: skip
     """One contact-sheet tile: ``frame`` scaled to TILE pixels high with its detections drawn.
 
     Args:
@@ -115,10 +139,16 @@ def render_tile(
         index: the frame's index in the clip (printed bottom left).
         box: ``(5,)`` face box ``[x0, y0, x1, y1, score]`` in clip pixels, or None (not analysed).
         pose: ``(133, 3)`` keypoints in clip pixels, or None.
+        region: ``(4,)`` person region ``[x0, y0, x1, y1]`` left out of camera tracking (NaN or
+            None: none).
+        flags: :func:`step_flags` of the step ending at this frame (printed bottom right, red).
     """
     scale = TILE / frame.shape[0]
     width = max(1, int(round(frame.shape[1] * scale)))
     img = np.ascontiguousarray(cv2.resize(frame, (width, TILE), interpolation=cv2.INTER_AREA))
+    if region is not None and np.isfinite(region).all():
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in region)
+        cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), REGION_COLOUR, 1)
     if pose is not None:
         _draw_points(img, pose[BODY], BODY_EDGES, BODY_COLOUR, scale, 2)
         _draw_points(img, pose[LEFT_HAND], HAND_EDGES, LEFT_HAND_COLOUR, scale, 1)
@@ -132,19 +162,29 @@ def render_tile(
         else:
             _tag(img, "no face", "top left", bg=BAD_COLOUR)
     _tag(img, f"f{index}", "bottom left")
+    if flags:
+        _tag(img, " ".join(flags), "bottom right", bg=BAD_COLOUR)
     return img
 
 
-def render_sheet(frames: np.ndarray, indices, detections: SheetDetections | None) -> np.ndarray:
+def render_sheet(
+    frames: np.ndarray, indices, detections: SheetDetections | None,
+    limits: CurateParams | None = None,
+) -> np.ndarray:  # fmt: skip
     """Tiles of ``frames`` side by side, separated by white gaps: ``(TILE, W, 3)`` uint8 RGB.
 
-    ``detections`` (the same frames, in order) adds the face box and keypoints; None draws none.
+    ``detections`` (the same frames, in order) adds the face box, keypoints and person region;
+    None draws none. With ``limits``, steps past the camera / frame-change thresholds are tagged.
     """
     tiles = []
     for k, (frame, index) in enumerate(zip(frames, indices, strict=True)):
-        box = detections.boxes[k] if detections is not None else None
-        pose = detections.poses[k] if detections is not None else None
-        tiles.append(render_tile(frame, int(index), box, pose))
+        box = pose = region = step = None
+        if detections is not None:
+            box, pose = detections.boxes[k], detections.poses[k]
+            region = detections.regions[k] if detections.regions is not None else None
+            step = detections.steps[k] if detections.steps is not None else None
+        flags = step_flags(step, limits)
+        tiles.append(render_tile(frame, int(index), box, pose, region, flags))
     gap = np.full((TILE, GAP, 3), 255, dtype=np.uint8)
     parts = [p for tile in tiles for p in (tile, gap)][:-1]
     return np.concatenate(parts, axis=1)
@@ -175,7 +215,7 @@ def _sheet_for(row: pd.Series, root: Path, params: CurateParams, sheets) -> np.n
         if detections is not None:
             frames = read_frames(path, detections.frames.tolist())
             if len(frames) == len(detections.frames):
-                return render_sheet(frames, detections.frames, detections)
+                return render_sheet(frames, detections.frames, detections, params)
             raise MediaError(f"{path}: decoded {len(frames)} of {len(detections.frames)} frames")
         if not str(row["path"]):  # cut rejected it: there is no clip file to open
             raise MediaError("no clip file (rejected by cut)")
@@ -207,6 +247,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{100 * value:.0f}%"
     if kind == "pct1":
         return f"{100 * value:.1f}%"
+    if kind == "pct2":
+        return f"{100 * value:.2f}%"
     if kind == "s":
         return f"{value:.1f} s"
     if kind == "db":
@@ -220,6 +262,9 @@ def _fmt(value: Any, kind: str) -> str:
 COLUMNS = (
     ("duration_s", "duration", "s", lambda p: f"{p.min_duration_s:g}–{p.max_duration_s:g} s"),
     ("scene_cuts", "cuts", "int", lambda p: f"≤ {p.max_scene_cuts}"),
+    ("camera_motion", "pan", "pct2", lambda p: f"≤ {100 * p.max_camera_motion:g}%/frame"),
+    ("camera_zoom", "zoom", "pct2", lambda p: f"≤ {100 * p.max_camera_zoom:g}%/frame"),
+    ("frame_change", "change", "pct2", lambda p: f"≥ {100 * p.min_frame_change:g}%"),
     ("face_ratio", "face", "pct", lambda p: f"≥ {100 * p.min_face_ratio:g}%"),
     ("face_jitter", "jitter", "num", lambda p: f"≤ {p.max_face_jitter:g}"),
     ("body_ratio", "body", "pct", lambda p: f"≥ {100 * p.min_body_ratio:g}%"),
@@ -301,6 +346,7 @@ def render_html(result: CurateResult, sheet_paths: dict[str, str]) -> str:
                 ("body", BODY_COLOUR),
                 ("left_hand", LEFT_HAND_COLOUR),
                 ("right_hand", RIGHT_HAND_COLOUR),
+                ("region", REGION_COLOUR),
             )
         },  # fmt: skip
     )

@@ -8,6 +8,7 @@ have seen, and no loader state needs saving.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.config import ParParams
+from pipeline.data.images import frames_to_images
 from pipeline.errors import InputError
 from pipeline.io import tables
-from pipeline.config import ParParams
-from pipeline.keypoints import N_KEYPOINTS
 from pipeline.io.media import read_frames
-from pipeline.data.images import frames_to_images
+from pipeline.keypoints import N_KEYPOINTS
 from pipeline.par import par_weights, part_areas, scaled_radius
 
 AREAS = ("hand", "face", "body")
@@ -69,8 +70,10 @@ def load_latents(path: str | Path) -> torch.Tensor:
 
 
 def load_clip_records(curated: str | Path, features: str | Path, split: str = "train",
-                      min_frames: int = 1) -> list[ClipRecord]:  # fmt: skip
-    """The kept clips of ``split`` with extracted poses and audio, in clip-id order.
+                      min_frames: int = 1,
+                      sources: Sequence[str] | None = None) -> list[ClipRecord]:  # fmt: skip
+    """The kept clips of ``split`` with extracted poses and audio, in clip-id order; only those
+    of the corpus ``sources`` named (None: every source).
 
     Raises :class:`NoClipsError` naming the table when no clip qualifies.
     """
@@ -80,6 +83,8 @@ def load_clip_records(curated: str | Path, features: str | Path, split: str = "t
     pose = tables.read_table(features / "pose.parquet", tables.POSE)
     ok = status[status["status"] == "ok"].set_index("clip_id")
     chosen = clips[clips["kept"] & (clips["split"] == split) & clips["clip_id"].isin(ok.index)]
+    if sources is not None:
+        chosen = chosen[chosen["source"].isin(list(sources))]
     records = []
     for row in chosen.sort_values("clip_id").itertuples():
         n = int(ok.at[row.clip_id, "n_frames"])
@@ -95,7 +100,9 @@ def load_clip_records(curated: str | Path, features: str | Path, split: str = "t
             ClipRecord(row.clip_id, row.path, row.audio_path, n, int(row.width), poses, audio)
         )
     if not records:
-        raise NoClipsError(f"{curated}: no kept '{split}' clip with >= {min_frames} extracted frames")
+        among = f" of sources {list(sources)}" if sources is not None else ""
+        raise NoClipsError(f"{curated}: no kept '{split}' clip{among} with >= {min_frames} "
+                           "extracted frames")  # fmt: skip
     return records
 
 

@@ -25,7 +25,7 @@ from pipeline.features.pose.annotations import AnnotationsBackend
 from pipeline.io import tables
 from pipeline.io.audio import SAMPLE_RATE, Wav2Vec2Features, load_audio, mel_features
 from pipeline.io.media import MediaError, read_frames
-from pipeline.keypoints import BODY_INDEX, validate_pose
+from pipeline.keypoints import BODY_INDEX, N_KEYPOINTS, validate_pose
 
 
 @dataclass
@@ -121,6 +121,22 @@ def frame_rows(
     pose = pd.DataFrame(pose_rows, columns=tables.POSE.names)
     faces = pd.DataFrame(face_rows, columns=tables.FACES.names)
     return pose, faces
+
+
+def results_from_tables(status: pd.DataFrame, pose: pd.DataFrame,
+                        faces: pd.DataFrame) -> list[ExtractedClip]:  # fmt: skip
+    """The inverse of :func:`frame_rows`: one :class:`ExtractedClip` per ``status`` row (the
+    ``EXTRACT`` table), its ``(T, 133, 3)`` poses and ``(T, 5)`` faces from the two tables."""
+    pose, faces = pose.sort_values(["clip_id", "frame"]), faces.sort_values(["clip_id", "frame"])
+    poses = {clip: np.stack(group["keypoints"].to_numpy()).reshape(-1, N_KEYPOINTS, 3)
+             for clip, group in pose.groupby("clip_id")}  # fmt: skip
+    box_columns = [c for c in tables.FACES.names if c not in ("clip_id", "frame")]
+    boxes = {clip: group[box_columns].to_numpy(np.float32)
+             for clip, group in faces.groupby("clip_id")}  # fmt: skip
+    no_pose, no_face = np.zeros((0, N_KEYPOINTS, 3), np.float32), np.zeros((0, 5), np.float32)
+    return [ExtractedClip(status=row, poses=poses.get(row["clip_id"], no_pose).astype(np.float32),
+                          faces=boxes.get(row["clip_id"], no_face))
+            for row in status.to_dict("records")]  # fmt: skip
 
 
 def pose_accuracy(

@@ -103,6 +103,21 @@ def files_digest(*paths: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+def code_digest() -> str:
+    """16 hex digits of SHA-256 over the project's code (``pipeline/`` and ``stages/``: ``.py``
+    and template files, by relative name). A plan records it so that a shard written by older
+    code is redone, not kept: the flow reruns a stage whose code changed, and without this the
+    stage would keep its complete shards of the same settings and items."""
+    roots = [Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "stages"]
+    digest = hashlib.sha256()
+    for root in roots:
+        files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".j2") and p.is_file())
+        for file in files:
+            digest.update(f"{root.name}/{file.relative_to(root).as_posix()}\0".encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def read_shard_plan(folder: str | Path) -> dict | None:
     """The ``plan.json`` of a written shard folder, or None when the shard is not written."""
     folder = Path(folder)
@@ -164,13 +179,16 @@ def _listed(values: Sequence, limit: int = 10) -> str:
 
 
 def merge_shards(out: str | Path, shards: int, plan: str, schema: pa.Schema, key: str,
-                 order: Sequence, label: str) -> pd.DataFrame:  # fmt: skip
-    """Assemble ``<out>/index.parquet`` from the ``shards`` written shards of plan ``plan``.
+                 order: Sequence, label: str,
+                 index_file: str = INDEX_FILE) -> pd.DataFrame:  # fmt: skip
+    """Assemble ``<out>/<index_file>`` from the ``shards`` written shards of plan ``plan``.
 
     Args:
         key: the index column naming each planned item (``window_id``, ``clip_id``).
         order: the planned items in plan order: the merged rows follow it.
         label: the stage, for messages.
+        index_file: the merged index's name under ``out`` (the data stages keep the names their
+            consumers read: ``clips.parquet``, ``extract.parquet``).
 
     Raises :class:`ShardError` naming the shards that are missing (never written, or
     interrupted) or written for another plan, or when the shards do not hold each planned item
@@ -199,12 +217,46 @@ def merge_shards(out: str | Path, shards: int, plan: str, schema: pa.Schema, key
                          f"{key}s; " + "; ".join(problems))  # fmt: skip
     frame = frame.sort_values(key, key=lambda column: column.map(position)).reset_index(drop=True)
     remove_other_shards(out, shards)
-    tables.write_table(frame, out / INDEX_FILE, schema)
+    tables.write_table(frame, out / index_file, schema)
     return frame
 
 
+def merge_shard_tables(out: str | Path, shards: int, name: str, schema: pa.Schema, key: str,
+                       order: Sequence) -> pd.DataFrame:  # fmt: skip
+    """Concatenate the table ``name`` that each of the ``shards`` shard folders holds beside its
+    index (e.g. ``pose.parquet``: many rows per item), items in plan ``order`` and each item's
+    rows in their shard's order. Call after :func:`merge_shards` has checked the shards."""
+    out = Path(out)
+    frame = pd.concat([tables.read_table(shard_dir(out, i, shards) / name, schema)
+                       for i in range(shards)], ignore_index=True)  # fmt: skip
+    position = {item: i for i, item in enumerate(order)}
+    ranks = frame[key].map(position)
+    if ranks.isna().any():
+        strays = sorted(set(frame.loc[ranks.isna(), key]), key=str)
+        raise ShardError(f"{out}: {name} of the shards holds items not in the plan: "
+                         f"{_listed(strays)}")  # fmt: skip
+    return frame.iloc[ranks.argsort(kind="stable")].reset_index(drop=True)
+
+
+def file_token(path: str | os.PathLike) -> list:
+    """What a plan records of an input media file without reading all of it: its path, size
+    and the SHA-256 (16 hex digits) of its first and last MiB, or ``missing``. A re-rendered or
+    re-downloaded source changes it; reading thousands of hours of video to plan would not pay."""
+    path = Path(path)
+    if not path.is_file():
+        return [str(path), "missing"]
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(1 << 20))
+        if size > 2 << 20:
+            handle.seek(-(1 << 20), os.SEEK_END)
+            digest.update(handle.read())
+    return [str(path), size, digest.hexdigest()[:16]]
+
+
 __all__ = [
-    "INDEX_FILE", "PLAN_FILE", "ShardError", "files_digest", "fingerprint", "merge_shards",
-    "read_shard_plan", "remove_other_shards", "shard_dir", "shard_is_complete", "shard_items",
-    "shard_state", "write_shard",
+    "INDEX_FILE", "PLAN_FILE", "ShardError", "code_digest", "file_token", "files_digest",
+    "fingerprint", "merge_shard_tables", "merge_shards", "read_shard_plan", "remove_other_shards",
+    "shard_dir", "shard_is_complete", "shard_items", "shard_state", "write_shard",
 ]  # fmt: skip

@@ -83,6 +83,10 @@ CURATED = pa.schema(
     + [
         ("duration_s", pa.float64()),
         ("scene_cuts", pa.int32()),
+        # Camera motion from the background (NaN where it has no texture to track).
+        ("camera_motion", pa.float64()),  # centre shift, frame sides per frame
+        ("camera_zoom", pa.float64()),  # |log scale| per frame
+        ("frame_change", pa.float64()),  # median mean |grey change| of analysed steps, 0-1
         ("face_ratio", pa.float64()),  # fraction of analysed frames with a face
         ("face_jitter", pa.float64()),  # median face-centre step / face size
         ("body_ratio", pa.float64()),  # fraction of analysed frames with shoulders + head

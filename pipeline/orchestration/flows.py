@@ -16,14 +16,17 @@ another configuration) is recomputed rather than trusted.
 
 GPU stages (:func:`gpu_stages`: those whose dvc.yaml params name ``runtime.device``, read through
 :mod:`pipeline.orchestration.dag`, so the list is never kept by hand) hold one slot of the global
-concurrency limit ``gpu`` while they run; ``negatives`` and ``infer`` are split into ``shards``
-tasks (``--shard i/n``), shard ``i`` pinned to ``devices[i % len(devices)]`` through
-``CUDA_VISIBLE_DEVICES``, then merged (``--merge n``). The stages write shards and outputs
+concurrency limit ``gpu`` while they run. The :data:`SHARDED_STAGES` (``cut``, ``curate``,
+``extract``, ``negatives``, ``infer``) are split into ``shards`` tasks (``--shard i/n``), a GPU
+stage's shard ``i`` pinned to ``devices[i % len(devices)]`` through ``CUDA_VISIBLE_DEVICES``,
+then merged (``--merge n``). The stages write shards and outputs
 atomically (temp folder, then rename), so a killed task leaves the previous artifact in place
 and a retried one redoes only its own shard.
 
 After the run, ``dvc commit`` records the outputs of the stages of the flow, so ``dvc status``
-and ``dvc repro`` agree that the pipeline is up to date.
+and ``dvc repro`` agree that the pipeline is up to date; with ``push``, ``dvc push`` then sends
+them to the project's default DVC remote (a team shares artifacts that way: a fresh clone
+runs ``dvc pull`` and finds ``dvc status`` clean).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -50,8 +54,10 @@ from pipeline.orchestration.dag import StageSpec, load_dag, select
 
 log = logging.getLogger("paha.flows")
 
-SHARDED_STAGES = frozenset({"negatives", "infer"})
+# Stages with `--shard i/n` / `--merge n` (pipeline.io.shards): the data half and the sampling.
+SHARDED_STAGES = frozenset({"cut", "curate", "extract", "negatives", "infer"})
 GPU_LIMIT = "gpu"
+_TEMPORARY = re.compile(r"^\..+\.(tmp|old)-\d+$")
 
 
 class StageFailed(RuntimeError):
@@ -84,7 +90,10 @@ def content_hash(path: str | os.PathLike, memo: dict | None = None) -> str:
             memo[token] = digest.hexdigest()
         return digest.hexdigest()
     if path.is_dir():
-        entries = sorted(p for p in path.rglob("*") if p.is_file())
+        # Temporaries of an interrupted write (.NAME.tmp-PID, .NAME.old-PID; .dvcignore'd) are
+        # not part of an output.
+        entries = sorted(p for p in path.rglob("*") if p.is_file() and not any(
+            _TEMPORARY.match(part) for part in p.relative_to(path).parts))  # fmt: skip
         listing = "\n".join(f"{p.relative_to(path).as_posix()} {content_hash(p, memo)}"
                             for p in entries)  # fmt: skip
         return hashlib.md5(listing.encode()).hexdigest()
@@ -267,7 +276,7 @@ def _collect(root: str, submission: Submission, report: dict, rerun: Callable[[t
 def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None, shards: int = 1,
             devices: Sequence[str] = (), gpu_slots: int = 1, storage: str | None = None,
             commit: bool = True, retries: int = 2, upstream: bool = True,
-            pool_deployment: str | None = None) -> dict:  # fmt: skip
+            pool_deployment: str | None = None, push: bool = False) -> dict:  # fmt: skip
     """The body of the flows (call it inside a flow).
 
     Stages are submitted as soon as their upstream stages have finished (their cache keys need
@@ -326,24 +335,50 @@ def run_dag(root: str | os.PathLike = ".", targets: Sequence[str] | None = None,
             _collect(root, pending[finals[future]], report, rerun, memo)
     if commit:
         commit_outputs(root, chosen)
+    if push:
+        push_outputs(root, chosen)
     return report
+
+
+def _dvc_argv() -> list[str]:
+    """The venv's ``dvc`` when it is beside this Python (stage commands run under it)."""
+    dvc = Path(sys.executable).with_name("dvc")
+    return [str(dvc) if dvc.exists() else "dvc"]
+
+
+def _dvc(root: str, *args: str) -> subprocess.CompletedProcess:
+    command = [*_dvc_argv(), *args]
+    proc = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StageFailed(f"dvc {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 def commit_outputs(root: str, stages: Sequence[str]) -> None:
     """``dvc commit -f`` the stages (records their deps/outs in dvc.lock and the DVC cache)."""
-    dvc = Path(sys.executable).with_name("dvc")
-    command = [str(dvc) if dvc.exists() else "dvc", "commit", "-f", *stages]
-    proc = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StageFailed(f"dvc commit failed:\n{proc.stdout}\n{proc.stderr}")
+    _dvc(root, "commit", "-f", *stages)
+
+
+def push_outputs(root: str, stages: Sequence[str]) -> None:
+    """``dvc push`` the stages' outputs to the default remote (``dvc remote add -d``).
+
+    Raises :class:`StageFailed` when no default remote is configured (say which command sets
+    one) or the push fails."""
+    default = subprocess.run([*_dvc_argv(), "remote", "default"], cwd=root, capture_output=True,
+                             text=True)  # fmt: skip
+    if default.returncode != 0 or not default.stdout.strip():
+        raise StageFailed("--push: no default DVC remote; set one with "
+                          "`dvc remote add -d NAME URL`")  # fmt: skip
+    _dvc(root, "push", *stages)
 
 
 def dag_flow(root: str = ".", targets: list[str] | None = None, shards: int = 1,
              devices: list[str] | None = None, gpu_slots: int = 1, storage: str | None = None,
-             commit: bool = True, pool_deployment: str | None = None) -> dict:  # fmt: skip
+             commit: bool = True, pool_deployment: str | None = None,
+             push: bool = False) -> dict:  # fmt: skip
     """The whole DAG (or ``targets`` and what they need) as one Prefect flow run."""
     return run_dag(root, targets, shards, devices or [], gpu_slots, storage, commit,
-                   pool_deployment=pool_deployment)  # fmt: skip
+                   pool_deployment=pool_deployment, push=push)  # fmt: skip
 
 
 def stage_flow(
@@ -354,10 +389,11 @@ def stage_flow(
     gpu_slots: int = 1,
     storage: str | None = None,
     commit: bool = True,
+    push: bool = False,
 ) -> dict:
     """One stage (e.g. ``negatives``, ``infer@dg``) whose upstream outputs are already there."""
     return run_dag(root, [stage], shards, devices or [], gpu_slots, storage, commit,
-                   upstream=False)  # fmt: skip
+                   upstream=False, push=push)  # fmt: skip
 
 
 def flow_command(args: Any) -> int:
@@ -376,7 +412,8 @@ def flow_command(args: Any) -> int:
         runner = ThreadPoolTaskRunner(max_workers=1)
     options = {"root": args.root, "shards": args.shards, "gpu_slots": args.gpu_slots,
                "devices": args.devices.split(",") if args.devices else None,
-               "storage": args.storage, "commit": not args.no_commit}  # fmt: skip
+               "storage": args.storage, "commit": not args.no_commit,
+               "push": getattr(args, "push", False)}  # fmt: skip
     if args.pool_deployment:
         options["pool_deployment"] = args.pool_deployment
     started = time.perf_counter()
@@ -421,6 +458,7 @@ paha_command = flow(command_flow, name="paha-command", persist_result=True,
 __all__ = [
     "GPU_LIMIT", "SHARDED_STAGES", "StageFailed", "StageSpec", "command_flow", "commit_outputs",
     "content_hash", "dag_flow", "dispatch_command", "ensure_gpu_limit", "flow_command",
-    "gpu_stages", "load_dag", "paha_command", "paha_dag", "paha_stage", "run_command", "run_dag",
+    "gpu_stages", "load_dag", "paha_command", "paha_dag", "paha_stage", "push_outputs",
+    "run_command", "run_dag",
     "select", "stage_flow", "stage_key", "stage_task", "timeline",
 ]  # fmt: skip

@@ -230,8 +230,9 @@ def test_audio_stats_edge_cases():
 
 # ------------------------------------------------------------------------ decisions
 GOOD = ClipMeasurement(
-    duration_s=5.0, n_frames=125, scene_cuts=0, face_ratio=1.0, face_jitter=0.02,
-    body_ratio=1.0, silence_ratio=0.1, clipping_ratio=0.0, snr_db=30.0,
+    duration_s=5.0, n_frames=125, scene_cuts=0, camera_motion=0.0001, camera_zoom=0.0001,
+    frame_change=0.02, face_ratio=1.0, face_jitter=0.02, body_ratio=1.0, silence_ratio=0.1,
+    clipping_ratio=0.0, snr_db=30.0,
 )  # fmt: skip
 
 
@@ -242,6 +243,14 @@ GOOD = ClipMeasurement(
         ({"duration_s": 20.0}, "duration 20.0s > 15s", "duration"),
         ({"n_frames": 12}, "too short for one training window (12 < 16 frames)", "too_short"),
         ({"scene_cuts": 2}, "scene cuts 2 > 0", "scene_cuts"),
+        (
+            {"camera_motion": 0.0052},
+            "camera moves 0.52% > 0.1% of the frame per frame",
+            "camera_motion",
+        ),
+        ({"camera_zoom": 0.0049}, "camera zooms 0.49% > 0.1% per frame", "camera_zoom"),
+        ({"frame_change": 0.00002}, "frozen picture (frame change 0.002% < 0.1%)", "frozen"),
+        ({"camera_motion": float("nan"), "camera_zoom": float("nan")}, None, None),
         ({"face_ratio": 0.4}, "face found in 40% < 90% of analysed frames", "face_missing"),
         ({"face_ratio": 0.8999}, "face found in 89.99% < 90% of analysed frames", "face_missing"),
         ({"face_jitter": 0.4}, "face unstable (jitter 0.40 > 0.25)", "face_unstable"),
@@ -256,6 +265,9 @@ def test_decide_gives_each_reason(changes, reason, category):
     params = CurateParams()
     assert decide(GOOD, params) == []
     measurement = ClipMeasurement(**{**GOOD.__dict__, **changes})
+    if reason is None:  # not measurable (a background without texture): not judged
+        assert decide(measurement, params) == []
+        return
     assert decide(measurement, params) == [reason]
     assert reason_category(reason) == category
 

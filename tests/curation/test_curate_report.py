@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import cv2
@@ -13,7 +14,7 @@ import soundfile
 from pipeline.config import CurateParams
 from pipeline.curation.curate import curate
 from pipeline.curation.measures import SheetDetections
-from pipeline.curation.report import TILE, render_sheet, sheet_name, write_report
+from pipeline.curation.report import TILE, render_sheet, sheet_name, step_flags, write_report
 from pipeline.io.media import write_video
 from pipeline.io.tables import CLIPS
 from pipeline.keypoints import BODY_INDEX, LEFT_HAND, N_KEYPOINTS
@@ -47,6 +48,8 @@ class UpperBody:
 
 def _clip(root, clip_id: str, face: bool, speaker: str, kept: bool = True, reasons=()):
     frames = np.full((30, SIZE, SIZE, 3), 190, dtype=np.uint8)
+    for t in range(len(frames)):  # something moves: a still picture is rejected as frozen
+        frames[t, 40:52, 10 + t : 22 + t] = 60
     frames[:, :6, :6] = 255 if face else 0
     name = sheet_name(clip_id).removesuffix(".png")
     if kept:
@@ -106,6 +109,11 @@ def test_report_writes_html_and_a_sheet_per_clip(result_and_root, tmp_path):
     assert len(re.findall(r'<tbody class="clip kept', html)) == 1
     assert len(re.findall(r'<tbody class="clip rejected', html)) == 3
     assert 'id="f-cat-face_missing"' in html
+    # The camera and frame-change columns with their limits; the plain test background has no
+    # texture to track, so pan and zoom read "not measured".
+    assert "pan<small>≤ 0.1%/frame</small>" in html and "change<small>≥ 0.1%</small>" in html
+    kept = result.table.set_index("clip_id").loc["anna 002 <b>"]
+    assert math.isnan(kept["camera_motion"]) and kept["frame_change"] > 0.001
 
 
 def test_sheets_show_detections(result_and_root, tmp_path):
@@ -128,6 +136,31 @@ def test_render_sheet_without_detections():
         frames=np.array([0, 9]), boxes=np.full((2, 5), np.nan), poses=np.zeros((2, 133, 3))
     )
     assert render_sheet(frames, [0, 9], detections).shape == sheet.shape
+
+
+def test_sheet_tags_steps_past_the_thresholds_and_draws_the_person_region():
+    params = CurateParams()
+    assert step_flags(np.array([0.01, 0.0, 0.02]), params) == ["pan"]
+    assert step_flags(np.array([0.0, 0.005, 0.0]), params) == ["zoom", "still"]
+    assert step_flags(np.array([np.nan, np.nan, 0.02]), params) == []
+    assert step_flags(np.array([0.01, 0.01, 0.0]), None) == []
+    frames = np.full((2, 64, 64, 3), 128, dtype=np.uint8)
+    detections = SheetDetections(
+        frames=np.array([0, 5]), boxes=np.full((2, 5), np.nan), poses=np.zeros((2, 133, 3)),
+        regions=np.array([[8.0, 8.0, 56.0, 64.0], [np.nan] * 4]),
+        steps=np.array([[np.nan] * 3, [0.01, 0.0, 0.0]]),
+    )  # fmt: skip
+    sheet = render_sheet(frames, [0, 5], detections, params)
+    first, second = sheet[:, :TILE], sheet[:, TILE + 3 :]
+    yellow = (sheet[..., 0] > 200) & (sheet[..., 1] > 200) & (sheet[..., 2] < 120)
+    # The region's outline, 120 x 140 px at the tile's scale of 2.5, on the first tile only.
+    assert yellow[:, :TILE].sum() > 450 and yellow[:, TILE + 3 :].sum() == 0
+
+    def red_bottom_right(img):  # where the step's tag goes ("no face" / "no body" are on top)
+        corner = img[TILE * 3 // 4 :, TILE // 2 :]
+        return int(((corner[..., 0] > 200) & (corner[..., 1] < 60) & (corner[..., 2] < 60)).sum())
+
+    assert red_bottom_right(first) == 0 and red_bottom_right(second) > 100  # "pan still"
 
 
 def test_sheet_name():

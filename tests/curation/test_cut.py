@@ -1,10 +1,12 @@
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 
 from pipeline.config import CutParams
-from pipeline.curation.cut import crop_box, cut_clip, safe_name
+from pipeline.curation.cut import crop_box, cut_clip, expected_frames, plan_segments, safe_name
 from pipeline.io.media import count_frames, probe
+from pipeline.io.tables import RAW
 
 
 def test_center_crop_is_the_largest_centred_square():
@@ -94,3 +96,65 @@ def test_cut_clip_person_policy_uses_the_face_detector(tmp_path):
     row = cut_clip(_row(wide, start_s=0.0, end_s=1.0), tmp_path / "out", params, _FakeFaces())
     assert row["kept"]
     assert (row["crop_x0"], row["crop_w"]) == (160.0 - 96.0, 96.0)  # centred on x=130, clamped
+
+
+# ------------------------------------------------------------------------ segmentation
+def _raw(*intervals, **extra) -> pd.DataFrame:
+    """A RAW table with one row per ``(clip_id, start_s, end_s)``."""
+    rows = [_row(f"v{k}.mp4", clip_id=c, start_s=s, end_s=e) | extra
+            for k, (c, s, e) in enumerate(intervals)]  # fmt: skip
+    return pd.DataFrame([r | {"url": ""} for r in rows], columns=RAW.names)
+
+
+def test_plan_segments_keeps_intervals_as_they_are():
+    raw = _raw(("a", 0.0, 7.3), ("b", 2.0, 4.0))
+    plan = plan_segments(raw, CutParams())
+    pd.testing.assert_frame_equal(plan.table, raw)
+    assert plan.summary == {"segment": "intervals", "segment_s": 5.0, "intervals": 2,
+                            "segments": 2, "too_short": 0, "dropped_s": 0.0}  # fmt: skip
+
+
+def test_plan_segments_cuts_fixed_5s_segments_and_drops_the_tails():
+    raw = _raw(("spk/a", 1.0, 16.2), ("b", 0.0, 10.0), ("c", 3.0, 7.5), ("d", 0.0, 2.0))
+    raw.loc[3, ["status", "reason"]] = ["failed", "download failed: 404"]
+    plan = plan_segments(raw, CutParams(segment="fixed", segment_s=5.0))
+    table = plan.table
+    assert list(table.columns) == RAW.names
+    assert table["clip_id"].tolist() == [
+        "spk/a-s000", "spk/a-s001", "spk/a-s002", "b-s000", "b-s001", "c", "d",
+    ]  # fmt: skip
+    assert table["start_s"].tolist() == [1.0, 6.0, 11.0, 0.0, 5.0, 3.0, 0.0]
+    assert table["end_s"].tolist() == [6.0, 11.0, 16.0, 5.0, 10.0, 7.5, 2.0]
+    assert (table["video_id"][:3] == "v").all() and (table["path"][:3] == "v0.mp4").all()
+    # 4.5 s is no 5 s segment: the interval ends as a failed row that says so.
+    assert table.at[5, "status"] == "failed"
+    assert table.at[5, "reason"] == (
+        "interval 4.50 s is shorter than one 5 s segment (cut.segment: fixed)"
+    )
+    assert table.at[6, "reason"] == "download failed: 404"  # corpus' failure, untouched
+    assert plan.summary == {"segment": "fixed", "segment_s": 5.0, "intervals": 4,
+                            "segments": 5, "too_short": 1,
+                            "dropped_s": pytest.approx(0.2 + 4.5)}  # fmt: skip
+    # Every segment is exactly 125 frames at 25 fps, as CNAS's clips.
+    spans = (table["end_s"] - table["start_s"])[table["status"] == "ok"]
+    assert {expected_frames(0.0, s, 25.0) for s in spans} == {125}
+
+
+def test_plan_segments_ids_widen_for_long_intervals_and_must_not_collide():
+    plan = plan_segments(_raw(("long", 0.0, 1000.0 * 2.0)), CutParams(segment="fixed",
+                                                                      segment_s=2.0))  # fmt: skip
+    assert plan.table["clip_id"].iloc[[0, -1]].tolist() == ["long-s000", "long-s999"]
+    plan = plan_segments(_raw(("long", 0.0, 1001.0 * 2.0)), CutParams(segment="fixed",
+                                                                      segment_s=2.0))  # fmt: skip
+    assert plan.table["clip_id"].iloc[[0, -1]].tolist() == ["long-s0000", "long-s1000"]
+    with pytest.raises(ValueError, match=r"segment ids collide .*\['a-s000'\]"):
+        plan_segments(_raw(("a", 0.0, 5.0), ("a-s000", 0.0, 1.0)), CutParams(segment="fixed"))
+    with pytest.raises(ValueError, match=r"missing columns \['url'"):
+        plan_segments(_raw(("a", 0.0, 5.0)).drop(columns="url"), CutParams())
+
+
+def test_fixed_segments_must_be_whole_frames():
+    assert CutParams(segment="fixed", segment_s=1.28).segment_s == 1.28  # 32 frames at 25 fps
+    with pytest.raises(ValueError, match="5.01 s at fps 25 is 125.25 frames"):
+        CutParams(segment="fixed", segment_s=5.01)
+    assert CutParams(segment="intervals", segment_s=5.01).segment == "intervals"  # unused

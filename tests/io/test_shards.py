@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.errors import InputError, MissingInputError
 from pipeline.io import shards as sh
+from pipeline.io import tables
 
 SCHEMA = pa.schema([("item", pa.string()), ("status", pa.string()), ("value", pa.int64())])
 ITEMS = ["c", "a", "d", "b", "e"]  # plan order (not sorted: the merge must follow it)
@@ -118,3 +119,45 @@ def test_fingerprints_and_file_digests(tmp_path):
     assert sh.files_digest(model) != digest
     with pytest.raises(MissingInputError, match="gone: model folder not found"):
         sh.files_digest(tmp_path / "gone")
+
+
+def test_side_tables_merge_in_plan_order_and_the_index_takes_its_stage_name(tmp_path):
+    frames = pa.schema([("item", pa.string()), ("frame", pa.int64())])
+
+    def make(shard: int, shards: int):
+        def fill(tmp, folder):
+            mine = sh.shard_items(ITEMS, shard, shards)
+            rows = [{"item": item, "frame": f} for item in mine for f in range(2)]
+            tables.write_table(pd.DataFrame(rows), tmp / "frames.parquet", frames)
+            return pd.DataFrame([{"item": i, "status": "ok", "value": 0} for i in mine])
+
+        return fill
+
+    _write(tmp_path, 2, "p", make)
+    sh.merge_shards(tmp_path, 2, "p", SCHEMA, "item", ITEMS, "test", index_file="clips.parquet")
+    assert list(pd.read_parquet(tmp_path / "clips.parquet")["item"]) == ITEMS
+    assert not (tmp_path / sh.INDEX_FILE).exists()
+    merged = sh.merge_shard_tables(tmp_path, 2, "frames.parquet", frames, "item", ITEMS)
+    assert list(zip(merged["item"], merged["frame"], strict=True)) == [
+        (item, f) for item in ITEMS for f in range(2)
+    ]
+    with pytest.raises(sh.ShardError, match="not in the plan: c"):
+        sh.merge_shard_tables(tmp_path, 2, "frames.parquet", frames, "item", ["a", "b", "d", "e"])
+
+
+def test_file_tokens_follow_content_and_size_and_name_a_missing_file(tmp_path):
+    small, big = tmp_path / "small.mp4", tmp_path / "big.mp4"
+    small.write_bytes(b"x" * 100)
+    token = sh.file_token(small)
+    assert token[:2] == [str(small), 100]
+    small.write_bytes(b"y" * 100)
+    assert sh.file_token(small) != token
+    # A large file: its first and last MiB decide (the middle is not read).
+    data = bytearray(b"a" * (5 << 20))
+    big.write_bytes(bytes(data))
+    first = sh.file_token(big)
+    data[-1] = ord("b")
+    big.write_bytes(bytes(data))
+    assert sh.file_token(big) != first
+    assert sh.file_token(tmp_path / "gone.mp4") == [str(tmp_path / "gone.mp4"), "missing"]
+    assert len(sh.code_digest()) == 16 and sh.code_digest() == sh.code_digest()

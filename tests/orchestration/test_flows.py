@@ -157,9 +157,11 @@ def test_flow_caches_shards_survives_a_kill_and_agrees_with_dvc(harness, repo):
     argv = [sys.executable if a == "python" else a for a in spec.argv]
     proc = subprocess.Popen(argv, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and not list((repo / "data").glob(".features.tmp-*")):
+    # extract writes its shard 0/1 into a temporary folder beside the shard's final one.
+    writing = repo / "data/features/shards"
+    while time.time() < deadline and not list(writing.glob(".shard-*.tmp-*")):
         time.sleep(0.2)
-    assert list((repo / "data").glob(".features.tmp-*")), "extract never started writing"
+    assert list(writing.glob(".shard-*.tmp-*")), "extract never started writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert flows.content_hash(repo / "data/features") == before

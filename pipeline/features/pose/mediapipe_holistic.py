@@ -23,7 +23,7 @@ Static-image mode (the default) runs the detectors on every frame. Tracking mode
 (``static_image_mode=False``) is about 20-25 % faster on CPU and smoother, but its landmarks lag
 and drift from the per-frame estimate (on a translated test clip its body error was 2-3 times
 larger), and it assumes consecutive frames, which ``curate`` (every n-th frame) does not pass.
-In tracking mode the graph is reset at the start of every clip.
+The graph is reset at the start of every clip (in either mode: it keeps state between calls).
 """
 
 from __future__ import annotations
@@ -152,8 +152,11 @@ class MediaPipeHolisticBackend(PoseBackend):
             raise RuntimeError("MediaPipeHolisticBackend is closed")
         frames = check_frames(frames)
         height, width = frames.shape[1:3]
-        if not self.static_image_mode:
-            self._holistic.reset()  # a new clip: forget the previous clip's tracked regions
+        # A new clip: forget the previous clip's regions. Also in static-image mode, where the
+        # graph still carries state between calls: without a reset a clip's landmarks depended
+        # on which clips its worker had seen before (up to 9 px), so sharded and one-process
+        # runs disagreed.
+        self._holistic.reset()
         poses = empty_pose(len(frames))
         for t, frame in enumerate(frames):
             poses[t] = self._frame_pose(self._holistic.process(frame), width, height)
