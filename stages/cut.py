@@ -1,5 +1,8 @@
 """Stage ``cut``: cut every interval into a fixed-size, constant-rate clip with 16 kHz mono audio.
 
+``cut.segment: fixed`` cuts CNAS-style fixed-length segments (``cut.segment_s``, the paper's
+release: 5 s) of every interval instead (:func:`pipeline.curation.cut.plan_segments`).
+
 Reads ``data/raw/raw.parquet``; writes the clips (``<id>.mp4`` / ``.wav``) under
 ``data/clips/shards/shard-iii-of-nnn/`` and ``data/clips/clips.parquet`` (one row per interval;
 unusable ones with ``kept = False`` and why). ``--shard i/n`` cuts only shard ``i`` of ``n``,
@@ -17,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import CutParams, Params
-from pipeline.curation.cut import cut_clip
+from pipeline.curation.cut import cut_clip, plan_segments
 from pipeline.errors import InputError
 from pipeline.io import shards as sharding
 from pipeline.io import tables
@@ -69,7 +72,9 @@ def cut_shard(rows: list[dict], params: CutParams, out: Path, shard: int, shards
 
 def main(args: argparse.Namespace, params: Params) -> None:
     raw = tables.read_table(args.raw, tables.RAW)
-    rows = raw.to_dict("records")
+    # The corpus' intervals, or CNAS-style fixed-length segments of them (cut.segment).
+    segments = plan_segments(raw, params.cut)
+    rows = segments.table.to_dict("records")
     out = Path(args.out)
     plan = plan_fingerprint(rows, params.cut)
     if args.merge is None:
@@ -81,7 +86,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
                                   [row["clip_id"] for row in rows], "cut",
                                   index_file="clips.parquet")  # fmt: skip
     failed = clips[~clips["kept"]]
-    summary = {"intervals": len(clips), "cut": int(clips["kept"].sum()), "failed": len(failed)}
+    summary = {"intervals": len(clips), "cut": int(clips["kept"].sum()), "failed": len(failed),
+               "segments": segments.summary}  # fmt: skip
     write_json(summary, args.metrics)
     for row in failed.itertuples():
         log.warning("cut: %s not usable: %s", row.clip_id, "; ".join(row.reasons))

@@ -4,7 +4,8 @@ One row per measured clip: ``clip_id``, every scalar field of
 :class:`~pipeline.curation.measures.ClipMeasurement` under its own name (so new measurements
 travel without changes here), ``errors`` (list of strings) and the contact-sheet detections
 flattened: ``sheet_frames`` ``(S,)``, ``sheet_boxes`` ``(S * 5,)``, ``sheet_poses``
-``(S * 133 * 3,)`` (empty lists and ``has_sheet`` False without video). :func:`to_frame` and
+``(S * 133 * 3,)``, ``sheet_regions`` ``(S * 4,)`` and ``sheet_steps`` ``(S * 3,)`` (empty lists
+where not measured; ``has_sheet`` False without video). :func:`to_frame` and
 :func:`from_frame` are inverse (tested), so a merged run decides exactly what one process would.
 """
 
@@ -42,13 +43,21 @@ def _missing(value) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
+def _optional(values, rows: int, columns: int) -> np.ndarray | None:
+    """A flattened optional array back as ``(rows, columns)``; None when it was not measured."""
+    values = np.asarray(values if values is not None else [], np.float32)
+    return None if values.size == 0 else values.reshape(rows, columns)
+
+
 def schema() -> pa.Schema:
     """The table's schema (derived from :class:`ClipMeasurement`'s fields)."""
     return pa.schema([("clip_id", pa.string()), ("status", pa.string()), *_scalar_fields(),
                       ("errors", pa.list_(pa.string())), ("has_sheet", pa.bool_()),
                       ("sheet_frames", pa.list_(pa.int64())),
                       ("sheet_boxes", pa.list_(pa.float32())),
-                      ("sheet_poses", pa.list_(pa.float32()))])  # fmt: skip
+                      ("sheet_poses", pa.list_(pa.float32())),
+                      ("sheet_regions", pa.list_(pa.float32())),
+                      ("sheet_steps", pa.list_(pa.float32()))])  # fmt: skip
 
 
 def to_frame(clip_ids: Sequence[str], measurements: Sequence[ClipMeasurement]) -> pd.DataFrame:
@@ -65,6 +74,9 @@ def to_frame(clip_ids: Sequence[str], measurements: Sequence[ClipMeasurement]) -
         row["sheet_frames"] = [] if sheet is None else np.asarray(sheet.frames).tolist()
         row["sheet_boxes"] = [] if sheet is None else np.asarray(sheet.boxes, np.float32).ravel()
         row["sheet_poses"] = [] if sheet is None else np.asarray(sheet.poses, np.float32).ravel()
+        for name in ("regions", "steps"):  # optional extras (None: not measured)
+            extra = None if sheet is None else getattr(sheet, name)
+            row[f"sheet_{name}"] = [] if extra is None else np.asarray(extra, np.float32).ravel()
         rows.append(row)
     return pd.DataFrame(rows, columns=schema().names)
 
@@ -89,6 +101,8 @@ def from_frame(frame: pd.DataFrame) -> dict[str, ClipMeasurement]:
                 boxes=np.asarray(row["sheet_boxes"], np.float32).reshape(len(frames), 5),
                 poses=np.asarray(row["sheet_poses"], np.float32).reshape(len(frames),
                                                                          N_KEYPOINTS, 3),
+                regions=_optional(row["sheet_regions"], len(frames), 4),
+                steps=_optional(row["sheet_steps"], len(frames), 3),
             )  # fmt: skip
         out[str(row["clip_id"])] = ClipMeasurement(**values, errors=tuple(row["errors"]),
                                                    sheet=sheet)  # fmt: skip

@@ -13,7 +13,7 @@ measurement                   definition                                  reject
                               distance exceeds ``scene_cut_threshold``
 ``camera_motion``             background shift per frame / frame side     > ``max_camera_motion``
                               (high quantile over analysed steps)
-``camera_zoom``               background ``|log scale|`` per frame (same)   > ``max_camera_zoom``
+``camera_zoom``               background ``|log scale|`` / frame (same)   > ``max_camera_zoom``
 ``frame_change``              median over analysed steps of the mean      < ``min_frame_change``
                               ``|grey change|`` (0-1 scale)
 ``face_ratio``                analysed frames with a face box             < ``min_face_ratio``
@@ -87,14 +87,14 @@ PERSON_MARGIN_SIDE = 0.05  # of the frame side
 PERSON_MARGIN_FACE = 0.5  # of the face size
 # Background corners: at most CAMERA_MAX_CORNERS, CAMERA_CORNER_SPACING of the frame side apart,
 # with a minimum-eigenvalue corner strength (cv2.cornerMinEigenVal, block CAMERA_CORNER_BLOCK, on
-# 8-bit grey) of at least CAMERA_MIN_CORNER: a real texture's corners read 0.01-0.1, the banding
-# and compression noise of a smooth gradient below 0.001.
+# 8-bit grey) of at least CAMERA_MIN_CORNER: a textured backdrop's corners read about 0.004-0.07,
+# the banding and coding noise of the sample corpus' smooth gradient at most 2e-5.
 CAMERA_MAX_CORNERS = 300
 CAMERA_CORNER_SPACING = 0.02
 CAMERA_CORNER_BLOCK = 5
 CAMERA_MIN_CORNER = 0.003
-# Pyramidal Lucas-Kanade: a 21 px window on 5 pyramid levels (0-4) follows shifts of over 100 px
-# between analysed frames; a track whose backward track misses its start by more than
+# Pyramidal Lucas-Kanade: a 21 px window on 5 pyramid levels (0-4) follows shifts of tens of
+# pixels between analysed frames; a track whose backward track misses its start by more than
 # CAMERA_FB_PX is dropped, and RANSAC counts a corner within CAMERA_RANSAC_PX of the fitted
 # transform as an inlier.
 CAMERA_LK_WINDOW = 21

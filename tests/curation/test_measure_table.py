@@ -12,7 +12,9 @@ from pipeline.io import tables
 def test_measurements_round_trip_through_parquet(tmp_path):
     rng = np.random.default_rng(0)
     sheet = SheetDetections(frames=np.array([0, 5, 10]), boxes=rng.random((3, 5), np.float32),
-                            poses=rng.random((3, 133, 3), np.float32))  # fmt: skip
+                            poses=rng.random((3, 133, 3), np.float32),
+                            regions=rng.random((3, 4), np.float32),
+                            steps=np.full((3, 3), np.nan, np.float32))  # fmt: skip
     measured = ClipMeasurement(duration_s=3.2, n_frames=80, scene_cuts=1, face_ratio=0.9,
                                face_jitter=math.nan, sheet=sheet)  # fmt: skip
     unreadable = ClipMeasurement(errors=("unreadable: video a.mp4: file not found",))
@@ -26,5 +28,10 @@ def test_measurements_round_trip_through_parquet(tmp_path):
     np.testing.assert_array_equal(a.sheet.frames, sheet.frames)
     np.testing.assert_array_equal(a.sheet.boxes, sheet.boxes)
     np.testing.assert_array_equal(a.sheet.poses, sheet.poses)
+    np.testing.assert_array_equal(a.sheet.regions, sheet.regions)
+    np.testing.assert_array_equal(a.sheet.steps, sheet.steps)  # NaN where not measured
+    bare = SheetDetections(frames=sheet.frames, boxes=sheet.boxes, poses=sheet.poses)
+    again = measure_table.from_frame(measure_table.to_frame(["c"], [ClipMeasurement(sheet=bare)]))
+    assert again["c"].sheet.regions is None and again["c"].sheet.steps is None
     assert b.sheet is None and b.n_frames is None and math.isnan(b.duration_s)
     assert b.errors == unreadable.errors

@@ -13,8 +13,8 @@ file               what it is                                       expected to 
 ``vfr``            ``good`` with every third frame dropped, the     in ``extract``, ok
                    others keeping their times (variable rate)
 ``stereo48k``      ``good`` with 48 kHz stereo AAC audio            in ``extract``, ok
-``still_speech``   one frame of ``good`` held, with its speech      a row everywhere (today's
-                                                                    filters keep it)
+``still_speech``   one frame of ``good`` held, with its speech      rejected by ``curate``
+                                                                    (frozen picture)
 ``no_audio``       ``good`` without its audio stream                rejected by ``cut``
 ``truncated``      the first 40% of ``good``'s bytes, index at the  failed in ``corpus``
                    end (an interrupted copy: unreadable)
@@ -331,7 +331,9 @@ def test_each_file_of_the_folder_ends_where_expected(run, footage):
     for name in GOOD:
         assert curated.at[name, "kept"], (name, list(curated.at[name, "reasons"]))
         assert ok[curated.at[name, "clip_id"]] == "ok", name
-    assert "still_speech" in curated.index  # kept by today's filters: nothing measures motion
+    # A still image with speech over it passes every other filter; the frozen-picture one says so.
+    assert not curated.at["still_speech", "kept"]
+    assert any(r.startswith("frozen picture") for r in curated.at["still_speech", "reasons"])
 
 
 def test_cut_makes_constant_rate_16k_mono_clips_of_vfr_and_48k_stereo(run, footage):
