@@ -1,5 +1,11 @@
 """How a stage's work is split into shards that separate workers write, and merged back.
 
+One implementation for every sharded stage: the data half (``cut``, ``curate``'s measuring,
+``extract``) and the sampling stages (``negatives``, ``infer``). Each stage plans its ordered
+items, fingerprints the plan (:func:`fingerprint` of :func:`code_digest`, its settings and its
+inputs, e.g. :func:`file_token` of each source video), writes its shard with :func:`write_shard`
+and merges with :func:`merge_shards` (plus :func:`merge_shard_tables` for per-frame tables).
+
 Shard ``i`` of ``n`` is the folder ``<out>/shards/shard-iii-of-nnn``. :func:`write_shard` builds
 it in a temporary sibling and renames it when complete (:func:`~pipeline.io.outputs.
 atomic_directory`), with the shard's index (``index.parquet``) and, written last, ``plan.json``:

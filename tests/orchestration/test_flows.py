@@ -141,6 +141,9 @@ def test_flow_caches_shards_survives_a_kill_and_agrees_with_dvc(harness, repo):
     assert {t["stage"] for t in shard_tasks} == {f"{target}[0/2]", f"{target}[1/2]",
                                                  f"{target}[merge]"}  # fmt: skip
     assert {t["device"] for t in shard_tasks if "merge" not in t["stage"]} == {"0", "1"}
+    # The data half is sharded too (CPU stages: no device), and its merge equals one process's.
+    data_tasks = {t["stage"] for t in sharded["tasks"] if t["stage"].startswith("extract[")}
+    assert data_tasks == {"extract[0/2]", "extract[1/2]", "extract[merge]"}
     merged = tables.read_table(repo / "data/infer/none/index.parquet", tables.GENERATED)
     assert list(merged["clip_id"]) == list(single["clip_id"])
     for row in merged.itertuples():
@@ -167,8 +170,9 @@ def test_flow_caches_shards_survives_a_kill_and_agrees_with_dvc(harness, repo):
     assert flows.content_hash(repo / "data/features") == before
     params["extract"]["face_min_score"] = original
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    after = _flow(repo, targets=["extract"])
-    assert _computed(after) == set()  # the intact outputs still match their cached manifest
+    # The intact outputs (of the two-shard run above) still match their cached manifests.
+    after = _flow(repo, targets=["extract"], shards=2)
+    assert _computed(after) == set()
     _dvc_status_clean(repo, "extract")
     summary = pd.DataFrame(sharded["tasks"])
     assert {"started", "ended", "host", "device"} <= set(summary.columns)
