@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -34,6 +35,21 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
     return index, count
+
+
+def code_digest(entry: str) -> str:
+    """16 hex digits of SHA-256 over the code the stage module ``entry`` (``"stages.curate"``)
+    runs: its import closure within the project, the files its ``dvc.yaml`` deps list
+    (:func:`pipeline.orchestration.code_deps.import_closure`). A shard plan records it, so that
+    a shard written by other code is redone rather than kept when the flow reruns the stage."""
+    from pipeline.orchestration.code_deps import import_closure
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in import_closure(root, entry):
+        digest.update(f"{name}\0".encode())
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from pipeline.errors import InputError
 from pipeline.io import shards as sharding
 from pipeline.io import tables
 from pipeline.io.outputs import write_json
-from stages.common import add_shard_arguments, run_stage, stage_parser
+from stages.common import add_shard_arguments, code_digest, run_stage, stage_parser
 
 log = logging.getLogger("paha.curate")
 
@@ -60,7 +60,7 @@ def plan_fingerprint(rows: list[dict], params: CurateParams) -> str:
     items = [{"clip_id": row["clip_id"], "video": sharding.file_token(row["path"]),
               "audio": sharding.file_token(row["audio_path"]), "fps": row["fps"]}
              for row in rows]  # fmt: skip
-    return sharding.fingerprint("curate", sharding.code_digest(), settings, items)
+    return sharding.fingerprint("curate", code_digest("stages.curate"), settings, items)
 
 
 def measure_shard(rows: list[dict], params: CurateParams, out: Path, shard: int, shards: int,

@@ -26,7 +26,7 @@ from pipeline.io import shards as sharding
 from pipeline.io import tables
 from pipeline.io.outputs import final_path, write_json
 from pipeline.io.pool import map_ordered, worker_state
-from stages.common import add_shard_arguments, run_stage, stage_parser
+from stages.common import add_shard_arguments, code_digest, run_stage, stage_parser
 
 log = logging.getLogger("paha.cut")
 
@@ -50,7 +50,7 @@ def plan_fingerprint(rows: list[dict], params: CutParams) -> str:
     file."""
     items = [row | {"source_file": sharding.file_token(row["path"])} for row in rows]
     settings = params.model_dump(mode="json", exclude={"workers"})
-    return sharding.fingerprint("cut", sharding.code_digest(), settings, items)
+    return sharding.fingerprint("cut", code_digest("stages.cut"), settings, items)
 
 
 def cut_shard(rows: list[dict], params: CutParams, out: Path, shard: int, shards: int,

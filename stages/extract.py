@@ -34,7 +34,7 @@ from pipeline.io import shards as sharding
 from pipeline.io import tables
 from pipeline.io.outputs import final_path, write_json
 from pipeline.io.pool import map_ordered, worker_state
-from stages.common import add_shard_arguments, run_stage, stage_parser
+from stages.common import add_shard_arguments, code_digest, run_stage, stage_parser
 
 log = logging.getLogger("paha.extract")
 
@@ -70,7 +70,7 @@ def plan_fingerprint(rows: list[dict], params: ExtractParams, fps: float,
     items = [{"row": {k: v for k, v in row.items() if k != "reasons"},
               "video": sharding.file_token(row["path"]),
               "audio": sharding.file_token(row["audio_path"])} for row in rows]  # fmt: skip
-    return sharding.fingerprint("extract", sharding.code_digest(), settings, items)
+    return sharding.fingerprint("extract", code_digest("stages.extract"), settings, items)
 
 
 def extract_shard(rows: list[dict], params: Params, annotations: str, out: Path, shard: int,

@@ -35,6 +35,7 @@ from pipeline.models.device import resolve_device
 from stages.common import (
     add_shard_arguments,
     add_timings_argument,
+    code_digest,
     run_stage,
     stage_parser,
     timings_path,
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
     settings = animator_settings(params)
     device = resolve_device(params.runtime.device)
     models = ModelFolders.under(args.models, mode)
-    fingerprint = plan.fingerprint(settings, models.digests())
+    fingerprint = plan.fingerprint(settings, models.digests(), code_digest("stages.infer"))
     started = time.perf_counter()
     if args.merge is None:
         shard, shards = args.shard or (0, 1)

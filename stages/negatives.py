@@ -43,6 +43,7 @@ from pipeline.training.resume import weights_digest
 from stages.common import (
     add_shard_arguments,
     add_timings_argument,
+    code_digest,
     run_stage,
     stage_parser,
     timings_path,
@@ -66,7 +67,8 @@ def load_generator(params: Params, args: argparse.Namespace, records,
                 "ddim_steps": params.negatives.ddim_steps, "dtype": params.negatives.dtype,
                 "batch_size": params.negatives.batch_size,
                 "schedule": [train.num_train_timesteps, train.beta_schedule],
-                "precision": params.runtime.precision}  # fmt: skip
+                "precision": params.runtime.precision,
+                "code": code_digest("stages.negatives")}  # fmt: skip
     generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
                                     train.num_train_timesteps, train.beta_schedule,
                                     train.clip, device, params.runtime.precision)  # fmt: skip

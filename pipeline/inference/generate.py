@@ -107,17 +107,17 @@ class InferPlan:
     def clip_ids(self) -> list[str]:
         return [r.clip_id for r in self.records]
 
-    def fingerprint(self, settings: AnimatorSettings, model_digests: Mapping[str, str]) -> str:
-        """Hash of the code, the clips (ids, files, frame counts, audio features, reference face
-        box), the mode, the seed, the settings and the model digests: shards agree when it
-        does."""
+    def fingerprint(self, settings: AnimatorSettings, model_digests: Mapping[str, str],
+                    code: str = "") -> str:  # fmt: skip
+        """Hash of the code (``code``: the stage's code digest), the clips (ids, files, frame
+        counts, audio features, reference face box), the mode, the seed, the settings and the
+        model digests: shards agree when it does."""
         clips = [{"clip_id": r.clip_id, "path": r.path, "audio_path": r.audio_path,
                   "n_frames": r.n_frames,
                   "audio": hashlib.sha256(np.ascontiguousarray(r.audio).tobytes()).hexdigest(),
                   "face_box": [float(v) for v in self.face_boxes[r.clip_id]]}
                  for r in self.records]  # fmt: skip
-        return sharding.fingerprint(sharding.code_digest(),
-                                    {"mode": self.mode, "seed": self.seed, "clips": clips,
+        return sharding.fingerprint(code, {"mode": self.mode, "seed": self.seed, "clips": clips,
                                      "settings": dataclasses.asdict(settings),
                                      "models": dict(model_digests)})  # fmt: skip
 

@@ -155,10 +155,9 @@ def shard_batches(plan: pd.DataFrame, batch_size: int, shard: int, shards: int) 
 
 
 def plan_fingerprint(plan: pd.DataFrame, settings: dict) -> str:
-    """Hash of the code, the plan and the generation settings (model weights digest, steps,
+    """Hash of the plan and the generation settings (code and model weights digests, steps,
     dtype...)."""
-    return sharding.fingerprint(sharding.code_digest(), plan[PLAN_COLUMNS].to_csv(index=False),
-                                settings)  # fmt: skip
+    return sharding.fingerprint(plan[PLAN_COLUMNS].to_csv(index=False), settings)
 
 
 # ---------------------------------------------------------------------------------- generation

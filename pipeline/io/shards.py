@@ -2,9 +2,10 @@
 
 One implementation for every sharded stage: the data half (``cut``, ``curate``'s measuring,
 ``extract``) and the sampling stages (``negatives``, ``infer``). Each stage plans its ordered
-items, fingerprints the plan (:func:`fingerprint` of :func:`code_digest`, its settings and its
-inputs, e.g. :func:`file_token` of each source video), writes its shard with :func:`write_shard`
-and merges with :func:`merge_shards` (plus :func:`merge_shard_tables` for per-frame tables).
+items, fingerprints the plan (:func:`fingerprint` of its code, ``stages.common.code_digest``,
+its settings and its inputs, e.g. :func:`file_token` of each source video), writes its shard
+with :func:`write_shard` and merges with :func:`merge_shards` (plus :func:`merge_shard_tables`
+for per-frame tables).
 
 Shard ``i`` of ``n`` is the folder ``<out>/shards/shard-iii-of-nnn``. :func:`write_shard` builds
 it in a temporary sibling and renames it when complete (:func:`~pipeline.io.outputs.
@@ -106,21 +107,6 @@ def files_digest(*paths: str | os.PathLike) -> str:
             with open(file, "rb") as handle:
                 for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
                     digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def code_digest() -> str:
-    """16 hex digits of SHA-256 over the project's code (``pipeline/`` and ``stages/``: ``.py``
-    and template files, by relative name). A plan records it so that a shard written by older
-    code is redone, not kept: the flow reruns a stage whose code changed, and without this the
-    stage would keep its complete shards of the same settings and items."""
-    roots = [Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "stages"]
-    digest = hashlib.sha256()
-    for root in roots:
-        files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".j2") and p.is_file())
-        for file in files:
-            digest.update(f"{root.name}/{file.relative_to(root).as_posix()}\0".encode())
-            digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -262,7 +248,7 @@ def file_token(path: str | os.PathLike) -> list:
 
 
 __all__ = [
-    "INDEX_FILE", "PLAN_FILE", "ShardError", "code_digest", "file_token", "files_digest",
+    "INDEX_FILE", "PLAN_FILE", "ShardError", "file_token", "files_digest",
     "fingerprint", "merge_shard_tables", "merge_shards", "read_shard_plan", "remove_other_shards",
     "shard_dir", "shard_is_complete", "shard_items", "shard_state", "write_shard",
 ]  # fmt: skip

@@ -160,4 +160,11 @@ def test_file_tokens_follow_content_and_size_and_name_a_missing_file(tmp_path):
     big.write_bytes(bytes(data))
     assert sh.file_token(big) != first
     assert sh.file_token(tmp_path / "gone.mp4") == [str(tmp_path / "gone.mp4"), "missing"]
-    assert len(sh.code_digest()) == 16 and sh.code_digest() == sh.code_digest()
+
+
+def test_code_digests_follow_each_stage_s_own_code():
+    from stages.common import code_digest
+
+    assert len(code_digest("stages.cut")) == 16
+    assert code_digest("stages.cut") == code_digest("stages.cut")
+    assert code_digest("stages.cut") != code_digest("stages.extract")
