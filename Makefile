@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.paha-installed
 APT_PACKAGES := ffmpeg espeak-ng
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps repro test lint bench clean-venv
+.PHONY: setup system-deps browser-deps repro test lint bench clean-venv
 
 setup: system-deps $(STAMP)
 
@@ -24,19 +24,30 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
+# Headless Chromium and its driver for the browser tests (tests/web, Selenium): installed only
+# when missing, and only by `make test` (`make repro` does not need a browser).
+browser-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
 # The venv is (re)built when pyproject.toml changes. torch first, by exact version, so pip takes
 # the local CPU wheel rather than resolving a CUDA build from the registry.
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,dask,web]"
 	@touch $@
 
 repro: setup
 	$(RUN) dvc repro
 
-test: setup
+test: setup browser-deps
 	$(RUN) python -m pytest -q
 
 lint: setup

@@ -32,8 +32,10 @@ BELOW = {
     "evaluation": {"io", "data", "models", "metrics"} | DATA_HALF,
     "builders": {"io", "data", "models", "metrics", "inference", "evaluation"} | DATA_HALF,
     "orchestration": {"io"},
-    "cli": {"io", "data", "models", "metrics", "inference", "orchestration", "builders"}
+    "cli": {"io", "data", "models", "metrics", "inference", "orchestration", "builders", "web"}
     | DATA_HALF,
+    # The browser pages (`paha demo`, `paha review`): entry points that cli starts.
+    "web": {"io", "data", "models", "metrics", "inference", "builders"} | DATA_HALF,
 }
 
 

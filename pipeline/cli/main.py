@@ -4,6 +4,8 @@ paha stage cut            # same as `python -m stages.cut` (what `dvc repro` cal
 paha params-check [FILE]  # validate params.yaml (or FILE) and print the effective values
 paha animate --ref IMAGE --audio AUDIO --out OUT.mp4 [--mode none|sg|dg] [--seed N]
 paha ablate [--seeds 0 1 2] [--variants full no_par ...]   # Table 3 over seeds
+paha demo [--port 7860]    # the animate page in a browser (needs the `web` extra)
+paha review [--port 7861]  # keep / reject curated clips into data/overrides.csv
 """
 
 from __future__ import annotations
@@ -52,14 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     animate.add_argument("--out", required=True, help="output .mp4 (H.264 + the audio)")
     animate.add_argument("--mode", choices=("none", "sg", "dg"), default="dg")
     animate.add_argument("--seed", type=int, default=0)
-    animate.add_argument("--params", default="params.yaml")
-    animate.add_argument("--models", default="data/models", help="folder of the trained models")
-    animate.add_argument("--univdm", help="UniVDM folder (default: MODELS/univdm/final)")
-    animate.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
-    animate.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
-                         "folders (default: MODELS/classifier)")  # fmt: skip
-    animate.add_argument("--device", help="where the networks run: auto, cpu, cuda or cuda:N "
-                         "(default: runtime.device of --params)")  # fmt: skip
+    add_model_arguments(animate)
+    demo = commands.add_parser("demo", help="the animate page in a browser (Gradio)")
+    add_model_arguments(demo)
+    add_server_arguments(demo, 7860)
+    review = commands.add_parser("review", help="a page to keep or reject curated clips")
+    review.add_argument("--params", default="params.yaml", help="its curate section: the "
+                        "thresholds and the overrides file")  # fmt: skip
+    review.add_argument("--curated", default="data/curated", help="curate's output folder")
+    review.add_argument("--overrides", help="default: curate.overrides of --params")
+    add_server_arguments(review, 7861)
     flow = commands.add_parser("flow", help="run the DAG as Prefect flows (cached, sharded)")
     flow.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
     flow.add_argument("--stage", help="run only this stage (its inputs must exist)")
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.cli.animate import animate_command
 
         return animate_command(args)
+    if args.command == "demo":
+        return demo_command(args)
+    if args.command == "review":
+        return review_command(args)
     if args.command == "par-figure":
         return par_figure_command(args)
     if args.command == "stage":
@@ -122,6 +130,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(params.model_dump(), indent=2))
+    return 0
+
+
+def add_model_arguments(command: argparse.ArgumentParser) -> None:
+    """The params file, model folders and device of ``animate`` and ``demo``."""
+    command.add_argument("--params", default="params.yaml")
+    command.add_argument("--models", default="data/models", help="folder of the trained models")
+    command.add_argument("--univdm", help="UniVDM folder (default: MODELS/univdm/final)")
+    command.add_argument("--vae", help="VAE folder (default: MODELS/vae)")
+    command.add_argument("--classifiers", help="folder with face/ and nonface/ classifier "
+                         "folders (default: MODELS/classifier)")  # fmt: skip
+    command.add_argument("--device", help="where the networks run: auto, cpu, cuda or cuda:N "
+                         "(default: runtime.device of --params)")  # fmt: skip
+
+
+def add_server_arguments(command: argparse.ArgumentParser, port: int) -> None:
+    """Where a page is served (loopback by default: the pages have no login)."""
+    command.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                         "127.0.0.1; 0.0.0.0 serves other machines)")  # fmt: skip
+    command.add_argument("--port", type=int, default=port)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Serve the Gradio demo page until interrupted."""
+    from pipeline.errors import InputError
+    from pipeline.web.demo import DemoModels, ModelPaths, build_demo, launch
+
+    try:
+        import gradio  # noqa: F401 (the optional `web` extra)
+    except ModuleNotFoundError:
+        print("error: paha demo needs Gradio: pip install -e '.[web]'", file=sys.stderr)
+        return 2
+    try:
+        paths = ModelPaths.under(args.models, args.univdm, args.vae, args.classifiers)
+        models = DemoModels(args.params, paths, args.device)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        launch(build_demo(models), args.host, args.port)
+    except OSError as error:  # e.g. the port is taken
+        print(f"error: paha demo on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def review_command(args: argparse.Namespace) -> int:
+    """Serve the curation review page until interrupted."""
+    from pipeline.errors import InputError
+    from pipeline.web.review import review_app, serve
+
+    try:
+        params = load_params(args.params).curate
+        app = review_app(args.curated, args.overrides or params.overrides, params)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    serve(app, args.host, args.port)
     return 0
 
 

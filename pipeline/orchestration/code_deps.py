@@ -28,6 +28,8 @@ PACKAGE_DATA = (
     ("pipeline/evaluation/report.html.j2", "pipeline/evaluation/report.py"),
     ("pipeline/corpus/sample/sentences/*.txt", "pipeline/corpus/sample/render.py"),
     ("pipeline/orchestration/ablation.html.j2", "pipeline/orchestration/ablation.py"),
+    ("pipeline/web/review.html.j2", "pipeline/web/review.py"),
+    ("pipeline/web/examples/*", "pipeline/web/examples.py"),
 )
 
 
