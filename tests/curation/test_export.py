@@ -124,11 +124,15 @@ def test_exported_parquet_loads_with_datasets(run):
     datasets = pytest.importorskip("datasets")
     out = run / "release"
     assert paha(["export", "--out", str(out), "--root", str(run)]) == 0
+    cache = str(run / "hf-cache")
+    # The folder itself, through the card's `configs` (what a Hub upload would serve) ...
+    clips = datasets.load_dataset(str(out), cache_dir=cache)
+    assert sorted(clips["train"]["clip_id"]) == ["en_a_000", "zh_b_000"]
+    # ... and one file set through the parquet loader.
     header, _ = _card(out / "README.md")
-    files = {f["split"]: str(out / f["path"])
-             for f in next(c for c in header["configs"] if c["config_name"] == "poses")
-             ["data_files"]}  # fmt: skip
-    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(run / "hf-cache"))
+    poses = next(c for c in header["configs"] if c["config_name"] == "poses")
+    files = {f["split"]: str(out / f["path"]) for f in poses["data_files"]}
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=cache)
     assert loaded["train"].num_rows == 150 and loaded["test"].num_rows == 75
     assert loaded["test"][0]["keypoints"] == [0.0] * 399
 
