@@ -103,6 +103,14 @@ def _flow(repo: Path, **options) -> dict:
     return dag(root=str(repo), storage=str(repo / ".prefect-cache"), **options)
 
 
+def _stage_flow(repo: Path, stage: str, **options) -> dict:
+    from prefect import flow
+
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    one = flow(flows.stage_flow, name="paha-stage-test")
+    return one(stage=stage, root=str(repo), storage=str(repo / ".prefect-cache"), **options)
+
+
 def _computed(report: dict) -> set[str]:
     return {name for name, r in report["stages"].items() if r["state"] == "computed"}
 
@@ -136,14 +144,13 @@ def test_flow_caches_shards_survives_a_kill_and_agrees_with_dvc(harness, repo):
     assert len(latents) == 2
 
     # Two shards (one clip each, pinned to devices "0" and "1") equal the single-process run.
-    sharded = _flow(repo, targets=[target], shards=2, devices=["0", "1"])
+    # Only infer is sharded (its inputs as they are): sharding the data half as well would
+    # re-lay its outputs and retrain everything after it (the Dask test covers that half).
+    sharded = _stage_flow(repo, target, shards=2, devices=["0", "1"])
     shard_tasks = [t for t in sharded["tasks"] if t["stage"].startswith(f"{target}[")]
     assert {t["stage"] for t in shard_tasks} == {f"{target}[0/2]", f"{target}[1/2]",
                                                  f"{target}[merge]"}  # fmt: skip
     assert {t["device"] for t in shard_tasks if "merge" not in t["stage"]} == {"0", "1"}
-    # The data half is sharded too (CPU stages: no device), and its merge equals one process's.
-    data_tasks = {t["stage"] for t in sharded["tasks"] if t["stage"].startswith("extract[")}
-    assert data_tasks == {"extract[0/2]", "extract[1/2]", "extract[merge]"}
     merged = tables.read_table(repo / "data/infer/none/index.parquet", tables.GENERATED)
     assert list(merged["clip_id"]) == list(single["clip_id"])
     for row in merged.itertuples():
@@ -170,9 +177,8 @@ def test_flow_caches_shards_survives_a_kill_and_agrees_with_dvc(harness, repo):
     assert flows.content_hash(repo / "data/features") == before
     params["extract"]["face_min_score"] = original
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # The intact outputs (of the two-shard run above) still match their cached manifests.
-    after = _flow(repo, targets=["extract"], shards=2)
-    assert _computed(after) == set()
+    after = _flow(repo, targets=["extract"])
+    assert _computed(after) == set()  # the intact outputs still match their cached manifest
     _dvc_status_clean(repo, "extract")
     summary = pd.DataFrame(sharded["tasks"])
     assert {"started", "ended", "host", "device"} <= set(summary.columns)
