@@ -63,10 +63,10 @@ def schema() -> pa.Schema:
 def to_frame(clip_ids: Sequence[str], measurements: Sequence[ClipMeasurement]) -> pd.DataFrame:
     """Rows of :func:`schema` for ``measurements`` (``status`` is ``ok``: an unreadable file is
     a measurement with errors, which the decisions turn into a reason)."""
-    rows = []
+    rows, scalar = [], _scalar_fields()
     for clip_id, m in zip(clip_ids, measurements, strict=True):
         row = {"clip_id": clip_id, "status": "ok", "errors": list(m.errors)}
-        for name, _ in _scalar_fields():
+        for name, _ in scalar:
             value = getattr(m, name)
             row[name] = None if _missing(value) else value
         sheet = m.sheet
