@@ -292,8 +292,9 @@ class UNetParams(Section):
     pretrained: str | None = Field(
         None, description="local diffusers folder of an SVD UNet to start from (Appendix B.1)"
     )
-    parametrisation: Literal["epsilon", "svd"] = Field(
-        "epsilon", description="UNet input/output: DDPM index + epsilon, or SVD's c_noise + v"
+    parametrisation: Literal["epsilon", "v", "svd"] = Field(
+        "epsilon",
+        description="UNet input/output: DDPM index + epsilon, DDPM index + v, or SVD's c_noise + v",
     )
 
     @model_validator(mode="after")
@@ -334,12 +335,29 @@ class TrainUnivdmParams(Section):
     gradient_checkpointing: bool = False
     num_train_timesteps: int = Field(1000, ge=2)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+    zero_terminal_snr: bool = Field(
+        False, description="betas rescaled so the last step is pure noise (Lin et al. 2024)"
+    )
+    timestep_spacing: Literal["leading", "trailing", "linspace"] = Field(
+        "leading", description="DDIM timesteps of every sampler of this model (trailing: from T)"
+    )
+    loss_target: Literal["epsilon", "v"] = Field(
+        "epsilon", description="what the (PAR-weighted) MSE compares: Eq. 1's noise, or v"
+    )
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1, description="latest checkpoints kept (+ negatives')")
     log_every: int = Field(10, ge=1)
     preview_steps: int = Field(10, ge=1, description="DDIM steps of the end-of-training preview")
     workers: int = Field(0, ge=0, description="data-loader worker processes")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_target(self) -> TrainUnivdmParams:
+        if self.loss_target == "v" and self.unet.parametrisation == "epsilon":
+            raise ValueError("loss_target v needs a UNet that predicts v (unet.parametrisation "
+                             "v or svd): v from predicted noise is undefined at zero "
+                             "SNR")  # fmt: skip
+        return self
 
 
 # ---------------------------------------------------------------- negatives

@@ -66,12 +66,15 @@ def load_generator(params: Params, args: argparse.Namespace, records,
     settings = {"model": weights_digest(model), "vae": weights_digest(vae), "size": train.size,
                 "ddim_steps": params.negatives.ddim_steps, "dtype": params.negatives.dtype,
                 "batch_size": params.negatives.batch_size,
-                "schedule": [train.num_train_timesteps, train.beta_schedule],
+                "schedule": [train.num_train_timesteps, train.beta_schedule,
+                             train.zero_terminal_snr, train.timestep_spacing],
                 "precision": params.runtime.precision,
                 "code": code_digest("stages.negatives")}  # fmt: skip
     generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
                                     train.num_train_timesteps, train.beta_schedule,
-                                    train.clip, device, params.runtime.precision)  # fmt: skip
+                                    train.clip, device, params.runtime.precision,
+                                    zero_terminal_snr=train.zero_terminal_snr,
+                                    timestep_spacing=train.timestep_spacing)  # fmt: skip
     return generator, settings
 
 

@@ -22,5 +22,7 @@ def animator_settings(params: Params) -> AnimatorSettings:
     return AnimatorSettings(size=train.size, fps=params.cut.fps, steps=infer.steps,
                             guidance=guidance_weights(params), face_dilation=infer.face_dilation,
                             num_train_timesteps=train.num_train_timesteps,
-                            beta_schedule=train.beta_schedule, clip=train.clip,
+                            beta_schedule=train.beta_schedule,
+                            zero_terminal_snr=train.zero_terminal_snr,
+                            timestep_spacing=train.timestep_spacing, clip=train.clip,
                             precision=params.runtime.precision)  # fmt: skip

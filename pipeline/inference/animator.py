@@ -111,7 +111,9 @@ class AnimatorSettings:
         guidance: the guidance weights and time rate (``infer``, Eq. 8-12); its ``mode`` is
             replaced by each :meth:`Animator.generate` call's.
         face_dilation: ``M_f`` is the reference face box grown by this (``infer.face_dilation``).
-        num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
+        num_train_timesteps, beta_schedule, zero_terminal_snr: the noise schedule UniVDM was
+            trained with; timestep_spacing: the DDIM timesteps it is sampled at
+            (:mod:`pipeline.models.schedulers`).
         clip: the CLIP image encoder UniVDM was trained with, or None (``train_univdm.clip``).
         precision: autocast of the sampling and the guidance gradients, ``fp32`` / ``bf16`` /
             ``fp16`` (``runtime.precision``); the VAE encodes and decodes in fp32.
@@ -124,6 +126,8 @@ class AnimatorSettings:
     face_dilation: float = 0.25
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"
+    zero_terminal_snr: bool = False
+    timestep_spacing: str = "leading"
     clip: str | None = None
     precision: str = "fp32"
 
@@ -156,7 +160,9 @@ class Animator:
                                         "give the path)")  # fmt: skip
         self.model = UniVDM.load(univdm_dir).eval().to(self.device)
         self.vae = resolve_vae(vae_dir).eval().to(self.device)
-        self.scheduler = noise_scheduler(settings.num_train_timesteps, settings.beta_schedule)
+        self.scheduler = noise_scheduler(settings.num_train_timesteps, settings.beta_schedule,
+                                         settings.zero_terminal_snr,
+                                         settings.timestep_spacing)  # fmt: skip
         self.classifiers = None
         if classifier_dirs:
             self.classifiers = {kind: SyncClassifier.load(path).eval().to(self.device)

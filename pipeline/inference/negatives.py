@@ -183,7 +183,8 @@ class PairGenerator:
     def build(cls, model: UniVDM, vae: object, records: Iterable[ClipRecord], size: int,
               ddim_steps: int, num_train_timesteps: int, beta_schedule: str,
               clip: str | None = None, device: torch.device = CPU,
-              precision: str = "fp32") -> PairGenerator:  # fmt: skip
+              precision: str = "fp32", zero_terminal_snr: bool = False,
+              timestep_spacing: str = "leading") -> PairGenerator:  # fmt: skip
         """A generator for ``model`` (its weights already those of the early checkpoint).
 
         Args:
@@ -193,13 +194,16 @@ class PairGenerator:
             clip: the CLIP image encoder UniVDM was trained with, or None.
             device: where the networks are moved (``runtime.device``, resolved).
             precision: autocast of the sampling (``runtime.precision``).
+            zero_terminal_snr, timestep_spacing: the rest of the schedule
+                (:mod:`pipeline.models.schedulers`).
         """
         image_encoder = None
         if clip:
             from pipeline.models.image_encoder import ClipImageEncoder
 
             image_encoder = ClipImageEncoder(clip).to(device)
-        scheduler = noise_scheduler(num_train_timesteps, beta_schedule)
+        scheduler = noise_scheduler(num_train_timesteps, beta_schedule, zero_terminal_snr,
+                                    timestep_spacing)  # fmt: skip
         return cls(model.to(device), vae.to(device), scheduler, {r.clip_id: r for r in records},
                    size, ddim_steps, image_encoder, torch.device(device), precision)  # fmt: skip
 

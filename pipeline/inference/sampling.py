@@ -18,19 +18,12 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDPMScheduler
 
 from pipeline.data.segments import segment_starts
 from pipeline.inference.guidance import Classifiers, GuidanceWeights, differential_combine, guide
+from pipeline.models.schedulers import ddim_scheduler
 from pipeline.models.univdm import UniVDM
-
-
-def ddim_scheduler(train_scheduler: DDPMScheduler, steps: int) -> DDIMScheduler:
-    """A DDIM scheduler on the training schedule, set to ``steps`` inference steps."""
-    scheduler = DDIMScheduler.from_config(train_scheduler.config, clip_sample=False,
-                                          set_alpha_to_one=False)  # fmt: skip
-    scheduler.set_timesteps(steps)
-    return scheduler
 
 
 def _repeat(x: torch.Tensor | None, times: int) -> torch.Tensor | None:

@@ -24,8 +24,11 @@ carries its reference at the same time, with no separate reference network:
   UniVDM from a pretrained video diffusion model (Video LDM, never released); Stable Video
   Diffusion's UNet is the public model of that family and of this diffusers class.
 - **Parametrisation.** ``"epsilon"``: the UNet takes the DDPM timestep index and predicts the
-  noise (Eq. 1), for a UNet trained from scratch. ``"svd"``: the UNet keeps SVD's EDM meaning on
-  the same discrete DDPM schedule: it takes ``c_noise = log(sigma_t) / 4`` with
+  noise (Eq. 1), for a UNet trained from scratch. ``"v"``: the same index in, ``v = sqrt(abar_t)
+  eps - sqrt(1 - abar_t) z_0`` out (Salimans & Ho 2022), for a zero-terminal-SNR schedule
+  (:mod:`pipeline.models.schedulers`), where epsilon carries no information at the last step;
+  trained with ``loss_target: v`` (the sample profile). ``"svd"``: the UNet keeps SVD's EDM
+  meaning on the same discrete DDPM schedule: it takes ``c_noise = log(sigma_t) / 4`` with
   ``sigma_t = sqrt((1 - abar_t) / abar_t)`` and predicts ``v``; the DDPM latent ``z_t`` is
   exactly EDM's preconditioned input ``c_in * (x_0 + sigma_t eps)``, and :meth:`UniVDM.forward`
   turns ``v`` into ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) z_t``. Training minimises the
@@ -54,7 +57,7 @@ from pipeline.models.reference_attention import FrameLayout, ReferenceSelfAttnPr
 from pipeline.models.schedulers import noise_scheduler
 
 CONFIG_NAME = "univdm_config.json"
-PARAMETRISATIONS = ("epsilon", "svd")
+PARAMETRISATIONS = ("epsilon", "v", "svd")
 MOTION_BUCKET = 127.0  # SVD's default motion_bucket_id; kept so the time ids mean what they did
 
 
@@ -77,11 +80,12 @@ class UniVDMConfig:
     # Levels with (cross-)attention, down path order; None: every level. SVD: no attention at
     # the deepest level ([true, true, true, false]).
     cross_attention_levels: list[bool] | None = None
-    parametrisation: str = "epsilon"  # "epsilon" | "svd" (see the module docstring)
+    parametrisation: str = "epsilon"  # "epsilon" | "v" | "svd" (see the module docstring)
     reference_gate: bool = False  # gated reference attention (True when starting pretrained)
     condition_scale: float = 1.0  # factor on the condition channels (SVD: 1 / VAE scaling)
     num_train_timesteps: int = 1000  # the DDPM schedule ("svd" converts v with its abar_t)
     beta_schedule: str = "scaled_linear"
+    zero_terminal_snr: bool = False  # betas rescaled to abar_T = 0 (pipeline.models.schedulers)
 
     def __post_init__(self):
         if self.parametrisation not in PARAMETRISATIONS:
@@ -145,28 +149,34 @@ class NoiseConditioning(nn.Module):
     """The UNet's timestep input and output meaning (see the module docstring).
 
     ``unet_timesteps``: DDPM index ``t`` ``(B,)`` -> the UNet's timestep input (``t`` itself for
-    ``"epsilon"``, ``c_noise = log(sigma_t) / 4`` for ``"svd"``). ``to_epsilon``: the UNet's
-    output ``(B, t, C, h, w)`` -> predicted noise.
+    ``"epsilon"`` and ``"v"``, ``c_noise = log(sigma_t) / 4`` for ``"svd"``). ``to_epsilon``: the
+    UNet's output ``(B, t, C, h, w)`` -> predicted noise.
     """
 
     def __init__(self, config: UniVDMConfig):
         super().__init__()
         self.parametrisation = config.parametrisation
-        abar = noise_scheduler(config.num_train_timesteps, config.beta_schedule).alphas_cumprod
+        abar = noise_scheduler(config.num_train_timesteps, config.beta_schedule,
+                               config.zero_terminal_snr).alphas_cumprod  # fmt: skip
         self.register_buffer("abar", abar.float(), persistent=False)
+
+    @property
+    def predicts_v(self) -> bool:
+        """Whether the UNet's output is ``v`` (``"v"`` and ``"svd"``) rather than epsilon."""
+        return self.parametrisation != "epsilon"
 
     def _abar(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.abar.to(timesteps.device)[timesteps.long()]
 
     def unet_timesteps(self, timesteps: torch.Tensor) -> torch.Tensor:
-        if self.parametrisation == "epsilon":
+        if self.parametrisation != "svd":
             return timesteps
         abar = self._abar(timesteps)
         return 0.25 * (0.5 * ((1.0 - abar) / abar).log())  # log(sigma) / 4
 
     def to_epsilon(self, output: torch.Tensor, noisy: torch.Tensor,
                    timesteps: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        if self.parametrisation == "epsilon":
+        if not self.predicts_v:
             return output
         abar = self._abar(timesteps).to(output.dtype).view(-1, *[1] * (output.dim() - 1))
         return abar.sqrt() * output + (1.0 - abar).sqrt() * noisy
@@ -285,18 +295,40 @@ class UniVDM(nn.Module):
         self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,
         audio: torch.Tensor, condition: torch.Tensor | None = None,
         condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
+        output: str = "epsilon",
     ) -> torch.Tensor:  # fmt: skip
         """Predict the noise of the video frames: ``(B, t, C, h, w)`` (reference slot dropped).
 
         ``timesteps`` is ``(B,)`` or a scalar; the other arguments are as in :meth:`build_input`
-        and :meth:`build_context`.
+        and :meth:`build_context`. ``output="raw"``: the network's own prediction instead
+        (:meth:`predict`; through ``forward`` so that a DDP wrapper still syncs gradients).
         """
+        timesteps = self._batch_timesteps(timesteps, noisy)
+        out = self.predict(noisy, timesteps, reference, audio, condition, condition_mask,
+                           image_embeds)  # fmt: skip
+        if output == "raw":
+            return out
+        if output != "epsilon":
+            raise ValueError(f"output must be 'epsilon' or 'raw', got {output!r}")
+        return self.noise_input.to_epsilon(out, noisy, timesteps)
+
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,
+        audio: torch.Tensor, condition: torch.Tensor | None = None,
+        condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """The network's own output for the video frames, ``(B, t, C, h, w)``: epsilon or ``v``
+        (:attr:`NoiseConditioning.predicts_v`); the arguments are those of :meth:`forward`."""
         sample = self.build_input(noisy, reference, condition, condition_mask)
         context = self.build_context(audio, image_embeds)
-        batch = noisy.shape[0]
-        timesteps = torch.as_tensor(timesteps, device=noisy.device).reshape(-1).expand(batch)
+        timesteps = self._batch_timesteps(timesteps, noisy)
         out = self.unet_forward(sample, self.noise_input.unet_timesteps(timesteps), context)
-        return self.noise_input.to_epsilon(out[:, 1:], noisy, timesteps)
+        return out[:, 1:]
+
+    @staticmethod
+    def _batch_timesteps(timesteps, noisy: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.as_tensor(timesteps, device=noisy.device).reshape(-1)
+        return timesteps.expand(noisy.shape[0])
 
     def unet_forward(self, sample: torch.Tensor, unet_timesteps: torch.Tensor,
                      context: torch.Tensor) -> torch.Tensor:  # fmt: skip

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from pipeline.config import TrainUnivdmParams
 from pipeline.data.windows import AREAS
 from pipeline.errors import InputError
-from pipeline.models.schedulers import add_noise, noise_scheduler
+from pipeline.models.schedulers import add_noise, noise_scheduler, velocity
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 from pipeline.models.vae import encode_frames, vae_downsample_factor
 from pipeline.par import masked_mse, par_loss, to_latent
@@ -69,6 +69,7 @@ def univdm_config(params: TrainUnivdmParams, fps: float, latent_channels: int, d
         parametrisation=unet.parametrisation, reference_gate=pretrained,
         condition_scale=1.0 / scaling_factor if unet.parametrisation == "svd" else 1.0,
         num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
+        zero_terminal_snr=params.zero_terminal_snr,
     )  # fmt: skip
 
 
@@ -142,11 +143,15 @@ def first_frame_condition(latents: torch.Tensor, flags: torch.Tensor):
 
 def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[str, torch.Tensor],
                     par_enabled: bool, generator: torch.Generator | None = None,
-                    image_encoder=None) -> dict[str, torch.Tensor]:  # fmt: skip
+                    image_encoder=None,
+                    loss_target: str = "epsilon") -> dict[str, torch.Tensor]:  # fmt: skip
     """One step's losses: ``loss`` (what is optimised) plus diagnostics.
 
     ``loss`` is the PAR-weighted MSE (plain MSE when ``par_enabled`` is False);
     ``mse`` is the unweighted MSE; ``mse_hand/face/body`` the unweighted MSE inside each area.
+    ``loss_target``: ``"epsilon"`` compares predicted and drawn noise (Eq. 1-2); ``"v"`` compares
+    the network's ``v`` with ``sqrt(abar_t) eps - sqrt(1 - abar_t) z_0``, the same PAR weights
+    on each latent cell (``= eps-MSE / abar_t``: more weight on the noisiest steps).
     """
     latents, reference = encode_batch(vae, batch)
     b, t, c, h, w = latents.shape
@@ -157,9 +162,19 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     noisy = add_noise(scheduler, latents, noise, steps)
     condition, mask = first_frame_condition(latents, batch["first_frame"].to(device))
     image_embeds = image_encoder(batch["reference"].to(device)) if image_encoder else None
-    pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds)
+    unwrapped = getattr(model, "module", model)  # DDP wraps the model; predict is its own
+    if loss_target == "v":
+        if not unwrapped.noise_input.predicts_v:
+            raise ValueError("loss_target v needs a UniVDM that predicts v")
+        pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask,
+                     image_embeds, output="raw")  # fmt: skip
+        target = velocity(scheduler, latents, noise, steps)
+    else:
+        pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask,
+                     image_embeds)  # fmt: skip
+        target = noise
     # (B, t, C, h, w) -> (B, C, t, h, w): PAR weights broadcast over channels.
-    pred_c, noise_c = pred.transpose(1, 2).float(), noise.transpose(1, 2).float()
+    pred_c, noise_c = pred.transpose(1, 2).float(), target.transpose(1, 2).float()
     weights = to_latent(batch["par_weights"].to(device), h)  # (B, t, h, w)
     losses = {
         "loss": par_loss(pred_c, noise_c, weights if par_enabled else None),
@@ -218,7 +233,8 @@ def train_univdm(
         return TrainResult(first_step=start, last_step=start, ema=ema)
 
     # Prepared after resuming: DDP wraps the restored weights; the loader starts at `start`.
-    scheduler = noise_scheduler(params.num_train_timesteps, params.beta_schedule)
+    scheduler = noise_scheduler(params.num_train_timesteps, params.beta_schedule,
+                                params.zero_terminal_snr, params.timestep_spacing)  # fmt: skip
     vae.requires_grad_(False).eval()
     vae.to(accelerator.device)
     if image_encoder is not None:
@@ -234,7 +250,7 @@ def train_univdm(
     def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
         return training_losses(state.model, scheduler, vae, batch, params.par.enabled, generator,
-                               image_encoder)  # fmt: skip
+                               image_encoder, params.loss_target)  # fmt: skip
 
     result = loop.run(step_losses)
     return TrainResult(**vars(result), ema=ema)

@@ -164,3 +164,32 @@ def test_clip_image_encoder_loads_a_tiny_local_model(tmp_path):
     assert not torch.allclose(embeds[0], embeds[1])
     with pytest.raises(MissingInputError, match="config.json missing"):
         ClipImageEncoder(tmp_path / "none")
+
+
+def test_v_parametrisation_outputs_v_and_forward_turns_it_into_epsilon():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    v_model = UniVDM(replace(TINY, parametrisation="v", zero_terminal_snr=True)).eval()
+    noisy, reference, audio = _inputs()
+    steps = torch.tensor([10, 999])
+    with torch.no_grad():
+        raw = v_model(noisy, steps, reference, audio, output="raw")
+        eps = v_model(noisy, steps, reference, audio)
+        # the UNet sees the DDPM index itself, as with epsilon
+        direct = v_model.unet_forward(v_model.build_input(noisy, reference, None, None), steps,
+                                      v_model.build_context(audio, None))[:, 1:]  # fmt: skip
+    torch.testing.assert_close(raw, direct)
+    abar = v_model.noise_input.abar[steps].view(2, 1, 1, 1, 1)
+    torch.testing.assert_close(eps, abar.sqrt() * raw + (1 - abar).sqrt() * noisy)
+    # At the zero-SNR last step the noise is the input itself (up to sqrt(2**-24) * v).
+    assert (eps[1] - noisy[1]).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="output"):
+        v_model(noisy, steps, reference, audio, output="x0")
+
+
+def test_epsilon_model_raw_output_is_its_epsilon(model):
+    noisy, reference, audio = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy, 5, reference, audio, output="raw"),
+                                   model(noisy, 5, reference, audio))  # fmt: skip

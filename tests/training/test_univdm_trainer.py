@@ -158,3 +158,33 @@ def test_build_univdm_starts_from_a_pretrained_svd_unet(tmp_path):
     assert model.config.reference_gate and model.config.parametrisation == "svd"
     gates = [p for n, p in model.named_parameters() if n.endswith("processor.gate")]
     assert gates and all(float(g.detach()) == 0 for g in gates)
+
+
+def test_v_loss_is_the_epsilon_loss_over_abar_with_the_same_par_weights(monkeypatch):
+    from pipeline.training.univdm_trainer import training_losses
+
+    torch.manual_seed(0)
+    config = _model().config
+    config.parametrisation = "v"
+    model = UniVDM(config).eval()
+    # the model's own schedule (its abar turns v into epsilon)
+    vae, scheduler = _vae().eval(), noise_scheduler(config.num_train_timesteps)
+    item = TinyWindows()[3]
+    batch = {k: v[None] for k, v in item.items()}  # one sample: one timestep, one abar
+    step = 370  # the drawn timestep, fixed
+    monkeypatch.setattr(torch, "randint", lambda *a, **k: torch.tensor([step]))
+    with torch.no_grad():
+        eps_losses = training_losses(model, scheduler, vae, batch, True,
+                                     torch.Generator().manual_seed(7))  # fmt: skip
+        v_losses = training_losses(model, scheduler, vae, batch, True,
+                                   torch.Generator().manual_seed(7), loss_target="v")  # fmt: skip
+    abar = float(scheduler.alphas_cumprod[step])
+    # eps - eps_hat = sqrt(abar) (v - v_hat): the same weighted MSE divided by abar.
+    for key in ("loss", "loss_par", "mse"):
+        assert float(v_losses[key]) == pytest.approx(float(eps_losses[key]) / abar, rel=1e-4)
+
+
+def test_v_loss_needs_a_model_that_predicts_v():
+    with pytest.raises(ValueError, match="predicts v"):
+        _params(loss_target="v")
+    assert _params(loss_target="v", unet={"parametrisation": "v"}).loss_target == "v"
