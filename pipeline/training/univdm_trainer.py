@@ -162,17 +162,13 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     noisy = add_noise(scheduler, latents, noise, steps)
     condition, mask = first_frame_condition(latents, batch["first_frame"].to(device))
     image_embeds = image_encoder(batch["reference"].to(device)) if image_encoder else None
-    unwrapped = getattr(model, "module", model)  # DDP wraps the model; predict is its own
-    if loss_target == "v":
-        if not unwrapped.noise_input.predicts_v:
-            raise ValueError("loss_target v needs a UniVDM that predicts v")
-        pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask,
-                     image_embeds, output="raw")  # fmt: skip
-        target = velocity(scheduler, latents, noise, steps)
-    else:
-        pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask,
-                     image_embeds)  # fmt: skip
-        target = noise
+    v_loss = loss_target == "v"
+    if v_loss and not getattr(model, "module", model).noise_input.predicts_v:  # DDP: .module
+        raise ValueError("loss_target v needs a UniVDM that predicts v")
+    # Through forward (not .predict) so that a DDP wrapper syncs the gradients.
+    pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds,
+                 output="raw" if v_loss else "epsilon")  # fmt: skip
+    target = velocity(scheduler, latents, noise, steps) if v_loss else noise
     # (B, t, C, h, w) -> (B, C, t, h, w): PAR weights broadcast over channels.
     pred_c, noise_c = pred.transpose(1, 2).float(), target.transpose(1, 2).float()
     weights = to_latent(batch["par_weights"].to(device), h)  # (B, t, h, w)
