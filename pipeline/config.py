@@ -444,6 +444,22 @@ class ClassifierParams(Section):
         description="the encoder reads the region's bounding box resized to this many latent "
         "cells a side (face: the dilated face box); null: the whole masked latent (paper)",
     )
+    sync_channels: int = Field(
+        0,
+        ge=0,
+        description="channels K of the sync-correlation head added to the [CLS] logit (the "
+        "Pearson correlation over frames of K video and K audio read-outs); 0: none (paper)",
+    )
+    sync_grid: int = Field(4, ge=1, description="the correlation head pools the latent it "
+                           "reads to this many cells a side")  # fmt: skip
+    sync_fit_steps: int = Field(
+        0,
+        ge=0,
+        description="steps that fit the correlation head alone (no UNet call) on real windows "
+        "with their own audio vs. audio from elsewhere, before the joint training",
+    )
+    sync_fit_batch_size: int = Field(16, ge=2, description="pairs per correlation-fit step")
+    sync_fit_lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the fit")
     save_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(10, ge=1)
@@ -455,6 +471,11 @@ class ClassifierParams(Section):
             raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
         if self.batch_size % 2:
             raise ValueError(f"batch_size {self.batch_size} must be even (real + generated pairs)")
+        if self.sync_fit_steps and not self.sync_channels:
+            raise ValueError(f"sync_fit_steps {self.sync_fit_steps} fits a correlation head that "
+                             "sync_channels = 0 leaves out")  # fmt: skip
+        if self.sync_fit_batch_size % 2:
+            raise ValueError(f"sync_fit_batch_size {self.sync_fit_batch_size} must be even")
         return self
 
 

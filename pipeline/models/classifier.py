@@ -43,6 +43,20 @@ The gradient with respect to the full latent (guidance) is zero outside the box.
 non-face classifier the region's box is the whole frame, so a ``crop_size`` there only resizes
 the latent. A classifier is trained and used with one ``crop_size`` (it is saved in its config).
 
+Sync-correlation head (``sync_channels = K``, 0 by default: the paper's [CLS] head alone; a
+sample-profile addition). Trained by BCE alone, the [CLS] logit separated real from generated
+windows but stayed at chance on real windows heard with shifted audio: nothing in it says that
+"in sync" means "moves with the audio". The correlation head builds that in, as SyncNet's
+embedding distance does. Per frame ``i`` it reads ``K`` video channels
+``v_i = W_v [p_i, p_i - p_{i-1}]`` (``p_i`` the latent the encoder reads, average-pooled to
+``sync_grid x sync_grid`` cells, and its change from the previous frame) and ``K`` audio
+channels ``a_i = MLP(a_i)`` of the standardised audio, and adds ``sum_k c_k r_k`` to the logit,
+``r_k`` the Pearson correlation over the window's frames of ``v_{., k}`` and ``a_{., k}``. A
+correlation is blind to a window's brightness, identity and loudness (per-window offset and
+scale), so what it can learn is how the mouth or the hands move with the speech, which is what
+shifted audio breaks. It reads the input latent, not the UNet features, so it can be fitted on
+its own in a few seconds (:func:`pipeline.training.classifier_trainer.fit_correlation_head`).
+
 Shapes use ``(batch, frames, channels, height, width)`` for video latents.
 """
 
@@ -85,6 +99,8 @@ class SyncClassifierConfig:
         crop_size: side ``s`` of the latent grid the encoder reads: each video's region box,
             resized (module docstring); None: the whole latent as it comes. A multiple of
             ``2 ** (levels - 1)`` so that every down level halves it exactly.
+        sync_channels: ``K`` of the sync-correlation head (module docstring); 0: none (paper).
+        sync_grid: cells a side the correlation head pools the encoder's input latent to.
     """
 
     univdm: dict = field(default_factory=lambda: asdict(UniVDMConfig()))
@@ -95,6 +111,8 @@ class SyncClassifierConfig:
     max_frames: int = 256
     dropout: float = 0.0
     crop_size: int | None = None
+    sync_channels: int = 0
+    sync_grid: int = 4
 
     def __post_init__(self):
         if isinstance(self.univdm, UniVDMConfig):
@@ -107,6 +125,9 @@ class SyncClassifierConfig:
                              "features")  # fmt: skip
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"width {self.width} / heads {self.heads} must give an even head dim")
+        if self.sync_channels < 0 or self.sync_grid < 1:
+            raise ValueError(f"sync_channels {self.sync_channels} must be >= 0 and sync_grid "
+                             f"{self.sync_grid} >= 1")  # fmt: skip
         if self.crop_size is not None:
             step = 2 ** (len(self.univdm_config.block_out_channels) - 1)
             if self.crop_size <= 0 or self.crop_size % step:
@@ -224,6 +245,62 @@ def crop_region(z_t: torch.Tensor, region: torch.Tensor, size: int) -> torch.Ten
     return torch.stack(crops)
 
 
+# ---------------------------------------------------------------------------------- correlation
+def pearson_over_frames(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
+                        eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
+    """Pearson correlation over the frame axis, per channel: ``(B, T, K), (B, T, K) -> (B, K)``.
+
+    ``r = sum_t (x_t - mx)(y_t - my) / sqrt(sum_t (x_t - mx)^2 sum_t (y_t - my)^2 + eps)``, the
+    sums over the frames where ``mask`` ``(B, T)`` is True (None: all). ``eps`` keeps a constant
+    series at ``r = 0`` with a finite gradient.
+    """
+    w = x.new_ones(x.shape[:2]) if mask is None else mask.to(x.dtype)
+    w = w[..., None]  # (B, T, 1)
+    n = w.sum(1, keepdim=True).clamp_min(1.0)
+    xc = x - (w * x).sum(1, keepdim=True) / n
+    yc = y - (w * y).sum(1, keepdim=True) / n
+    cov = (w * xc * yc).sum(1)
+    var = (w * xc * xc).sum(1) * (w * yc * yc).sum(1)
+    return cov / (var + eps).sqrt()
+
+
+class SyncCorrelationHead(nn.Module):
+    """``sum_k c_k r_k`` of the module docstring: a ``(B,)`` logit term.
+
+    Args:
+        latent_channels: ``C`` of the input latent.
+        audio_dim: ``A`` of the (standardised) audio features.
+        channels: ``K``.
+        grid: the latent is average-pooled to ``grid x grid`` cells.
+        hidden: width of the audio MLP.
+    """
+
+    def __init__(self, latent_channels: int, audio_dim: int, channels: int, grid: int,
+                 hidden: int):  # fmt: skip
+        super().__init__()
+        self.grid = grid
+        self.video = nn.Linear(2 * latent_channels * grid * grid, channels)
+        self.audio = nn.Sequential(nn.Linear(audio_dim, hidden), nn.SiLU(),
+                                   nn.Linear(hidden, channels))  # fmt: skip
+        # c_k starts small: correlations of untrained read-outs are noise of order 1 / sqrt(T).
+        self.weight = nn.Parameter(torch.full((channels,), 0.1))
+
+    def forward(self, z_t: torch.Tensor, audio: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """
+        Args:
+            z_t: ``(B, T, C, h, w)`` the latent the encoder reads (masked; cropped if it crops).
+            audio: ``(B, T, A)`` standardised audio, one row per video frame.
+            mask: ``(B, T)`` True for frames both video and audio have (None: all).
+        """
+        pooled = F.adaptive_avg_pool2d(z_t.flatten(0, 1), self.grid)
+        pooled = pooled.reshape(*z_t.shape[:2], -1)  # (B, T, C * g * g)
+        motion = torch.cat([torch.zeros_like(pooled[:, :1]), pooled.diff(dim=1)], dim=1)
+        video = self.video(torch.cat([pooled, motion], -1))
+        r = pearson_over_frames(video, self.audio(audio), mask)  # (B, K)
+        return (r * self.weight).sum(-1)
+
+
 # ---------------------------------------------------------------------------------- classifier
 class SyncClassifier(nn.Module):
     """Audio-visual sync classifier ``s(z_t, a)`` (Fig. 4).
@@ -271,6 +348,11 @@ class SyncClassifier(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+        self.correlation = None
+        if config.sync_channels > 0:
+            self.correlation = SyncCorrelationHead(vdm.latent_channels, config.audio_dim,
+                                                   config.sync_channels, config.sync_grid,
+                                                   width)  # fmt: skip
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -373,7 +455,8 @@ class SyncClassifier(nn.Module):
         video_mask: torch.Tensor | None = None, audio_mask: torch.Tensor | None = None,
         region: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """Sync logits ``(B,)``; ``sigmoid(logit)`` is ``s_ij`` (Eq. 6 -> ``h(Y^1)``).
+        """Sync logits ``(B,)``; ``sigmoid(logit)`` is ``s_ij`` (Eq. 6 -> ``h(Y^1)``), plus the
+        correlation head's term when ``sync_channels > 0``.
 
         Args:
             z_t: ``(B, Tv, C, h, w)`` noised video latents.
@@ -386,10 +469,7 @@ class SyncClassifier(nn.Module):
             region: ``(B, h, w)`` the area ``z_t`` was masked to; with ``crop_size`` its box is
                 what the encoder reads (None: the support of ``z_t``); unused without.
         """
-        if self.config.crop_size is not None:
-            if region is None:
-                region = (z_t != 0).any(dim=(1, 2))  # (B, h, w): where the input is not masked
-            z_t = crop_region(z_t, region, self.config.crop_size)
+        z_t = self.encoder_input(z_t, region)
         batch, tv = z_t.shape[:2]
         ta = audio.shape[1]
         if max(tv, ta) > self.config.max_frames:
@@ -415,7 +495,39 @@ class SyncClassifier(nn.Module):
             key_mask = torch.cat([cls, vm, am], dim=1)
         for layer in self.layers:
             x = layer(x, positions, key_mask)
-        return self.head(self.norm(x[:, 0])).squeeze(-1)
+        logits = self.head(self.norm(x[:, 0])).squeeze(-1)
+        if self.correlation is not None:
+            logits = logits + self._correlation(z_t, audio, video_mask, audio_mask)
+        return logits
+
+    def encoder_input(self, z_t: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+        """The latent the encoder reads: ``z_t``, or its region box at ``crop_size`` (module
+        docstring; ``region`` None: the support of ``z_t``)."""
+        if self.config.crop_size is None:
+            return z_t
+        if region is None:
+            region = (z_t != 0).any(dim=(1, 2))  # (B, h, w): where the input is not masked
+        return crop_region(z_t, region, self.config.crop_size)
+
+    def correlation_logit(self, z_t: torch.Tensor, audio: torch.Tensor,
+                          region: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """The correlation head's ``(B,)`` term alone (no UNet call), for inputs as
+        :meth:`forward` takes them (``audio`` not standardised)."""
+        if self.correlation is None:
+            raise ValueError("this classifier has no correlation head (sync_channels = 0)")
+        audio = (audio.to(z_t.dtype) - self.audio_mean) / self.audio_std
+        return self._correlation(self.encoder_input(z_t, region), audio, None, None)
+
+    def _correlation(self, z_t, audio, video_mask, audio_mask) -> torch.Tensor:
+        # Over the frames video and audio share: the first min(Tv, Ta) (audio rows are per
+        # video frame). z_t as the encoder reads it, audio standardised.
+        frames = min(z_t.shape[1], audio.shape[1])
+        mask = None
+        for m in (video_mask, audio_mask):
+            if m is not None:
+                m = m[:, :frames].to(device=z_t.device, dtype=torch.bool)
+                mask = m if mask is None else mask & m
+        return self.correlation(z_t[:, :frames], audio[:, :frames], mask)
 
     # ------------------------------------------------------------------ score, loss, energy
     @staticmethod
@@ -445,6 +557,6 @@ class SyncClassifier(nn.Module):
 
 
 __all__ = [
-    "RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "crop_region", "region_boxes",
-    "rope",
+    "RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "SyncCorrelationHead",
+    "crop_region", "pearson_over_frames", "region_boxes", "rope",
 ]  # fmt: skip

@@ -129,13 +129,15 @@ class PairData:
 
     def draw(
         self, step: int, batch_size: int, seed: int, real_negative_prob: float = 0.0,
-        min_shift: int = 1,
+        min_shift: int = 1, stream: int = 0,
     ) -> tuple[pd.DataFrame, dict[int, tuple[str, int]]]:  # fmt: skip
         """The random choices of step ``step``, from the ``(seed, step)`` stream only, nothing
         loaded: the ``batch_size / 2`` windows (rows, all of one length, drawn in proportion to
         its windows) and, per window position ``j`` whose negative is its real window, the
-        ``(clip, start)`` of the audio it is heard with (:meth:`away_audio`)."""
-        rng = np.random.default_rng([seed, step])
+        ``(clip, start)`` of the audio it is heard with (:meth:`away_audio`). ``stream > 0``
+        draws from the independent ``(seed, step, stream)`` stream instead (another consumer of
+        the same steps, e.g. the correlation head's fit)."""
+        rng = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
         lengths = sorted(self.by_length)
         counts = np.array([len(self.by_length[n]) for n in lengths], dtype=np.float64)
         length = lengths[rng.choice(len(lengths), p=counts / counts.sum())]
@@ -152,11 +154,11 @@ class PairData:
 
     def training_batch(
         self, step: int, batch_size: int, seed: int, real_negative_prob: float = 0.0,
-        min_shift: int = 1,
+        min_shift: int = 1, stream: int = 0,
     ) -> PairBatch:  # fmt: skip
         """The pairs of :meth:`draw`'s windows; a negative drawn as real is its real window heard
         with the drawn audio (at least ``min_shift`` frames off its own)."""
-        rows, away = self.draw(step, batch_size, seed, real_negative_prob, min_shift)
+        rows, away = self.draw(step, batch_size, seed, real_negative_prob, min_shift, stream)
         batch = self.pairs(rows)
         k, length = len(rows), int(rows["length"].iloc[0])
         for j, (clip, start) in away.items():

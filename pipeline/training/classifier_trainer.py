@@ -12,6 +12,11 @@ Each step (one classifier, ``face`` or ``nonface``):
    box, the non-face classifier zeroes it, each with probability ``mask_prob`` per video;
 4. minimise the BCE of Eq. 7 on the [CLS] logit.
 
+With a sync-correlation head (``sync_channels > 0``, :mod:`pipeline.models.classifier`) and
+``sync_fit_steps > 0``, a fresh run first fits that head alone (:func:`fit_correlation_head`):
+it reads the input latent, not the UNet, so thousands of small steps cost seconds, where the
+joint steps cost a UNet pass each. The joint training then starts from the fitted head.
+
 Masking comes after noising, as at inference, where guidance evaluates the classifier on the
 noised latent of the current step. The step runs in :class:`~pipeline.training.loop.TrainingLoop`
 (resume, per-step seeds, NaN guard, gradient clipping, logging, checkpoints); the learning rate
@@ -75,7 +80,8 @@ def build_classifier(univdm, params: ClassifierParams, max_frames: int, audio_di
     model = SyncClassifier.from_univdm(
         univdm, width=params.width, layers=params.layers, heads=params.heads,
         dropout=params.dropout, max_frames=max_frames, audio_dim=audio_dim,
-        crop_size=params.crop_size,
+        crop_size=params.crop_size, sync_channels=params.sync_channels,
+        sync_grid=params.sync_grid,
     )  # fmt: skip
     model.set_audio_statistics(torch.as_tensor(np.asarray(audio_rows, np.float32)))
     return model.to(device)
@@ -300,6 +306,60 @@ def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: P
     return out
 
 
+FIT_STREAM = 1  # the correlation fit draws its windows from (seed, step, 1), not the loop's
+
+
+def fit_correlation_head(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
+                         data: PairData, params: ClassifierParams,
+                         fps: float) -> dict[str, float]:  # fmt: skip
+    """Fit the correlation head alone: ``params.sync_fit_steps`` AdamW steps (lr
+    ``sync_fit_lr``) of the BCE of Eq. 7 on ``correlation_logit``.
+
+    Each step draws ``sync_fit_batch_size / 2`` real windows with their own audio (1) and the
+    same windows heard with audio at least ``real_negative_min_shift_s`` away (0), from the
+    ``(seed, step, FIT_STREAM)`` stream; ``t``, noise and region masks as in
+    :func:`classifier_losses`. Only the head's parameters change. Deterministic in
+    ``params.seed`` (a CPU generator), so every DDP rank fits the same head.
+
+    Returns:
+        ``sync_fit_loss_first100`` / ``sync_fit_loss_last100``: mean BCE of the first and last
+        100 steps (fewer when there are fewer steps).
+    """
+    if model.correlation is None:
+        raise ValueError("sync_fit_steps needs a correlation head (sync_channels > 0)")
+    device = module_device(model)
+    head = model.correlation
+    optimizer = torch.optim.AdamW(head.parameters(), lr=params.sync_fit_lr,
+                                  weight_decay=params.weight_decay)  # fmt: skip
+    min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
+    generator = torch.Generator().manual_seed(step_seed(params.seed, 0) + FIT_STREAM)
+    steps_t = scheduler.config.num_train_timesteps
+    losses = []
+    was_training = model.training
+    model.train()
+    for step in range(params.sync_fit_steps):
+        batch = data.training_batch(step, params.sync_fit_batch_size, params.seed, 1.0,
+                                    min_shift, stream=FIT_STREAM)  # fmt: skip
+        size = len(batch.labels)
+        t = torch.randint(0, steps_t, (size,), generator=generator)
+        noise = torch.randn(batch.latents.shape, generator=generator)
+        masked = torch.rand(size, generator=generator) < params.mask_prob
+        batch = batch_to(batch, device)
+        x = classifier_input(kind, scheduler, batch, t.to(device), noise.to(device),
+                             masked.to(device), params.face_dilation)  # fmt: skip
+        loss = SyncClassifier.bce_loss(model.correlation_logit(x, batch.audio), batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.train(was_training)
+    for p in model.parameters():  # the fit's optimizer leaves no gradients for the loop's
+        p.grad = None
+    n = min(100, len(losses))
+    return {"sync_fit_loss_first100": float(np.mean(losses[:n])),
+            "sync_fit_loss_last100": float(np.mean(losses[-n:]))}  # fmt: skip
+
+
 def train_classifier(
     model: SyncClassifier, kind: str, train: PairData, heldout: PairData,
     scheduler: DDPMScheduler, params: ClassifierParams, checkpoint_root: str | Path,
@@ -325,7 +385,8 @@ def train_classifier(
             plain fp32 process on the model's device.
 
     Returns:
-        The loop's result; ``evaluations`` hold :func:`evaluate`'s figures (rank 0's).
+        The loop's result; ``evaluations`` hold :func:`evaluate`'s figures (rank 0's) and, in a
+        run that fitted the correlation head, :func:`fit_correlation_head`'s.
     """
     if kind not in KINDS:
         raise ValueError(f"classifier kind must be one of {KINDS}, got {kind!r}")
@@ -346,6 +407,10 @@ def train_classifier(
     windows = rank_windows(params.batch_size // 2, rank, world)
     shard = Shard.of_windows(windows, 2 * (params.batch_size // 2), world)
     start = loop.resume()
+    fit: dict[str, float] = {}
+    if start == 0 and params.sync_fit_steps:
+        # Before DDP wraps the model: it broadcasts rank 0's weights, fitted like every rank's.
+        fit = fit_correlation_head(model, kind, scheduler, train, params, fps)
     if accelerator is not None and start < params.steps:
         # Prepared after resuming: DDP wraps the restored weights. Not the LR schedule
         # (module docstring).
@@ -364,12 +429,14 @@ def train_classifier(
                                  shard)  # fmt: skip
 
     return loop.run(
-        step_losses, evaluate=lambda step: evaluate(model, kind, scheduler, heldout, params, fps)
+        step_losses,
+        evaluate=lambda step: evaluate(model, kind, scheduler, heldout, params, fps) | fit,
     )
 
 
 __all__ = [
-    "KINDS", "PairDraw", "Shard", "batch_logits", "batch_to", "bucket_edges", "build_classifier",
-    "classifier_input", "classifier_losses", "draw_pairs", "evaluate", "rank_windows",
+    "FIT_STREAM", "KINDS", "PairDraw", "Shard", "batch_logits", "batch_to", "bucket_edges",
+    "build_classifier", "classifier_input", "classifier_losses", "draw_pairs", "evaluate",
+    "fit_correlation_head", "rank_windows",
     "region_multiplier", "score_batches", "shard_batch", "train_classifier",
 ]  # fmt: skip

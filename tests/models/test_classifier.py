@@ -13,6 +13,7 @@ from pipeline.models.classifier import (
     SyncClassifier,
     SyncClassifierConfig,
     crop_region,
+    pearson_over_frames,
     region_boxes,
     rope,
 )
@@ -305,3 +306,94 @@ def test_crop_size_is_checked_and_saved(clf, tmp_path):
     # A config written before crop_size existed loads as the uncropped classifier.
     legacy = {k: v for k, v in asdict(clf.config).items() if k != "crop_size"}
     assert SyncClassifierConfig(**legacy).crop_size is None
+
+
+# ---------------------------------------------------------------------------------- correlation
+def test_pearson_over_frames_by_hand():
+    x = torch.tensor([[[1.0], [2.0], [3.0], [10.0]]])  # (1, 4, 1)
+    y = torch.tensor([[[2.0], [4.0], [6.0], [-5.0]]])
+    # first three frames: y = 2x exactly -> r = 1; the masked fourth frame must not count
+    mask = torch.tensor([[True, True, True, False]])
+    torch.testing.assert_close(pearson_over_frames(x, y, mask, eps=0.0), torch.tensor([[1.0]]))
+    # all four: xc = (-3, -2, -1, 6), yc = (0.25, 2.25, 4.25, -6.75); by hand
+    xc, yc = torch.tensor([-3.0, -2, -1, 6]), torch.tensor([0.25, 2.25, 4.25, -6.75])
+    expected = (xc * yc).sum() / ((xc**2).sum() * (yc**2).sum()).sqrt()
+    torch.testing.assert_close(pearson_over_frames(x, y, eps=0.0)[0, 0], expected)
+    # blind to offset and positive scale of either series
+    torch.testing.assert_close(pearson_over_frames(3 * x + 7, y - 1, eps=0.0),
+                               pearson_over_frames(x, y, eps=0.0))  # fmt: skip
+    # a constant series: r = 0 with a finite gradient
+    flat = torch.ones(1, 4, 1, requires_grad=True)
+    r = pearson_over_frames(flat, y)
+    r.sum().backward()
+    assert r.item() == 0 and torch.isfinite(flat.grad).all()
+
+
+@pytest.fixture(scope="module")
+def corr_clf(univdm):
+    torch.manual_seed(1)
+    return SyncClassifier.from_univdm(univdm, sync_channels=3, **SMALL).eval()
+
+
+def test_correlation_head_adds_its_term_to_the_cls_logit(univdm, corr_clf):
+    plain = SyncClassifier(SyncClassifierConfig(univdm=asdict(TINY), **SMALL)).eval()
+    plain.load_state_dict({k: v for k, v in corr_clf.state_dict().items()
+                           if not k.startswith("correlation.")})  # fmt: skip
+    z, t, audio = _inputs(2, 5, 5)
+    with torch.no_grad():
+        total = corr_clf(z, t, audio)
+        cls_only = plain(z, t, audio)
+        corr_clf.correlation.weight.zero_()
+        zeroed = corr_clf(z, t, audio)
+        corr_clf.correlation.weight.fill_(1.0)
+    torch.testing.assert_close(zeroed, cls_only)  # c = 0: the paper's classifier exactly
+    assert not torch.allclose(total, cls_only)
+    term = total - cls_only
+    assert (term.abs() <= 3.0 + 1e-5).all()  # sum of 3 correlations with c_k = 1
+
+
+def test_correlation_logit_is_the_heads_term_and_hears_the_audio_order(univdm, corr_clf):
+    plain = SyncClassifier(SyncClassifierConfig(univdm=asdict(TINY), **SMALL)).eval()
+    plain.load_state_dict({k: v for k, v in corr_clf.state_dict().items()
+                           if not k.startswith("correlation.")})  # fmt: skip
+    z, t, audio = _inputs(2, 6, 6)
+    with torch.no_grad():
+        term = corr_clf.correlation_logit(z, audio)
+        torch.testing.assert_close(corr_clf(z, t, audio) - plain(z, t, audio), term,
+                                   atol=1e-5, rtol=0)  # fmt: skip
+        flipped = corr_clf.correlation_logit(z, audio.flip(1))
+    assert not torch.allclose(term, flipped)
+    # A video that is a fixed function of its own audio, frame by frame: reversing the audio
+    # keeps every frame's pair but breaks the order, so the head with a matching read-out
+    # scores the true order higher.
+    head = copy.deepcopy(corr_clf.correlation)  # the fixture is shared: change a copy
+    loud = torch.linspace(-1, 1, 6)[torch.randperm(6, generator=torch.Generator().manual_seed(0))]
+    video = loud[None, :, None, None, None].expand(1, 6, 4, 8, 8).contiguous()
+    sound = loud[None, :, None].expand(1, 6, TINY.audio_dim).contiguous()
+    with torch.no_grad():
+        head.video.weight.zero_()
+        head.video.bias.zero_()
+        head.video.weight[:, 0] = 1.0  # channel k reads the mean of the first cell
+        first, second = head.audio[0], head.audio[2]
+        for layer in (first, second):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first.weight[0] = 1.0  # hidden 0: the sum of the features, shifted to where SiLU rises
+        first.bias[0] = 10.0
+        second.weight[:, 0] = 1.0  # every channel reads hidden 0: increasing in the loudness
+        own = head(video, sound)
+        other = head(video, sound.flip(1))
+    torch.testing.assert_close(own, head.weight.sum()[None], atol=1e-3, rtol=0)  # r_k = 1
+    assert own.item() > other.item()
+
+
+def test_correlation_head_gradient_and_persistence(corr_clf, tmp_path):
+    z, t, audio = _inputs(2, 4, 4)
+    z.requires_grad_(True)
+    corr_clf.guidance_energy(corr_clf(z, t, audio)).sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    corr_clf.save(tmp_path / "c")
+    back = SyncClassifier.load(tmp_path / "c").eval()
+    assert back.config.sync_channels == 3
+    with torch.no_grad():
+        torch.testing.assert_close(back(z.detach(), t, audio), corr_clf(z.detach(), t, audio))

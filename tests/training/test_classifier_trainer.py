@@ -30,6 +30,7 @@ from pipeline.training.classifier_trainer import (
     classifier_losses,
     draw_pairs,
     evaluate,
+    fit_correlation_head,
     rank_windows,
     region_multiplier,
     shard_batch,
@@ -72,10 +73,30 @@ def _pairs(folder, n_clips=6, frames=20, seed=0):
     return pd.DataFrame(rows), audio
 
 
-def _model():
+def _model(**kw):
     torch.manual_seed(0)
     univdm = UniVDM(UNIVDM)
-    return SyncClassifier.from_univdm(univdm, width=32, layers=1, heads=4, max_frames=8)
+    return SyncClassifier.from_univdm(univdm, width=32, layers=1, heads=4, max_frames=8, **kw)
+
+
+def _synced_pairs(folder, n_clips=6, frames=40, length=8):
+    """Real latents whose every cell is the loudness (feature sum) of their own audio frame plus
+    noise: the video moves with its audio, as a speaking mouth does."""
+    index, audio = _pairs(folder, n_clips, frames)
+    rng = np.random.default_rng(1)
+    rows = []
+    for w in range(n_clips * 3):
+        clip = f"c{w % n_clips}"
+        start = int(rng.integers(frames - length))
+        loud = audio[clip][start : start + length].sum(1)
+        lat = loud[:, None, None, None] + 0.3 * rng.normal(size=(length, 4, LATENT, LATENT))
+        path = str(folder / f"synced{w}.npy")
+        np.save(path, lat.astype(np.float32))
+        rows.append(index.iloc[0].to_dict() | {
+            "window_id": w, "split": "heldout" if w % n_clips < 2 else "train", "clip_id": clip,
+            "start": start, "length": length, "positive_path": path, "negative_path": path,
+        })  # fmt: skip
+    return pd.DataFrame(rows), audio
 
 
 def _params(**kw):
@@ -204,6 +225,61 @@ def test_training_separates_real_from_generated_and_resumes_exactly(tmp_path):
     assert evaluate(model, "nonface", SCHEDULER, held, _params(), 25.0) == evaluate(
         model, "nonface", SCHEDULER, held, _params(), 25.0
     )
+
+
+def _mismatch_auc(model, data):
+    from pipeline.metrics.roc import roc_auc
+
+    logits, labels = [], []
+    for batch in data.mismatched_batches(6, 8, 0)["shifted"]:
+        with torch.no_grad():
+            logits.append(model.correlation_logit(batch.latents, batch.audio).numpy())
+        labels.append(batch.labels.numpy())
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    return roc_auc(logits[labels == 1], logits[labels == 0])
+
+
+def test_correlation_fit_hears_shifted_audio_and_changes_only_the_head(tmp_path):
+    index, audio = _synced_pairs(tmp_path)
+    train = PairData(index[index["split"] == "train"], audio)
+    held = PairData(index[index["split"] == "heldout"], audio)
+    params = _params(sync_channels=2, sync_grid=2, sync_fit_steps=150, sync_fit_batch_size=8,
+                     sync_fit_lr=3e-3, mask_prob=0.0)  # fmt: skip
+    model = _model(sync_channels=2, sync_grid=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    untrained = _mismatch_auc(model, held)
+    fit = fit_correlation_head(model, "nonface", SCHEDULER, train, params, fps=25.0)
+    assert fit["sync_fit_loss_last100"] < fit["sync_fit_loss_first100"]
+    assert _mismatch_auc(model, held) > max(0.9, untrained)  # held-out windows, shifted audio
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("correlation.") for k in changed)
+    assert all(p.grad is None for p in model.parameters())
+    again = _model(sync_channels=2, sync_grid=2)
+    fit_correlation_head(again, "nonface", SCHEDULER, train, params, fps=25.0)
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)  # deterministic in the seed
+
+
+def test_correlation_fit_runs_once_and_a_resumed_run_matches(tmp_path):
+    index, audio = _synced_pairs(tmp_path / "pairs")
+    train = PairData(index[index["split"] == "train"], audio)
+    held = PairData(index[index["split"] == "heldout"], audio)
+    kw = {"sync_channels": 2, "sync_grid": 2}
+    params = _params(sync_fit_steps=20, sync_fit_batch_size=8, **kw)
+    model = _model(**kw)
+    result = train_classifier(model, "nonface", train, held, SCHEDULER, params, tmp_path / "a",
+                              "fp", fps=25.0)  # fmt: skip
+    assert {"sync_fit_loss_first100", "sync_fit_loss_last100"} <= set(result.evaluations[-1])
+    part = _model(**kw)
+    part_params = _params(steps=4, sync_fit_steps=20, sync_fit_batch_size=8, **kw)
+    train_classifier(part, "nonface", train, held, SCHEDULER, part_params, tmp_path / "b", "fp",
+                     fps=25.0)  # fmt: skip
+    resumed = _model(**kw)  # resumes at step 4: its head comes from the checkpoint, not a refit
+    again = train_classifier(resumed, "nonface", train, held, SCHEDULER, params, tmp_path / "b",
+                             "fp", fps=25.0)  # fmt: skip
+    assert again.first_step == 4
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
 
 
 def test_real_negatives_are_the_real_window_heard_with_audio_from_elsewhere(tmp_path):
