@@ -26,7 +26,8 @@ TINY = {
                      "par": {"figures": 1}},
     "negatives": {"checkpoint_step": 2, "ddim_steps": 2, "lengths": [8], "batch_size": 4},
     "train_classifier": {kind: {"steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
-                                "batch_size": 4} for kind in ("face", "nonface")},
+                                "batch_size": 4, "sync_fit_steps": 20}
+                         for kind in ("face", "nonface")},
     "infer": {"steps": 2, "max_clips": 1},
     "train_gesture_ae": {"window": 16, "stride": 8, "steps": 4, "save_every": 2, "log_every": 1},
     "train_syncnet": {"steps": 4, "batch_size": 4, "save_every": 2, "log_every": 1},
