@@ -309,6 +309,12 @@ def evaluate(model: SyncClassifier, kind: str, scheduler: DDPMScheduler, data: P
 FIT_STREAM = 1  # the correlation fit draws its windows from (seed, step, 1), not the loop's
 
 
+def real_negative_min_shift(params: ClassifierParams, fps: float) -> int:
+    """``real_negative_min_shift_s`` in frames (at least 1): how far a real negative's audio
+    starts from the window's own."""
+    return max(1, int(round(params.real_negative_min_shift_s * fps)))
+
+
 def fit_correlation_head(model: SyncClassifier, kind: str, scheduler: DDPMScheduler,
                          data: PairData, params: ClassifierParams,
                          fps: float) -> dict[str, float]:  # fmt: skip
@@ -331,7 +337,7 @@ def fit_correlation_head(model: SyncClassifier, kind: str, scheduler: DDPMSchedu
     head = model.correlation
     optimizer = torch.optim.AdamW(head.parameters(), lr=params.sync_fit_lr,
                                   weight_decay=params.weight_decay)  # fmt: skip
-    min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
+    min_shift = real_negative_min_shift(params, fps)
     generator = torch.Generator().manual_seed(step_seed(params.seed, 0) + FIT_STREAM)
     steps_t = scheduler.config.num_train_timesteps
     losses = []
@@ -353,8 +359,7 @@ def fit_correlation_head(model: SyncClassifier, kind: str, scheduler: DDPMSchedu
         optimizer.step()
         losses.append(loss.item())
     model.train(was_training)
-    for p in model.parameters():  # the fit's optimizer leaves no gradients for the loop's
-        p.grad = None
+    optimizer.zero_grad(set_to_none=True)  # no gradients left over for the loop's optimizer
     n = min(100, len(losses))
     return {"sync_fit_loss_first100": float(np.mean(losses[:n])),
             "sync_fit_loss_last100": float(np.mean(losses[-n:]))}  # fmt: skip
@@ -400,7 +405,7 @@ def train_classifier(
         log_every=params.log_every, eval_every=params.eval_every,
         max_grad_norm=params.max_grad_norm,
     )  # fmt: skip
-    min_shift = max(1, int(round(params.real_negative_min_shift_s * fps)))
+    min_shift = real_negative_min_shift(params, fps)
     state = TrainingState(model, optimizer, lr_schedule)
     loop = TrainingLoop(state, settings, checkpoint_root, fingerprint, logger, accelerator)
     rank, world = loop.accelerator.process_index, loop.accelerator.num_processes

@@ -335,10 +335,16 @@ def corr_clf(univdm):
     return SyncClassifier.from_univdm(univdm, sync_channels=3, **SMALL).eval()
 
 
-def test_correlation_head_adds_its_term_to_the_cls_logit(univdm, corr_clf):
+def _without_head(model):
+    """The paper's classifier with ``model``'s weights, correlation head left out."""
     plain = SyncClassifier(SyncClassifierConfig(univdm=asdict(TINY), **SMALL)).eval()
-    plain.load_state_dict({k: v for k, v in corr_clf.state_dict().items()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
                            if not k.startswith("correlation.")})  # fmt: skip
+    return plain
+
+
+def test_correlation_head_adds_its_term_to_the_cls_logit(corr_clf):
+    plain = _without_head(corr_clf)
     z, t, audio = _inputs(2, 5, 5)
     with torch.no_grad():
         total = corr_clf(z, t, audio)
@@ -352,10 +358,8 @@ def test_correlation_head_adds_its_term_to_the_cls_logit(univdm, corr_clf):
     assert (term.abs() <= 3.0 + 1e-5).all()  # sum of 3 correlations with c_k = 1
 
 
-def test_correlation_logit_is_the_heads_term_and_hears_the_audio_order(univdm, corr_clf):
-    plain = SyncClassifier(SyncClassifierConfig(univdm=asdict(TINY), **SMALL)).eval()
-    plain.load_state_dict({k: v for k, v in corr_clf.state_dict().items()
-                           if not k.startswith("correlation.")})  # fmt: skip
+def test_correlation_logit_is_the_heads_term_and_hears_the_audio_order(corr_clf):
+    plain = _without_head(corr_clf)
     z, t, audio = _inputs(2, 6, 6)
     with torch.no_grad():
         term = corr_clf.correlation_logit(z, audio)
