@@ -42,6 +42,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev,dask,web]"
+	@# librosa's numba cache, compiled once here: processes compiling it at once can break it.
+	$(BIN)/python -c "from pipeline.io.pool import compile_numba_caches; compile_numba_caches()"
 	@touch $@
 
 repro: setup

@@ -1,6 +1,8 @@
 import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,28 @@ def _add(value):
 def test_map_ordered_keeps_order_and_worker_state(workers):
     assert map_ordered(_add, range(7), workers=workers, initializer=_init,
                        initargs=(10,)) == list(range(10, 17))  # fmt: skip
+
+
+def _numba_cache_entries(_item):
+    """The numba cache files a worker finds when it starts (before it imports librosa)."""
+    return sorted(p.name for p in Path(os.environ["NUMBA_CACHE_DIR"]).rglob("*.nbi"))
+
+
+def test_map_ordered_fills_librosa_numba_cache_before_workers_start(tmp_path):
+    # Two workers compiling librosa's gufuncs at once can write a mismatched cache pair that
+    # segfaults later runs (numba#10128): the parent must have compiled them first. A fresh
+    # process, because numba reads NUMBA_CACHE_DIR once, at import.
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    script = ("from pipeline.io.pool import map_ordered\n"
+              "from tests.io.test_outputs import _numba_cache_entries\n"
+              "print(repr(map_ordered(_numba_cache_entries, range(2), workers=2)))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = eval(done.stdout.strip().splitlines()[-1])
+    for entries in seen:  # each worker found the parent's peak_pick gufunc, both halves
+        assert any(e.startswith("utils.__peak_pick") for e in entries), entries
+        assert any(e.startswith("guf-utils.__peak_pick") for e in entries), entries
 
 
 def test_atomic_directory_removes_what_a_killed_writer_left(tmp_path):
