@@ -16,6 +16,14 @@ no Table 3 row retrains) and so do the measuring instruments (``train_gesture_ae
 autoencoder and SyncNet, so a paired difference between two variants is the method's, not the
 ruler's.
 
+**A replicate** is a (seed, machine) pair: each cell records :func:`machine_fingerprint` (the
+processor, the SIMD numpy and torch dispatch to, the GPU). One seed on two machines gives two
+runs that differ like two seeds do (numpy's vectorised sin/cos differ in the last bit between
+AVX2 and AVX-512, so do the sample corpus's keypoints, and training diverges from there; so
+does the SyncNet every Sync figure is read with), so cells are paired only within one machine,
+and one seed may be run once per machine. Cells written before machines were recorded have
+none and pair only with each other.
+
 **How a cell runs.** :func:`run_ablation` makes one scratch ``git clone`` of the repository's
 HEAD under ``workdir`` (uncommitted edits are not part of the grid; the commit is recorded per
 cell) and points its DVC cache at the original's (``cache.dir`` in its ``.dvc/config.local``),
@@ -130,6 +138,47 @@ def _depth(variant: str) -> int:
     return 0 if parent is None else 1 + _depth(parent)
 
 
+def _best_numpy_simd() -> str:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    order = ("AVX512_SPR", "AVX512_ICL", "AVX512_CNL", "AVX512_CLX", "AVX512_SKX", "AVX512F",
+             "AVX2", "AVX", "SSE42", "ASIMD", "NEON", "VSX4", "VSX3", "VSX2", "VX")  # fmt: skip
+    return next((name for name in order if features.get(name)), "baseline")
+
+
+def machine_fingerprint() -> str:
+    """What decides a run's floating-point path here, e.g. ``"Intel(R) Xeon(R) Processor;
+    numpy AVX512_ICL; torch AVX512"`` (plus ``"; cuda <GPU name>"`` where torch sees a GPU).
+
+    The processor model from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere), the widest
+    SIMD numpy dispatches its vectorised math to, and torch's CPU kernel capability. Two runs of
+    one seed are bit-identical only on the same fingerprint (see the module docstring).
+    """
+    import platform
+
+    import torch
+
+    cpu = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    cpu = cpu or platform.processor() or platform.machine()
+    parts = [cpu, f"numpy {_best_numpy_simd()}", f"torch {torch.backends.cpu.get_cpu_capability()}"]
+    if torch.cuda.is_available():
+        parts.append(f"cuda {torch.cuda.get_device_name(0)}")
+    return "; ".join(parts)
+
+
+def replicate(cell: Mapping) -> tuple[int, str | None]:
+    """A cell's replicate: ``(seed, machine)``; machine None for cells that did not record it."""
+    return int(cell["seed"]), cell.get("machine")
+
+
 def cell_overrides(variant: str, seed: int) -> dict[str, Any]:
     """The params overrides of one cell: the variant's, plus every :data:`SEED_KEYS` = seed."""
     if variant not in VARIANTS:
@@ -165,12 +214,13 @@ def apply_overrides(params: Mapping, overrides: Mapping[str, Any]) -> dict:
     return out
 
 
-def pending_cells(cells: Sequence[Mapping], variants: Sequence[str],
-                  seeds: Sequence[int]) -> list[tuple[str, int]]:  # fmt: skip
-    """The (variant, seed) pairs still to run, seed by seed, each variant after the one it starts
-    from (:func:`starts_from`: ``full`` first); a cell already in ``cells`` with the same
-    overrides is done."""
+def pending_cells(cells: Sequence[Mapping], variants: Sequence[str], seeds: Sequence[int],
+                  machine: str | None = None) -> list[tuple[str, int]]:  # fmt: skip
+    """The (variant, seed) pairs still to run on ``machine``, seed by seed, each variant after the
+    one it starts from (:func:`starts_from`: ``full`` first); a cell already in ``cells`` of the
+    same machine with the same overrides is done."""
     done = {(c["variant"], c["seed"]) for c in cells if c["variant"] in VARIANTS
+            and c.get("machine") == machine
             and c.get("overrides") == cell_overrides(c["variant"], c["seed"])}  # fmt: skip
     ordered = sorted(dict.fromkeys(variants), key=_depth)
     return [(v, s) for s in dict.fromkeys(seeds) for v in ordered if (v, s) not in done]
@@ -204,8 +254,8 @@ def _resolve(metric: str, keys: Iterable[str]) -> str:
 # 3. Aggregation and verdicts ---------------------------------------------------------------
 
 VERDICT_RULE = (
-    "Per seed s present in both cells, delta_s = metric(with the component) - metric(without); "
-    "n = number of such seeds with both values. n = 0: 'not measured'. n < 2, or |mean(delta)| "
+    "Per replicate s (a seed on one machine) present in both cells, delta_s = metric(with the "
+    "component) - metric(without); n = number of such replicates with both values. n = 0: 'not measured'. n < 2, or |mean(delta)| "
     "<= 2 * std(delta) / sqrt(n) (sample std; about two standard errors, not a significance "
     "test): 'within noise'. Otherwise 'reproduced' when the sign of mean(delta) is the better "
     "direction of the metric (higher for PSNR/SSIM/BAS/Sync-C/Div/HKC/AUC, lower for "
@@ -251,7 +301,10 @@ def summarize(cells: Sequence[Mapping]) -> dict:
         by_variant.setdefault(cell["variant"], []).append(cell)
     summary = {}
     for variant, group_cells in by_variant.items():
-        entry: dict[str, Any] = {"seeds": sorted(c["seed"] for c in group_cells)}
+        entry: dict[str, Any] = {
+            "seeds": sorted(c["seed"] for c in group_cells),
+            "machines": len({c.get("machine") for c in group_cells}),
+        }
         for source in ("evaluate", "classifier"):
             groups: dict[str, set[str]] = {}
             for cell in group_cells:
@@ -267,21 +320,22 @@ def summarize(cells: Sequence[Mapping]) -> dict:
 
 
 def paired_deltas(cells: Sequence[Mapping], source: str, metric: str, treatment: tuple[str, str],
-                  control: tuple[str, str]) -> tuple[list[int], list[float]]:  # fmt: skip
-    """Seeds and per-seed differences ``treatment - control`` of one metric, over the seeds
-    where both cells exist and both values are numbers. ``treatment`` and ``control`` are
-    ``(variant, group)``."""
-    index = {(c["variant"], c["seed"]): c for c in cells}
-    seeds, deltas = [], []
-    for seed in sorted({s for v, s in index if v == treatment[0]}):
-        if (control[0], seed) not in index:
+                  control: tuple[str, str]) -> tuple[list[tuple], list[float]]:  # fmt: skip
+    """Replicates (:func:`replicate`: seed, machine) and per-replicate differences
+    ``treatment - control`` of one metric, over the replicates where both cells exist and both
+    values are numbers. ``treatment`` and ``control`` are ``(variant, group)``."""
+    index = {(c["variant"], *replicate(c)): c for c in cells}
+    replicates, deltas = [], []
+    keys = {(s, m) for v, s, m in index if v == treatment[0]}
+    for seed, machine in sorted(keys, key=lambda k: (k[0], k[1] or "")):
+        if (control[0], seed, machine) not in index:
             continue
-        values = [_number((index[(variant, seed)].get(source) or {}).get(group, {}).get(metric))
-                  for variant, group in (treatment, control)]  # fmt: skip
+        values = [_number((index[(variant, seed, machine)].get(source) or {}).get(group, {})
+                          .get(metric)) for variant, group in (treatment, control)]  # fmt: skip
         if None not in values:
-            seeds.append(seed)
+            replicates.append((seed, machine))
             deltas.append(values[0] - values[1])
-    return seeds, deltas
+    return replicates, deltas
 
 
 def verdict(deltas: Sequence[float], better: int) -> str:
@@ -367,7 +421,7 @@ def judge_directions(cells: Sequence[Mapping],
             better = better_sign(metric)
             if better is None:
                 continue
-            seeds, deltas = paired_deltas(cells, d.source, metric, d.treatment, d.control)
+            replicates, deltas = paired_deltas(cells, d.source, metric, d.treatment, d.control)
             mean, std = mean_std(deltas)
             group = d.treatment[1] if d.treatment[1] == d.control[1] else ""
             judged.append({
@@ -376,7 +430,9 @@ def judge_directions(cells: Sequence[Mapping],
                 "claim": d.claim, "source": d.source, "metric": metric,
                 "expected": "higher" if better > 0 else "lower",
                 "treatment": "/".join(d.treatment), "control": "/".join(d.control),
-                "seeds": seeds, "deltas": [_rounded(x) for x in deltas],
+                "seeds": [seed for seed, _ in replicates],
+                "machines": [machine for _, machine in replicates],
+                "deltas": [_rounded(x) for x in deltas],
                 "delta_mean": _rounded(mean), "delta_std": _rounded(std), "n": len(deltas),
                 "verdict": verdict(deltas, better),
             })  # fmt: skip
@@ -388,12 +444,13 @@ def ablation_document(cells: Sequence[Mapping]) -> dict:
     definitions, the summary and the judged directions."""
     rank = {v: i for i, v in enumerate(VARIANTS)}
     cells = sorted(cells, key=lambda c: (rank.get(c["variant"], len(rank)), c["variant"],
-                                         c["seed"]))  # fmt: skip
+                                         c["seed"], c.get("machine") or ""))  # fmt: skip
     return {
         "seed_keys": list(SEED_KEYS),
         "variants": {v: VARIANTS[v] for v in dict.fromkeys(c["variant"] for c in cells)
                      if v in VARIANTS},
         "commits": sorted({c["commit"] for c in cells if c.get("commit")}),
+        "machines": sorted({c["machine"] for c in cells if c.get("machine")}),
         "cells": list(cells),
         "summary": summarize(cells),
         "directions": judge_directions(cells),
@@ -525,13 +582,15 @@ def run_grid(cells: Sequence[Mapping], todo: Sequence[tuple[str, int]],
              run_cell: Callable[[str, int], dict], out: Path,
              html: Path | None = None) -> dict:  # fmt: skip
     """Run the ``todo`` cells with ``run_cell(variant, seed) -> cell`` and rewrite the outputs
-    after each one, so an interrupted grid keeps what it finished; return the final document."""
+    after each one, so an interrupted grid keeps what it finished; return the final document.
+    A new cell replaces only the cell of the same variant and replicate."""
     cells = [dict(c) for c in cells]
     for i, (variant, seed) in enumerate(todo, 1):
         started = time.perf_counter()
         print(f"[ablate] {i}/{len(todo)}: {variant} seed {seed}", file=sys.stderr, flush=True)
         cell = run_cell(variant, seed)
-        cells = [c for c in cells if (c["variant"], c["seed"]) != (variant, seed)] + [cell]
+        key = (cell["variant"], *replicate(cell))
+        cells = [c for c in cells if (c["variant"], *replicate(c)) != key] + [cell]
         write_outputs(cells, out, html)
         print(f"[ablate] {variant} seed {seed} done in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -678,6 +737,7 @@ class ScratchClone:
         state: baselines and logs of this commit's cells.
         commit: the commit the clone is at.
         uncached: the uncached outputs of ``dvc.yaml`` (see :func:`uncached_outputs`).
+        machine: :func:`machine_fingerprint` of the machine the cells run on.
     """
 
     repo: Path
@@ -685,6 +745,7 @@ class ScratchClone:
     state: Path
     commit: str
     uncached: tuple[str, ...]
+    machine: str | None = None
 
     def base_params(self) -> Any:
         """params.yaml as committed (ruamel round-trip data)."""
@@ -700,7 +761,7 @@ class ScratchClone:
         return params
 
 
-def prepare_clone(repo: Path, workdir: Path) -> ScratchClone:
+def prepare_clone(repo: Path, workdir: Path, machine: str | None = None) -> ScratchClone:
     """The scratch clone of ``repo``'s HEAD under ``workdir`` (reused when it exists), with its
     DVC cache pointing at ``repo``'s, and the starting baseline (``repo``'s lock file and
     uncached outputs)."""
@@ -726,7 +787,7 @@ def prepare_clone(repo: Path, workdir: Path) -> ScratchClone:
         os.replace(tmp, root)
     uncached = tuple(uncached_outputs(root))
     save_baseline(repo, state / "start", uncached)  # the original's latest state, each run
-    return ScratchClone(repo, root, state, commit, uncached)
+    return ScratchClone(repo, root, state, commit, uncached, machine)
 
 
 def read_cell_metrics(root: Path) -> dict:
@@ -771,8 +832,8 @@ def run_cell(clone: ScratchClone, variant: str, seed: int) -> dict:
     if _run_logged([_dvc(), "repro"], clone.root, log_path):
         raise AblationRunFailed(f"{variant} seed {seed}: dvc repro failed in {clone.root} "
                                 f"(log {log_path}):\n{_tail(log_path)}")  # fmt: skip
-    cell = {"variant": variant, "seed": int(seed), "overrides": overrides,
-            "commit": clone.commit} | read_cell_metrics(clone.root)  # fmt: skip
+    cell = {"variant": variant, "seed": int(seed), "overrides": overrides, "commit": clone.commit,
+            "machine": clone.machine} | read_cell_metrics(clone.root)  # fmt: skip
     if variant == "full" or variant in STARTS_FROM.values():
         save_baseline(clone.root, clone.state / f"baseline-{variant}-seed{seed}", clone.uncached)
     return cell
@@ -790,10 +851,11 @@ def run_ablation(repo: str | os.PathLike, variants: Sequence[str], seeds: Sequen
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ConfigError(f"seeds must be non-negative integers, got {list(seeds)}")
     cells = load_cells(out)
-    todo = pending_cells(cells, variants, seeds)
+    machine = machine_fingerprint()
+    todo = pending_cells(cells, variants, seeds, machine)
     if not todo:
         return write_outputs(cells, out, html)
-    clone = prepare_clone(repo, workdir)
+    clone = prepare_clone(repo, workdir, machine)
     for variant, seed in todo:  # every override is checked before hours of compute
         clone.params_for(cell_overrides(variant, seed))
     return run_grid(cells, todo, lambda v, s: run_cell(clone, v, s), out, html)

@@ -149,9 +149,42 @@ def test_verdict_edge_cases():
     assert verdict([1.0, -1.0, 1.1], 1) == "within noise"
 
 
+def test_cells_pair_only_within_one_machine_and_a_seed_runs_once_per_machine(tmp_path):
+    def on(machine, variant, seed, psnr):
+        return _cell(variant, seed, {"psnr_face": psnr}) | {"machine": machine}
+
+    cells = [on("A", "full", 0, 12.0), on("A", "no_par", 0, 11.0),
+             on("B", "full", 0, 13.0), on("B", "no_par", 0, 10.0),
+             on("A", "full", 1, 12.0), on("B", "no_par", 1, 5.0)]  # fmt: skip
+    par = next(d for d in judge_directions(cells) if d["metric"] == "psnr_face"
+               and d["claim"] == "PAR on vs off")  # fmt: skip
+    # seed 0 on A (+1) and on B (+3); seed 1's cells are on two machines: not a pair.
+    assert par["deltas"] == [1.0, 3.0] and par["seeds"] == [0, 0]
+    assert par["machines"] == ["A", "B"] and (par["delta_mean"], par["n"]) == (2.0, 2)
+    assert pending_cells(cells, ["full", "no_par"], [0, 1], "A") == [("no_par", 1)]
+    assert pending_cells(cells, ["full"], [0], "C") == [("full", 0)]
+    assert pending_cells(cells, ["full"], [0]) == [("full", 0)]  # cells without a machine: none
+    out = tmp_path / "ablation.json"
+    document = run_grid(cells, [("full", 0)], lambda v, s: on("C", v, s, 14.0), out)
+    # The new machine's cell joins the others of seed 0; it replaces none of them.
+    assert sorted(c["machine"] for c in document["cells"] if c["variant"] == "full"
+                  and c["seed"] == 0) == ["A", "B", "C"]  # fmt: skip
+    assert document["machines"] == ["A", "B", "C"]
+    assert document["summary"]["full"]["machines"] == 3
+
+
+def test_the_machine_fingerprint_names_the_processor_and_the_simd_paths():
+    fingerprint = ablation.machine_fingerprint()
+    cpu, numpy_simd, torch_simd = fingerprint.split("; ")[:3]
+    assert cpu and numpy_simd.startswith("numpy ") and torch_simd.startswith("torch ")
+    assert fingerprint == ablation.machine_fingerprint()  # stable within a machine
+
+
 def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_finished(
     tmp_path,
+    monkeypatch,
 ):
+    monkeypatch.setattr(ablation, "machine_fingerprint", lambda: None)  # the cells record none
     out, html = tmp_path / "metrics" / "ablation.json", tmp_path / "ablation.html"
     stale = _cell("no_par", 0, {"psnr_face": 1.0}) | {"overrides": {"train_univdm.seed": 9}}
     ablation.write_outputs([_cell("full", 0, {"psnr_face": 10.0}), stale], out, html)
