@@ -255,7 +255,8 @@ def _resolve(metric: str, keys: Iterable[str]) -> str:
 
 VERDICT_RULE = (
     "Per replicate s (a seed on one machine) present in both cells, delta_s = metric(with the "
-    "component) - metric(without); n = number of such replicates with both values. n = 0: 'not measured'. n < 2, or |mean(delta)| "
+    "component) - metric(without); n = number of such replicates with both values. n = 0: "
+    "'not measured'. n < 2, or |mean(delta)| "
     "<= 2 * std(delta) / sqrt(n) (sample std; about two standard errors, not a significance "
     "test): 'within noise'. Otherwise 'reproduced' when the sign of mean(delta) is the better "
     "direction of the metric (higher for PSNR/SSIM/BAS/Sync-C/Div/HKC/AUC, lower for "
