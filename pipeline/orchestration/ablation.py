@@ -320,6 +320,19 @@ def summarize(cells: Sequence[Mapping]) -> dict:
     return summary
 
 
+UNRECORDED_MACHINE = "machine not recorded"
+
+
+def summarize_by_machine(cells: Sequence[Mapping]) -> dict:
+    """``{machine: summarize(that machine's cells)}`` (cells without a machine under
+    :data:`UNRECORDED_MACHINE`): Sync-C / Sync-D are read by a SyncNet trained on each machine,
+    so their spread is only meaningful within one."""
+    by_machine: dict[str, list[Mapping]] = {}
+    for cell in cells:
+        by_machine.setdefault(cell.get("machine") or UNRECORDED_MACHINE, []).append(cell)
+    return {machine: summarize(group) for machine, group in sorted(by_machine.items())}
+
+
 def paired_deltas(cells: Sequence[Mapping], source: str, metric: str, treatment: tuple[str, str],
                   control: tuple[str, str]) -> tuple[list[tuple], list[float]]:  # fmt: skip
     """Replicates (:func:`replicate`: seed, machine) and per-replicate differences
@@ -454,6 +467,7 @@ def ablation_document(cells: Sequence[Mapping]) -> dict:
         "machines": sorted({c["machine"] for c in cells if c.get("machine")}),
         "cells": list(cells),
         "summary": summarize(cells),
+        "summary_by_machine": summarize_by_machine(cells),
         "directions": judge_directions(cells),
         "verdict_rule": VERDICT_RULE,
     }  # fmt: skip
@@ -482,10 +496,11 @@ def _delta_text(entry: Mapping) -> str:
     return f"{entry['delta_mean']:+.4g}{std} ({entry['n']})"
 
 
-def summary_tables(document: Mapping) -> list[dict]:
+def summary_tables(document: Mapping, summary: Mapping | None = None) -> list[dict]:
     """The tables of the report: one per infer mode (SG first: Table 3's inference) and one of
-    the classifiers' AUCs; rows are variants, cells mean ± std (seeds)."""
-    summary = document["summary"]
+    the classifiers' AUCs; rows are variants, cells mean ± std (seeds). ``summary``: the
+    document's pooled one unless given (e.g. one machine's)."""
+    summary = document["summary"] if summary is None else summary
     variants = list(summary)
     tables = []
     for mode in ("sg", "dg", "none"):
@@ -533,6 +548,9 @@ def render_html(document: Mapping) -> str:
                   for d in document["directions"]]  # fmt: skip
     return env.from_string(source).render(
         document=document, tables=summary_tables(document), paper=paper_table(),
+        machine_tables=[(machine, summary_tables(document, summary)[0])
+                        for machine, summary in document["summary_by_machine"].items()
+                        if len(document["summary_by_machine"]) > 1],
         directions=directions,
     )  # fmt: skip
 

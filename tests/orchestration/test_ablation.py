@@ -171,6 +171,15 @@ def test_cells_pair_only_within_one_machine_and_a_seed_runs_once_per_machine(tmp
                   and c["seed"] == 0) == ["A", "B", "C"]  # fmt: skip
     assert document["machines"] == ["A", "B", "C"]
     assert document["summary"]["full"]["machines"] == 3
+    # Pooled over machines, and per machine: full's psnr_face 12, 13, 14 (seed 0) and 12 (seed 1).
+    assert document["summary"]["full"]["evaluate"]["sg"]["psnr_face"]["n"] == 4
+    by_machine = document["summary_by_machine"]
+    assert list(by_machine) == ["A", "B", "C"]
+    assert by_machine["A"]["full"]["evaluate"]["sg"]["psnr_face"] == {"mean": 12.0, "std": 0.0,
+                                                                      "n": 2}  # fmt: skip
+    assert "no_par" not in by_machine["C"]
+    html = render_html(document)
+    assert "Per machine (SG)" in html and "B: infer mode sg" in html
 
 
 def test_the_machine_fingerprint_names_the_processor_and_the_simd_paths():
