@@ -496,11 +496,10 @@ def _delta_text(entry: Mapping) -> str:
     return f"{entry['delta_mean']:+.4g}{std} ({entry['n']})"
 
 
-def summary_tables(document: Mapping, summary: Mapping | None = None) -> list[dict]:
-    """The tables of the report: one per infer mode (SG first: Table 3's inference) and one of
-    the classifiers' AUCs; rows are variants, cells mean ± std (seeds). ``summary``: the
-    document's pooled one unless given (e.g. one machine's)."""
-    summary = document["summary"] if summary is None else summary
+def summary_tables(summary: Mapping) -> list[dict]:
+    """The tables of a summary (:func:`summarize`: the document's pooled one, or one machine's):
+    one per infer mode (SG first: Table 3's inference) and one of the classifiers' AUCs; rows
+    are variants, cells mean ± std (seeds)."""
     variants = list(summary)
     tables = []
     for mode in ("sg", "dg", "none"):
@@ -546,11 +545,12 @@ def render_html(document: Mapping) -> str:
     directions = [{"direction": d["direction"], "pair": f"{d['treatment']} vs {d['control']}",
                    "delta": _delta_text(d), "verdict": d["verdict"]}
                   for d in document["directions"]]  # fmt: skip
+    by_machine = document["summary_by_machine"]
     return env.from_string(source).render(
-        document=document, tables=summary_tables(document), paper=paper_table(),
-        machine_tables=[(machine, summary_tables(document, summary)[0])
-                        for machine, summary in document["summary_by_machine"].items()
-                        if len(document["summary_by_machine"]) > 1],
+        document=document, tables=summary_tables(document["summary"]), paper=paper_table(),
+        machine_tables=[(machine, summary_tables(summary)[0])
+                        for machine, summary in by_machine.items() if len(by_machine) > 1],
+        unrecorded_machines=sum(not c.get("machine") for c in document["cells"]),
         directions=directions,
     )  # fmt: skip
 
@@ -558,7 +558,7 @@ def render_html(document: Mapping) -> str:
 def markdown_tables(document: Mapping) -> str:
     """The SG table and the verdicts as Markdown (for the README)."""
     out = io.StringIO()
-    for table in summary_tables(document)[:1]:
+    for table in summary_tables(document["summary"])[:1]:
         out.write(f"| {' | '.join(table['header'])} |\n")
         out.write(f"|{'---|' * len(table['header'])}\n")
         for row in table["rows"]:
