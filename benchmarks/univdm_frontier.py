@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-COLUMNS = ("pose_rate", "psnr_face", "psnr_hand", "psnr_body", "sync_corpus_c", "fgd", "bas")
+COLUMNS = ("pose_rate", "psnr_face", "psnr_hand", "psnr_body", "psnr_drift_db", "sync_corpus_c",
+           "sync_corpus_d", "fgd", "div", "bas", "hkc", "hkv")  # fmt: skip
 
 
 def set_steps(repo: Path, steps: int) -> None:

@@ -76,7 +76,10 @@ def build_classifier(univdm, params: ClassifierParams, max_frames: int, audio_di
                      audio_rows: np.ndarray, device: torch.device) -> SyncClassifier:  # fmt: skip
     """A classifier whose encoder starts from ``univdm`` (:meth:`SyncClassifier.from_univdm`),
     its audio standardised by the rows ``audio_rows`` ``(N, A)`` (the training clips' features),
-    on ``device``."""
+    on ``device``. The layers not copied from ``univdm`` (transformer, heads, correlation
+    read-outs) are drawn after ``torch.manual_seed(params.seed)``, so one seed gives one model in
+    every process (torch's own initial seed is random per process)."""
+    torch.manual_seed(params.seed)
     model = SyncClassifier.from_univdm(
         univdm, width=params.width, layers=params.layers, heads=params.heads,
         dropout=params.dropout, max_frames=max_frames, audio_dim=audio_dim,

@@ -84,7 +84,12 @@ def build_univdm(params: TrainUnivdmParams, fps: float, vae, audio_dim: int,
         vae: the frozen AutoencoderKL (latent channels and downsampling factor).
         audio_dim: per-frame audio feature size.
         clip_dim: CLIP image-embedding size, or None for a learned reference token.
+
+    The fresh weights are drawn after ``torch.manual_seed(params.seed)``: torch seeds its global
+    generator at random in every process, so without it two runs of one seed start from other
+    weights and end as two different models.
     """
+    torch.manual_seed(params.seed)
     config = univdm_config(
         params, fps, int(vae.config.latent_channels), vae_downsample_factor(vae), audio_dim,
         clip_dim, float(getattr(vae.config, "scaling_factor", 1.0) or 1.0),

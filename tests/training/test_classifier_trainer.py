@@ -531,3 +531,25 @@ def _ddp_worker(out: Path) -> None:
 
 if __name__ == "__main__":
     _ddp_worker(Path(sys.argv[1]))
+
+
+def test_build_classifier_draws_its_new_layers_from_the_seed_alone():
+    """The layers not copied from UniVDM (transformer, heads, correlation read-outs) come from
+    ``train_classifier.<kind>.seed`` only: torch's own initial seed is random per process."""
+    from pipeline.training.classifier_trainer import build_classifier
+
+    torch.manual_seed(0)
+    univdm = UniVDM(UNIVDM)
+    audio_rows = np.random.default_rng(0).normal(size=(20, A)).astype(np.float32)
+
+    def build(seed):
+        params = _params(seed=seed, sync_channels=2, sync_grid=2)
+        return build_classifier(univdm, params, 8, A, audio_rows, CPU).state_dict()
+
+    torch.seed()  # the global generator as a fresh process has it: seeded at random
+    first = build(0)
+    torch.seed()
+    again, other = build(0), build(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    differ = {k for k in first if not torch.equal(first[k], other[k])}
+    assert differ and not any(k.startswith("encoder.") for k in differ)  # copied weights agree

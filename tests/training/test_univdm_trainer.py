@@ -188,3 +188,43 @@ def test_v_loss_needs_a_model_that_predicts_v():
     with pytest.raises(ValueError, match="predicts v"):
         _params(loss_target="v")
     assert _params(loss_target="v", unet={"parametrisation": "v"}).loss_target == "v"
+
+
+def _fresh_univdm(seed: int) -> UniVDM:
+    from pipeline.training.univdm_trainer import build_univdm
+
+    unet = {"block_out_channels": [32, 32], "attention_head_dim": 8, "cross_attention_dim": 32,
+            "addition_time_embed_dim": 8}  # fmt: skip
+    params = _params(size=SIZE, frames=FRAMES, audio_context=1, unet=unet, seed=seed)
+    vae = _vae()
+    torch.seed()  # the global generator as a fresh process has it: seeded at random
+    return build_univdm(params, 25.0, vae, 4, None)
+
+
+def test_build_univdm_draws_its_weights_from_the_seed_alone():
+    """torch seeds its global generator at random per process: the fresh UniVDM must depend on
+    ``train_univdm.seed`` only, not on the generator's state before the build."""
+    first = _fresh_univdm(0).state_dict()
+    again = _fresh_univdm(0).state_dict()
+    other = _fresh_univdm(1).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_build_univdm_gives_the_same_weights_in_two_processes():
+    """The stage's case: two fresh processes (each with torch's random initial seed) build the
+    same model for one seed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import hashlib, torch\n"
+              "from tests.training.test_univdm_trainer import _fresh_univdm\n"
+              "h = hashlib.sha256()\n"
+              "for k, v in sorted(_fresh_univdm(0).state_dict().items()):\n"
+              "    h.update(k.encode()); h.update(v.numpy().tobytes())\n"
+              "print(torch.initial_seed(), h.hexdigest())\n")  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                           text=True, check=True).stdout.split() for _ in range(2)]  # fmt: skip
+    assert runs[0][1] == runs[1][1]
