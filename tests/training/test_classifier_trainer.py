@@ -26,6 +26,7 @@ from pipeline.training.classifier_data import PairData
 from pipeline.training.classifier_trainer import (
     Shard,
     bucket_edges,
+    build_classifier,
     classifier_input,
     classifier_losses,
     draw_pairs,
@@ -529,15 +530,9 @@ def _ddp_worker(out: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-if __name__ == "__main__":
-    _ddp_worker(Path(sys.argv[1]))
-
-
 def test_build_classifier_draws_its_new_layers_from_the_seed_alone():
     """The layers not copied from UniVDM (transformer, heads, correlation read-outs) come from
     ``train_classifier.<kind>.seed`` only: torch's own initial seed is random per process."""
-    from pipeline.training.classifier_trainer import build_classifier
-
     torch.manual_seed(0)
     univdm = UniVDM(UNIVDM)
     audio_rows = np.random.default_rng(0).normal(size=(20, A)).astype(np.float32)
@@ -553,3 +548,7 @@ def test_build_classifier_draws_its_new_layers_from_the_seed_alone():
     assert all(torch.equal(first[k], again[k]) for k in first)
     differ = {k for k in first if not torch.equal(first[k], other[k])}
     assert differ and not any(k.startswith("encoder.") for k in differ)  # copied weights agree
+
+
+if __name__ == "__main__":
+    _ddp_worker(Path(sys.argv[1]))
