@@ -36,6 +36,9 @@ Per mode
   Both are measured on the ground truth too: HKV has no better direction, it is read against
   the real videos'. With the ``mediapipe`` backend HKC is 0.9 x the share of hands found
   (Holistic gives no per-point hand confidence).
+- Lip sync: per video the correlation of the inner-lip gap with the speech's RMS per frame
+  (``lip_sync_r``) and with the next test clip's speech (``lip_sync_r_swapped``, the control),
+  then the mean over videos (:mod:`pipeline.metrics.lip_sync`).
 - Drift (long videos hold): per video the whole-frame PSNR of each frame, the mean over its
   first and last quarter and their difference ``psnr_drift_db`` (positive: worse at the end),
   and the mean PSNR of each chained segment (:mod:`.drift`); per mode the mean drift and the
@@ -78,6 +81,7 @@ from pipeline.metrics.beats import audio_beats, beat_alignment_score, motion_bea
 from pipeline.metrics.diversity import diversity
 from pipeline.metrics.frechet import frechet_distance_of_features
 from pipeline.metrics.hands import hand_keypoint_confidence, hand_keypoint_variance, shoulder_width
+from pipeline.metrics.lip_sync import MIN_FRAMES, lip_opening, lip_sync
 from pipeline.metrics.regions import masked_psnr, masked_ssim, region_masks
 from pipeline.models.device import CPU, autocast
 from pipeline.models.gesture_ae import (
@@ -94,6 +98,7 @@ REGIONS = ("face", "hand", "body")
 # Beats are taken from the speed of the arms and hands (shoulders, elbows, wrists: body 5-10, and
 # both hands), positions in the gesture autoencoder's joint list; the lips and head are Sync's.
 _BAS_JOINTS = [i for i, joint in enumerate(GESTURE_JOINTS) if joint >= 5]
+LIP_SYNC_KEYS = ("lip_sync_r", "lip_sync_r_swapped")  # pipeline.metrics.lip_sync
 
 
 @dataclass
@@ -113,6 +118,7 @@ class TestClip:
     wave: np.ndarray
     sample_rate: int
     fps: float
+    control_wave: np.ndarray | None = None  # another test clip's speech (lip-sync control)
 
 
 @dataclass
@@ -258,6 +264,9 @@ def evaluate_video(
                                              gesture.min_score))  # fmt: skip
         row["hkv"], row["note"] = hand_variance(pose, params.pose_min_score)
     row["gesture_windows"] = int(len(features))
+    row |= {key: _rounded(value) for key, value in lip_sync(
+        pose, clip.wave, clip.sample_rate, clip.fps, params.pose_min_score,
+        clip.control_wave).items()}  # fmt: skip
     with autocast(models.device, models.precision):
         scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, clip.face_box)
     row |= {"sync_offset": int(scores.offset), "sync_confidence": _rounded(scores.confidence),
@@ -318,6 +327,12 @@ def summarise(
     metrics["bas"] = _rounded(_finite_mean([v.row["bas"] for v in posed]))
     if metrics["bas"] is None:
         reasons["bas"] = reasons.get("fgd", "no video with motion and audio beats")
+    for key in LIP_SYNC_KEYS:
+        metrics[key] = _rounded(_finite_mean([v.row[key] for v in videos]))
+        if metrics[key] is None:
+            reasons[key] = ("one test clip: no other clip's speech to swap in"
+                            if key == "lip_sync_r_swapped" and len(videos) < 2
+                            else f"no video with lips found in {MIN_FRAMES} frames")  # fmt: skip
     name = models.sync_name
     metrics[f"{name}_c"] = _rounded(_finite_mean([v.row["sync_confidence"] for v in videos]))
     metrics[f"{name}_d"] = _rounded(_finite_mean([v.row["sync_distance"] for v in videos]))
@@ -528,6 +543,9 @@ def load_test_clips(
         wave = load_audio(record.audio_path)
         clips.append(TestClip(record.clip_id, languages[record.clip_id], frames, pose, box,
                               wave, SAMPLE_RATE, fps))  # fmt: skip
+    if len(clips) > 1:  # each clip's lip-sync control: the next clip's speech, cyclically
+        for clip, other in zip(clips, clips[1:] + clips[:1], strict=True):
+            clip.control_wave = other.wave
     return clips
 
 
@@ -540,13 +558,6 @@ def hand_speed(pose: np.ndarray, fps: float, min_score: float) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         speed = np.nanmean(step, axis=1)
     return np.concatenate([[np.nan], speed]) if len(speed) else np.full(len(pose), np.nan)
-
-
-def lip_opening(pose: np.ndarray, min_score: float) -> np.ndarray:
-    """``(T,)`` inner-lip gap (68-point face landmarks 62 and 66, i.e. whole-body 85 and 89)."""
-    top, bottom = pose[:, 23 + 62], pose[:, 23 + 66]
-    ok = (top[:, 2] >= min_score) & (bottom[:, 2] >= min_score)
-    return np.where(ok, np.linalg.norm(top[:, :2] - bottom[:, :2], axis=1), np.nan)
 
 
 __all__ = [

@@ -32,7 +32,9 @@ import jinja2
 import numpy as np
 
 from pipeline.config import EvaluateParams
+from pipeline.io.audio import frame_rms
 from pipeline.io.outputs import atomic_file
+from pipeline.metrics.lip_sync import lip_sync_correlation
 from pipeline.metrics.regions import region_masks
 
 MODE_LABELS = {"ground_truth": "Ground truth", "none": "PAHA w/o guidance",
@@ -106,6 +108,21 @@ def region_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
     return header, rows
 
 
+def lip_sync_rows(modes: Mapping[str, dict]) -> tuple[list, list]:
+    """Lip sync as ``(header, rows)``, one row per mode, ground truth first: the lip opening's
+    correlation with the clip's own speech and with another clip's (the control), and their
+    difference (:mod:`pipeline.metrics.lip_sync`)."""
+    header = [["Method", "lip_sync_r ↑", "lip_sync_r, other clip's speech",
+               "own - other ↑"]]  # fmt: skip
+    rows = []
+    for mode, metrics in modes.items():
+        own, other = metrics.get("lip_sync_r"), metrics.get("lip_sync_r_swapped")
+        margin = None if own is None or other is None else own - other
+        rows.append([MODE_LABELS.get(mode, mode), _cell(own, 3), _cell(other, 3),
+                     _cell(margin, 3)])  # fmt: skip
+    return header, rows
+
+
 def drift_rows(modes: Mapping[str, dict], max_drift_db: float | None) -> tuple[list, list]:
     """Quality along the video as ``(header, rows)``, one row per mode: whole-frame PSNR of the
     first and last quarter, the drift (first - last, dB) and the share of videos that hold.
@@ -168,7 +185,9 @@ def spectrogram_over_motion(
 ) -> bytes:
     """Fig. 7: mel spectrogram on top, hand speed and lip opening per video below; PNG bytes.
 
-    curves: label -> ``(hand speed (T,), lip opening (T,))``.
+    curves: label -> ``(hand speed (T,), lip opening (T,))``. The lip panel also draws the
+    speech's RMS per frame (grey, its own axis) and labels each video with its ``lip_sync_r``
+    (:mod:`pipeline.metrics.lip_sync`): the lines should rise with the grey one.
     """
     import librosa
     import matplotlib
@@ -187,14 +206,25 @@ def spectrogram_over_motion(
                    cmap="magma")  # fmt: skip
     axes[0].set_ylabel("mel band")
     axes[0].set_title(title)
+    n_frames = max((len(speed) for speed, _ in curves.values()), default=0)
+    envelope = frame_rms(wave, sample_rate, fps, n_frames)
+    speech = axes[2].twinx()
+    speech.fill_between(np.arange(n_frames) / fps, envelope, color="0.6", alpha=0.35, lw=0)
+    speech.set_ylabel("speech RMS", color="0.4")
+    speech.set_yticks([])
+    axes[2].set_zorder(speech.get_zorder() + 1)
+    axes[2].patch.set_visible(False)
     for label, (speed, lips) in curves.items():
         t = np.arange(len(speed)) / fps
+        r = lip_sync_correlation(lips, envelope)
         axes[1].plot(t, speed, label=label, lw=1)
-        axes[2].plot(t, lips, label=label, lw=1)
+        axes[2].plot(t, lips, label=f"{label}: r = {r:+.2f}" if r is not None else label, lw=1)
     axes[1].set_ylabel("hand speed (px/s)")
     axes[2].set_ylabel("lip opening (px)")
     axes[2].set_xlabel("time (s)")
     axes[1].legend(fontsize=7, loc="upper right")
+    axes[2].legend(fontsize=7, loc="upper right", title="lip opening vs speech RMS",
+                   title_fontsize=7)  # fmt: skip
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
@@ -305,6 +335,8 @@ def render_report(
         ("Table 2 layout: guidance time rate (SG / DG)",
          table2_rows(modes, summary["guidance_rate"], sync_name, timings)),
         ("Region quality against the real frames; hand keypoints (HKC, HKV)", region_rows(modes)),
+        ("Lip sync: lip opening against the speech's RMS per frame (Pearson r; Fig. 7 below)",
+         lip_sync_rows(modes)),
         ("Long videos: whole-frame PSNR, first vs last quarter (drift = first - last)",
          drift_rows(modes, summary.get("max_drift_db"))),
     ]  # fmt: skip

@@ -85,6 +85,20 @@ def frame_count(n_samples: int, sample_rate: int, fps: float) -> int:
     return int(round(n_samples / sample_rate * fps))
 
 
+def frame_rms(audio: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
+    """RMS of the samples shown during each video frame, shape ``(T,)``.
+
+    Frame ``t`` covers ``[t / fps, (t + 1) / fps)``; missing samples count as silence.
+    """
+    edges = np.round(np.arange(n_frames + 1) * sr / fps).astype(np.int64)
+    padded = np.zeros(int(edges[-1]), np.float64)
+    n = min(len(audio), len(padded))
+    padded[:n] = audio[:n]
+    energy = np.concatenate([[0.0], np.cumsum(padded**2)])
+    counts = np.maximum(np.diff(edges), 1)
+    return np.sqrt(np.diff(energy[edges]) / counts)
+
+
 def mel_features(
     wave: np.ndarray, sample_rate: int, fps: float, n_frames: int, n_mels: int = 80
 ) -> np.ndarray:

@@ -12,13 +12,19 @@ from pipeline.evaluation.evaluate import (
     VideoResult,
     hand_speed,
     hand_variance,
-    lip_opening,
     region_quality,
     summarise,
     tc_groups,
 )
-from pipeline.evaluation.report import region_rows, table1_rows, table2_rows, write_report
+from pipeline.evaluation.report import (
+    lip_sync_rows,
+    region_rows,
+    table1_rows,
+    table2_rows,
+    write_report,
+)
 from pipeline.metrics.frechet import frechet_distance_of_features
+from pipeline.metrics.lip_sync import lip_opening
 
 PARAMS = EvaluateParams()
 
@@ -31,13 +37,14 @@ def _models(i3d=None) -> MetricModels:
 
 def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | None = 0.5,
            conf: float = 2.0, hkc: float = 0.8, hkv: float | None = 0.1,
-           language: str = "en") -> VideoResult:  # fmt: skip
+           language: str = "en", lip_r: float | None = 0.5,
+           lip_r_swapped: float | None = 0.0) -> VideoResult:  # fmt: skip
     quality = {f"{m}_{r}": 20.0 for m in ("psnr", "ssim") for r in ("face", "hand", "body")}
     row = {"clip_id": clip, "language": language, "pose_metrics": posed, "pose_rate": 1.0
            if posed else 0.1, "bas": bas if posed else None, "sync_confidence": conf,
            "sync_distance": 7.0, "hkc": hkc, "hkv": hkv if posed else None,
            "psnr_first_quarter": 30.0, "psnr_last_quarter": 29.0, "psnr_drift_db": 1.0,
-           **quality}  # fmt: skip
+           "lip_sync_r": lip_r, "lip_sync_r_swapped": lip_r_swapped, **quality}  # fmt: skip
     return VideoResult(row, np.zeros((1, 133, 3)), features if posed else np.zeros((0, 1)),
                        np.zeros(31))  # fmt: skip
 
@@ -45,9 +52,10 @@ def _video(clip: str, features: np.ndarray, posed: bool = True, bas: float | Non
 def test_summarise_pools_windows_and_compares_with_the_ground_truth():
     rng = np.random.default_rng(0)
     real = [_video("a", rng.normal(size=(6, 3))), _video("b", rng.normal(size=(6, 3)))]
-    fake = [_video("a", rng.normal(2, 1, size=(6, 3)), conf=1.0, bas=0.2, hkc=0.5, hkv=0.2),
+    fake = [_video("a", rng.normal(2, 1, size=(6, 3)), conf=1.0, bas=0.2, hkc=0.5, hkv=0.2,
+                   lip_r=0.6, lip_r_swapped=-0.1),
             _video("b", rng.normal(2, 1, size=(6, 3)), conf=3.0, bas=0.4, hkc=0.7,
-                   hkv=0.4)]  # fmt: skip
+                   hkv=0.4, lip_r=0.2, lip_r_swapped=None)]  # fmt: skip
     metrics, reasons = summarise("sg", fake, real, _models(), PARAMS)
     expected = frechet_distance_of_features(
         np.concatenate([v.gesture_features for v in real]),
@@ -57,6 +65,9 @@ def test_summarise_pools_windows_and_compares_with_the_ground_truth():
     assert metrics["bas"] == pytest.approx(0.3) and metrics["sync_corpus_c"] == pytest.approx(2.0)
     assert metrics["gesture_windows"] == 12 and "tc" not in metrics  # TC: the timings file's
     assert metrics["hkc"] == pytest.approx(0.6) and metrics["hkv"] == pytest.approx(0.3)
+    # Lip sync: the mean over the videos that have one (b's control is null).
+    assert metrics["lip_sync_r"] == pytest.approx(0.4)
+    assert metrics["lip_sync_r_swapped"] == pytest.approx(-0.1)
     assert metrics["fvd"] is None and reasons["fvd"] == "no I3D file"
     assert "fgd" not in reasons and "bas" not in reasons and "hkv" not in reasons
 
@@ -172,6 +183,12 @@ def test_tables_follow_the_papers_layouts():
     assert [r[0] for r in regions] == ["Ground truth", "PAHA w/o guidance", "PAHA-SG", "PAHA-DG"]
     assert regions[0][1:] == ["null"] * 6 + ["0.900", "0.0200"]  # the reference: hands only
     assert regions[2][-2:] == ["0.850", "0.0123"]
+    lips = {GROUND_TRUTH: {"lip_sync_r": 0.7, "lip_sync_r_swapped": 0.05},
+            "none": {"lip_sync_r": 0.25, "lip_sync_r_swapped": None}}  # fmt: skip
+    header, rows = lip_sync_rows(lips)
+    assert header[0][1] == "lip_sync_r ↑"
+    assert rows == [["Ground truth", "0.700", "0.050", "0.650"],
+                    ["PAHA w/o guidance", "0.250", "null", "null"]]  # fmt: skip
 
 
 def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
@@ -186,7 +203,7 @@ def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
                  ["all.none.fvd: no <I3D>"], {"none": {"tc": 0.25}})  # fmt: skip
     text = path.read_text(encoding="utf-8")
     assert "<td>0.250 / 0.250</td></tr>" in text  # Table 2's TC, from the timings
-    assert text.startswith("<!doctype html>") and text.count("<table>") == 4  # + drift
+    assert text.startswith("<!doctype html>") and text.count("<table>") == 5  # + drift, lip sync
     assert "params/&lt;paper&gt;.yaml" in text and "SyncNet &amp; co" in text
     assert "<li>all.none.fvd: no &lt;I3D&gt;</li>" in text
     assert "<tr><td>PAHA-SG</td><td>null</td><td>0.1500</td>" in text

@@ -197,6 +197,10 @@ def _place_arm(shoulder, wrist, l1: float, l2: float, outward: float, size: floa
 _EYE_U, _EYE_V, _EYE_HALF_W, _EYE_H = 0.42, -0.04, 0.21, 0.085
 _BROW_V = -0.27
 _MOUTH_V, _MOUTH_HALF_W = 0.58, 0.30
+# How far the lips part and the chin drops at full opening (face units). Wide enough that speech
+# shows at the sample profile's 64 px: the inner-lip gap reaches about 3 px there (0.24 / 0.13
+# gave 1.5 px, a quarter of one latent cell, and UniVDM never learnt it).
+_LIP_GAP, _JAW_DROP = 0.46, 0.24
 
 
 def _face_outline_point(theta: np.ndarray, jaw_drop: float) -> np.ndarray:
@@ -215,7 +219,7 @@ def _face_landmarks(c: Controls) -> tuple[np.ndarray, dict]:
     pts = np.zeros((68, 2))
     # Jaw 0-16: from the image-left temple (ear height) around the chin to the image right.
     theta = np.pi + 0.12 - np.arange(17) * (np.pi + 0.24) / 16
-    pts[0:17] = _face_outline_point(theta, 0.13 * o)
+    pts[0:17] = _face_outline_point(theta, _JAW_DROP * o)
     # Brows 17-21 (image left), 22-26 (image right): arcs, raised by c.brow.
     bv = _BROW_V - 0.06 * c.brow
     for start, sign in ((17, -1), (22, 1)):
@@ -259,7 +263,7 @@ def _face_landmarks(c: Controls) -> tuple[np.ndarray, dict]:
     # Mouth: outer 48-59 and inner 60-67 lips; the lower lip and jaw follow the opening.
     mw = _MOUTH_HALF_W * (1 + 0.15 * c.mouth_wide - 0.12 * o)
     mu, mv = 1.2 * yaw, _MOUTH_V
-    gap = 0.24 * o
+    gap = _LIP_GAP * o
     top_in, bottom_in = mv - 0.015 - 0.25 * gap, mv + 0.75 * gap
     left, right = np.array([mu - mw, mv]), np.array([mu + mw, mv])
     upper_out = _arc(left, right, 0.085 + 0.02 * o, 7)  # 48..54
@@ -429,7 +433,7 @@ def figure(ch: Character, c: Controls, size: int, front_hand: str = "right") -> 
     face_uv, shapes = _face_landmarks(c)
     face = face_px(face_uv)
     theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    outline = face_px(_face_outline_point(theta, 0.13 * float(np.clip(c.mouth_open, 0, 1))))
+    outline = face_px(_face_outline_point(theta, _JAW_DROP * float(np.clip(c.mouth_open, 0, 1))))
     ears = [face_px(np.array([sgn * 1.0, 0.02])) for sgn in (-1, 1)]
     ear_r = (0.16 * ch.face_w * s, 0.27 * ch.face_h * s)
     hair_back, hair_front = _hair(ch, face_px)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from pipeline import keypoints as kp
+from pipeline.io.audio import frame_rms
 
 from .figure import Controls, Figure, points_in_polygon
 
@@ -45,20 +46,6 @@ class GestureStyle:
 
 
 # ------------------------------------------------------------------ audio features
-def frame_rms(audio: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
-    """RMS of the samples shown during each video frame, shape ``(T,)``.
-
-    Frame ``t`` covers ``[t / fps, (t + 1) / fps)``; missing samples count as silence.
-    """
-    edges = np.round(np.arange(n_frames + 1) * sr / fps).astype(np.int64)
-    padded = np.zeros(int(edges[-1]), np.float64)
-    n = min(len(audio), len(padded))
-    padded[:n] = audio[:n]
-    energy = np.concatenate([[0.0], np.cumsum(padded**2)])
-    counts = np.maximum(np.diff(edges), 1)
-    return np.sqrt(np.diff(energy[edges]) / counts)
-
-
 def frame_zcr(audio: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
     """Zero-crossing rate per video frame, shape ``(T,)`` (crossings per sample)."""
     edges = np.round(np.arange(n_frames + 1) * sr / fps).astype(np.int64)

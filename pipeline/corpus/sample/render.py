@@ -60,7 +60,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(70, 45, 30), lips=(190, 100, 95), iris=(70, 100, 140),
                       bg_top=(150, 180, 215), bg_bottom=(40, 70, 120), hair_style="short",
                       tie=(165, 30, 40)),
-            GestureStyle(right_prob=0.5, both_prob=0.6, beat_amp=0.06, lateral=0.4,
+            GestureStyle(right_prob=0.5, both_prob=0.6, beat_amp=0.084, lateral=0.4,
                          front_hand="right"),
         ),
         SpeakerProfile(
@@ -69,7 +69,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(30, 22, 20), lips=(150, 70, 70), iris=(60, 40, 25),
                       bg_top=(200, 192, 180), bg_bottom=(95, 85, 75), hair_style="long",
                       face_w=0.12, face_h=0.16, shoulder_x=0.235, neck_w=0.055, palm=0.08),
-            GestureStyle(right_prob=0.2, both_prob=0.15, beat_amp=0.05, lateral=0.6,
+            GestureStyle(right_prob=0.2, both_prob=0.15, beat_amp=0.07, lateral=0.6,
                          rest_x=0.15, nod=0.01, front_hand="left"),
         ),
         SpeakerProfile(
@@ -79,7 +79,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       bg_top=(175, 200, 170), bg_bottom=(60, 90, 65), hair_style="short",
                       tie=(200, 170, 40), face_w=0.13, face_h=0.17, shoulder_x=0.26,
                       neck_w=0.07, palm=0.09),
-            GestureStyle(right_prob=0.7, both_prob=0.4, beat_amp=0.075, lateral=0.3,
+            GestureStyle(right_prob=0.7, both_prob=0.4, beat_amp=0.105, lateral=0.3,
                          raise_amp=0.07, nod=0.015, sway=0.01, front_hand="right"),
         ),
         SpeakerProfile(
@@ -88,7 +88,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(95, 60, 35), lips=(170, 80, 85), iris=(50, 110, 80),
                       bg_top=(160, 210, 220), bg_bottom=(40, 100, 120), hair_style="long",
                       face_w=0.12, face_h=0.162, shoulder_x=0.235, neck_w=0.055, palm=0.08),
-            GestureStyle(right_prob=0.6, both_prob=0.5, beat_amp=0.045, lateral=0.5,
+            GestureStyle(right_prob=0.6, both_prob=0.5, beat_amp=0.063, lateral=0.5,
                          rest_x=0.14, front_hand="left"),
         ),
     ],
@@ -99,7 +99,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(22, 20, 22), lips=(180, 95, 90), iris=(45, 30, 22),
                       bg_top=(150, 200, 205), bg_bottom=(25, 75, 90), hair_style="side",
                       tie=(40, 70, 145), face_w=0.128, face_h=0.168, shoulder_x=0.25),
-            GestureStyle(right_prob=0.9, both_prob=0.1, beat_amp=0.07, lateral=0.35,
+            GestureStyle(right_prob=0.9, both_prob=0.1, beat_amp=0.098, lateral=0.35,
                          raise_amp=0.065, front_hand="right"),
         ),
         SpeakerProfile(
@@ -108,7 +108,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(50, 32, 25), lips=(200, 85, 95), iris=(50, 35, 25),
                       bg_top=(200, 190, 225), bg_bottom=(70, 55, 110), hair_style="bun",
                       face_w=0.12, face_h=0.16, shoulder_x=0.235, neck_w=0.055, palm=0.08),
-            GestureStyle(right_prob=0.5, both_prob=0.7, beat_amp=0.08, lateral=0.5,
+            GestureStyle(right_prob=0.5, both_prob=0.7, beat_amp=0.112, lateral=0.5,
                          raise_amp=0.07, nod=0.01, front_hand="left"),
         ),
         SpeakerProfile(
@@ -118,7 +118,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       bg_top=(230, 200, 160), bg_bottom=(120, 70, 40), hair_style="side",
                       tie=(110, 25, 35), face_w=0.132, face_h=0.172, shoulder_x=0.26,
                       neck_w=0.07, palm=0.09),
-            GestureStyle(right_prob=0.3, both_prob=0.3, beat_amp=0.05, lateral=0.3,
+            GestureStyle(right_prob=0.3, both_prob=0.3, beat_amp=0.07, lateral=0.3,
                          raise_amp=0.05, nod=0.014, front_hand="right"),
         ),
         SpeakerProfile(
@@ -127,7 +127,7 @@ _PROFILES: dict[str, list[SpeakerProfile]] = {
                       hair=(18, 16, 18), lips=(190, 75, 90), iris=(40, 28, 22),
                       bg_top=(225, 170, 170), bg_bottom=(110, 40, 50), hair_style="long",
                       face_w=0.12, face_h=0.16, shoulder_x=0.235, neck_w=0.055, palm=0.08),
-            GestureStyle(right_prob=0.6, both_prob=0.5, beat_amp=0.055, lateral=0.45,
+            GestureStyle(right_prob=0.6, both_prob=0.5, beat_amp=0.077, lateral=0.45,
                          rest_x=0.15, front_hand="right"),
         ),
     ],
