@@ -319,6 +319,12 @@ class TrainUnivdmParams(Section):
     first_frame_prob: float = Field(
         0.5, ge=0, le=1, description="probability a window is first-frame conditioned"
     )
+    audio_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of training windows heard without audio (for infer.audio_cfg; paper 0)",
+    )
     clip: str | None = None  # local CLIP vision model folder; None: no image embedding
     unet: UNetParams = UNetParams()
     par: ParParams = ParParams()
@@ -498,6 +504,12 @@ class InferParams(Section):
     # "differential": the reading of Eq. 12 in DESIGN.md; "literal": Eq. 12 as printed.
     dg_form: Literal["differential", "literal"] = "differential"
     face_dilation: float = Field(0.25, ge=0, description="M_face: the face box grown by this")
+    audio_cfg: float = Field(
+        0.0,
+        ge=0,
+        description="audio classifier-free guidance s: eps(a) + s (eps(a) - eps(no "
+        "audio)), every DDIM step, every mode; needs train_univdm.audio_dropout > 0 (paper 0)",
+    )
     max_clips: int | None = Field(None, ge=1, description="test clips generated (None: all)")
     seed: int = 0
 
@@ -650,6 +662,14 @@ class Params(Section):
                 f"negatives.checkpoint_step ({self.negatives.checkpoint_step}) is after the "
                 f"last training step (train_univdm.steps = {self.train_univdm.steps})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_audio_cfg(self) -> Params:
+        if self.infer.audio_cfg > 0 and self.train_univdm.audio_dropout == 0:
+            raise ValueError(f"infer.audio_cfg ({self.infer.audio_cfg}) needs a UniVDM trained "
+                             "to predict without audio: set train_univdm.audio_dropout > 0 "
+                             "(e.g. 0.1)")  # fmt: skip
         return self
 
     @model_validator(mode="after")

@@ -25,4 +25,5 @@ def animator_settings(params: Params) -> AnimatorSettings:
                             beta_schedule=train.beta_schedule,
                             zero_terminal_snr=train.zero_terminal_snr,
                             timestep_spacing=train.timestep_spacing, clip=train.clip,
-                            precision=params.runtime.precision)  # fmt: skip
+                            precision=params.runtime.precision,
+                            audio_cfg=infer.audio_cfg)  # fmt: skip

@@ -117,6 +117,7 @@ class AnimatorSettings:
         clip: the CLIP image encoder UniVDM was trained with, or None (``train_univdm.clip``).
         precision: autocast of the sampling and the guidance gradients, ``fp32`` / ``bf16`` /
             ``fp16`` (``runtime.precision``); the VAE encodes and decodes in fp32.
+        audio_cfg: audio classifier-free guidance scale (``infer.audio_cfg``; 0: none).
     """
 
     size: int
@@ -130,6 +131,7 @@ class AnimatorSettings:
     timestep_spacing: str = "leading"
     clip: str | None = None
     precision: str = "fp32"
+    audio_cfg: float = 0.0
 
 
 class Animator:
@@ -240,7 +242,8 @@ class Animator:
             latents = sample_long_video(self.model, self.scheduler, ref_latent, audio, n_frames,
                                         settings.steps, noise, image_embeds=embeds,
                                         guidance=weights, classifiers=classifiers,
-                                        callback=callback)[0]  # fmt: skip
+                                        callback=callback,
+                                        audio_cfg=settings.audio_cfg)[0]  # fmt: skip
         if is_cuda(device):
             torch.cuda.synchronize(device)  # the seconds measure finished work
         return latents.float(), len(starts), time.perf_counter() - started

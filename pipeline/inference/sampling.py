@@ -30,6 +30,26 @@ def _repeat(x: torch.Tensor | None, times: int) -> torch.Tensor | None:
     return None if x is None else torch.cat([x] * times)
 
 
+def predict_noise(
+    model: UniVDM, latents: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
+    audio: torch.Tensor, condition: torch.Tensor | None, condition_mask: torch.Tensor | None,
+    image_embeds: torch.Tensor | None, audio_cfg: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
+    """UniVDM's noise prediction, with audio classifier-free guidance when ``audio_cfg > 0``:
+    ``eps(a) + s * (eps(a) - eps(no audio))``, both halves in one UNet call (the model's
+    "no audio" window for the second, as audio dropout trained it). ``s = 0``: one plain call.
+    """
+    if not audio_cfg:
+        return model(latents, t, reference, audio, condition, condition_mask, image_embeds)
+    batch = len(latents)
+    silent = torch.arange(2 * batch, device=latents.device) >= batch
+    both = model(torch.cat([latents] * 2), t, _repeat(reference, 2), _repeat(audio, 2),
+                 _repeat(condition, 2), _repeat(condition_mask, 2), _repeat(image_embeds, 2),
+                 drop_audio=silent)  # fmt: skip
+    heard, unheard = both.chunk(2)
+    return heard + audio_cfg * (heard - unheard)
+
+
 @torch.no_grad()
 def ddim_sample(
     model: UniVDM, train_scheduler: DDPMScheduler, reference: torch.Tensor, audio: torch.Tensor,
@@ -37,6 +57,7 @@ def ddim_sample(
     condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
     initial_noise: torch.Tensor | None = None, guidance: GuidanceWeights | None = None,
     classifiers: Classifiers | None = None, callback: Callable[[int], None] | None = None,
+    audio_cfg: float = 0.0,
 ) -> torch.Tensor:  # fmt: skip
     """Denoise pure noise into video latents ``(B, t, C, h, w)``.
 
@@ -50,8 +71,15 @@ def ddim_sample(
         classifiers: the face and non-face classifiers with ``M_f`` and clean audio ``(B, t, A)``
             (required when guidance is on).
         callback: called with the step index after each DDIM step (progress bars).
+        audio_cfg: audio classifier-free guidance scale of every step (:func:`predict_noise`;
+            0: none). With SG / DG it applies to the solver's evaluations at the guided latents.
     """
     config = model.config
+
+    def epsilon(z, references, audios, conditions, masks, embeds):
+        return predict_noise(model, z, t, references, audios, conditions, masks, embeds,
+                             audio_cfg)  # fmt: skip
+
     batch, frames = audio.shape[:2]
     shape = (batch, frames, config.latent_channels, config.latent_size, config.latent_size)
     latents = initial_noise
@@ -66,7 +94,7 @@ def ddim_sample(
     for index, timestep in enumerate(scheduler.timesteps):
         t = timestep.to(reference.device)
         if index not in guided:
-            eps = model(latents, t, reference, audio, condition, condition_mask, image_embeds)
+            eps = epsilon(latents, reference, audio, condition, condition_mask, image_embeds)
             latents = scheduler.step(eps, timestep, latents).prev_sample
         else:
             sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
@@ -75,13 +103,13 @@ def ddim_sample(
             # skipping them keeps the result bit-identical (a batch of 3B is not bitwise the
             # same computation as a batch of B).
             if guidance.mode == "sg" or guidance.lambda_diff == 0:  # Eq. 11
-                eps = model(z_star, t, reference, audio, condition, condition_mask, image_embeds)
+                eps = epsilon(z_star, reference, audio, condition, condition_mask, image_embeds)
                 latents = scheduler.step(eps, timestep, z_star).prev_sample
             else:  # DG, Eq. 12: the three solver evaluations in one UNet call
                 stacked = torch.cat([z_star, z_nf, z_f])
-                eps = model(stacked, t, _repeat(reference, 3), _repeat(audio, 3),
-                            _repeat(condition, 3), _repeat(condition_mask, 3),
-                            _repeat(image_embeds, 3))  # fmt: skip
+                eps = epsilon(stacked, _repeat(reference, 3), _repeat(audio, 3),
+                              _repeat(condition, 3), _repeat(condition_mask, 3),
+                              _repeat(image_embeds, 3))  # fmt: skip
                 f_star, f_nf, f_f = scheduler.step(eps, timestep, stacked).prev_sample.chunk(3)
                 latents = differential_combine(f_star, f_nf, f_f, classifiers.face_mask,
                                                guidance)  # fmt: skip
@@ -96,6 +124,7 @@ def sample_long_video(
     n_frames: int, steps: int, initial_noise: torch.Tensor,
     image_embeds: torch.Tensor | None = None, guidance: GuidanceWeights | None = None,
     classifiers: Classifiers | None = None, callback: Callable[[int], None] | None = None,
+    audio_cfg: float = 0.0,
 ) -> torch.Tensor:  # fmt: skip
     """Long video ``(B, n_frames, C, h, w)`` by chaining first-frame-conditioned windows.
 
@@ -110,6 +139,7 @@ def sample_long_video(
         guidance, classifiers: as in :func:`ddim_sample`; ``classifiers.audio`` ``(B, F, A)``
             covers every frame and each segment's classifiers read their rows.
         callback: called after every DDIM step of every segment.
+        audio_cfg: audio classifier-free guidance scale (:func:`predict_noise`).
 
     Frame 0 of segment ``k + 1`` is the condition (segment ``k``'s last latent) and is not
     repeated in the output.
@@ -133,7 +163,7 @@ def sample_long_video(
             model, train_scheduler, reference, audio[:, start : start + window], steps,
             condition=condition, condition_mask=condition_mask, image_embeds=image_embeds,
             initial_noise=initial_noise[:, k], guidance=guidance, classifiers=segment_classifiers,
-            callback=callback,
+            callback=callback, audio_cfg=audio_cfg,
         )  # fmt: skip
         pieces.append(segment if k == 0 else segment[:, 1:])
         condition = torch.zeros_like(segment)

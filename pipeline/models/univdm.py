@@ -267,12 +267,16 @@ class UniVDM(nn.Module):
         ref_slot = torch.cat([ref, ref * scale, torch.ones_like(ref[:, :, :1])], dim=2)
         return torch.cat([ref_slot, video], dim=1)
 
-    def build_context(self, audio: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
+    def build_context(self, audio: torch.Tensor, image_embeds: torch.Tensor | None,
+                      drop_audio: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Cross-attention context ``(B, 1 + (t + 1) * W, D)`` from audio windows and CLIP.
 
         Args:
             audio: ``(B, t, W, A)`` audio windows ``A(f)`` of the video frames, ``W = 2m + 1``.
             image_embeds: ``(B, clip_dim)`` CLIP image embeddings, or None without CLIP.
+            drop_audio: ``(B,)`` bool, True where the sample hears no audio: every frame gets
+                the learned "no audio" window of the reference slot (audio dropout in
+                training, the unconditional half of audio classifier-free guidance).
         """
         batch, frames, window, _ = audio.shape
         if window != self.config.window:
@@ -280,6 +284,10 @@ class UniVDM(nn.Module):
                 f"audio windows of {window} frames, model expects {self.config.window}"
             )
         tokens = self.audio_proj(audio) + self.audio_offset  # (B, t, W, D)
+        if drop_audio is not None:
+            silent = self.reference_audio.to(tokens.dtype).expand_as(tokens)
+            tokens = torch.where(drop_audio.to(tokens.device)[:, None, None, None], silent,
+                                 tokens)  # fmt: skip
         ref_audio = self.reference_audio.expand(batch, 1, window, -1)
         tokens = torch.cat([ref_audio.to(tokens.dtype), tokens], dim=1).flatten(1, 2)
         if self.image_proj is not None:
@@ -295,7 +303,7 @@ class UniVDM(nn.Module):
         self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,
         audio: torch.Tensor, condition: torch.Tensor | None = None,
         condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
-        output: str = "epsilon",
+        output: str = "epsilon", drop_audio: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Predict the noise of the video frames: ``(B, t, C, h, w)`` (reference slot dropped).
 
@@ -305,7 +313,7 @@ class UniVDM(nn.Module):
         """
         timesteps = self._batch_timesteps(timesteps, noisy)
         out = self.predict(noisy, timesteps, reference, audio, condition, condition_mask,
-                           image_embeds)  # fmt: skip
+                           image_embeds, drop_audio)  # fmt: skip
         if output == "raw":
             return out
         if output != "epsilon":
@@ -316,11 +324,12 @@ class UniVDM(nn.Module):
         self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,
         audio: torch.Tensor, condition: torch.Tensor | None = None,
         condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
+        drop_audio: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """The network's own output for the video frames, ``(B, t, C, h, w)``: epsilon or ``v``
         (:attr:`NoiseConditioning.predicts_v`); the arguments are those of :meth:`forward`."""
         sample = self.build_input(noisy, reference, condition, condition_mask)
-        context = self.build_context(audio, image_embeds)
+        context = self.build_context(audio, image_embeds, drop_audio)
         timesteps = self._batch_timesteps(timesteps, noisy)
         out = self.unet_forward(sample, self.noise_input.unet_timesteps(timesteps), context)
         return out[:, 1:]

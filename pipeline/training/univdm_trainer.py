@@ -148,8 +148,8 @@ def first_frame_condition(latents: torch.Tensor, flags: torch.Tensor):
 
 def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[str, torch.Tensor],
                     par_enabled: bool, generator: torch.Generator | None = None,
-                    image_encoder=None,
-                    loss_target: str = "epsilon") -> dict[str, torch.Tensor]:  # fmt: skip
+                    image_encoder=None, loss_target: str = "epsilon",
+                    audio_dropout: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
     """One step's losses: ``loss`` (what is optimised) plus diagnostics.
 
     ``loss`` is the PAR-weighted MSE (plain MSE when ``par_enabled`` is False);
@@ -157,6 +157,8 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     ``loss_target``: ``"epsilon"`` compares predicted and drawn noise (Eq. 1-2); ``"v"`` compares
     the network's ``v`` with ``sqrt(abar_t) eps - sqrt(1 - abar_t) z_0``, the same PAR weights
     on each latent cell (``= eps-MSE / abar_t``: more weight on the noisiest steps).
+    ``audio_dropout``: the share of samples that hear no audio (the model's "no audio" window),
+    so that one model also predicts without audio, for audio classifier-free guidance.
     """
     latents, reference = encode_batch(vae, batch)
     b, t, c, h, w = latents.shape
@@ -165,6 +167,9 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     steps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator,
                           device=device)  # fmt: skip
     noisy = add_noise(scheduler, latents, noise, steps)
+    drop_audio = None
+    if audio_dropout > 0:  # drawn only then: a run without dropout keeps its random stream
+        drop_audio = torch.rand(b, generator=generator, device=device) < audio_dropout
     condition, mask = first_frame_condition(latents, batch["first_frame"].to(device))
     image_embeds = image_encoder(batch["reference"].to(device)) if image_encoder else None
     v_loss = loss_target == "v"
@@ -172,7 +177,7 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
         raise ValueError("loss_target v needs a UniVDM that predicts v")
     # Through forward (not .predict) so that a DDP wrapper syncs the gradients.
     pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds,
-                 output="raw" if v_loss else "epsilon")  # fmt: skip
+                 output="raw" if v_loss else "epsilon", drop_audio=drop_audio)  # fmt: skip
     target = velocity(scheduler, latents, noise, steps) if v_loss else noise
     # (B, t, C, h, w) -> (B, C, t, h, w): PAR weights broadcast over channels.
     pred_c, noise_c = pred.transpose(1, 2).float(), target.transpose(1, 2).float()
@@ -251,7 +256,8 @@ def train_univdm(
     def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
         return training_losses(state.model, scheduler, vae, batch, params.par.enabled, generator,
-                               image_encoder, params.loss_target)  # fmt: skip
+                               image_encoder, params.loss_target,
+                               params.audio_dropout)  # fmt: skip
 
     result = loop.run(step_losses)
     return TrainResult(**vars(result), ema=ema)
