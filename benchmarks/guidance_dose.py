@@ -156,8 +156,12 @@ def main() -> None:
                "rows": []}  # fmt: skip
     unguided: dict[str, np.ndarray] = {}  # clip -> frames with no guidance of any kind
     arms = _arms(base, args.kinds, args.multipliers, args.audio_cfg, args.compare)
-    if not any(a["multiplier"] == 0 and a["kind"] in KINDS for a in arms):
-        arms.insert(0, _arms(base, ["face"], [0], [], False)[0])  # the x0 reference videos
+
+    def unguided_arm(arm: dict) -> bool:  # no guidance of any kind: the reference videos
+        return arm["multiplier"] == 0 and arm["kind"] in (*KINDS, "audio_cfg")
+
+    if not any(unguided_arm(a) for a in arms):
+        arms.insert(0, _arms(base, [], [], [0.0], False)[0])
     for arm in arms:
         animator.settings = dataclasses.replace(settings, guidance=arm["weights"],
                                                 audio_cfg=arm["audio_cfg"])  # fmt: skip
@@ -184,7 +188,7 @@ def main() -> None:
                             evaluation.pose_min_score, clip.control_wave)  # fmt: skip
             quality = region_quality(frames[:n], clip.frames[:n], clip.truth_pose[:n],
                                      evaluation)  # fmt: skip
-            is_reference = arm["multiplier"] == 0 and arm["kind"] in KINDS
+            is_reference = unguided_arm(arm)
             if is_reference:
                 unguided.setdefault(record.clip_id, frames[:n])
             reference = unguided.get(record.clip_id)
