@@ -17,6 +17,9 @@ one table with their time cost. Each video is scored by:
   ``psnr_to_unguided``: whole-frame PSNR to the unguided video (how far guidance moved it);
 - ``seconds_per_segment``: sampling time per segment (TC).
 
+Frames come straight from the VAE decoder; ``evaluate`` reads ``infer``'s H.264 mp4s, so its
+figures for the same video differ a little (about 0.2 dB of face PSNR on the sample profile).
+
 Run in a repository after ``dvc repro train_classifier``; writes a JSON and a plot:
 
     python -m benchmarks.guidance_dose --out benchmarks/results/guidance_dose.json \
