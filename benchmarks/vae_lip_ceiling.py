@@ -16,10 +16,9 @@ import argparse
 import numpy as np
 
 from pipeline.config import load_params
-from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
-from pipeline.data.windows import load_clip_records
 from pipeline.evaluation.evaluate import load_test_clips
 from pipeline.features.pose.build import build_pose_backend
+from pipeline.inference.generate import load_test_records, reference_face_boxes
 from pipeline.io import tables
 from pipeline.metrics.lip_sync import lip_sync
 from pipeline.metrics.psnr import psnr
@@ -35,9 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     evaluation = params.evaluate
-    records = load_clip_records(args.clips, args.features, "test", min_frames=1)
-    faces = tables.read_table(f"{args.features}/faces.parquet", tables.FACES)
-    boxes = {c: face_box_at(b, 0) for c, b in normalised_face_boxes(faces, records).items()}
+    records = load_test_records(args.clips, args.features)
+    boxes = reference_face_boxes(args.features, records)
     languages = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")["language"]
     clips = load_test_clips(records, boxes, languages.to_dict(), evaluation.size, params.cut.fps)
     read_pose = build_pose_backend(evaluation.pose_backend,

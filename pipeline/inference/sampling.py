@@ -76,7 +76,7 @@ def ddim_sample(
     """
     config = model.config
 
-    def epsilon(z, references, audios, conditions, masks, embeds):
+    def epsilon(z, t, references, audios, conditions, masks, embeds):
         return predict_noise(model, z, t, references, audios, conditions, masks, embeds,
                              audio_cfg)  # fmt: skip
 
@@ -94,7 +94,7 @@ def ddim_sample(
     for index, timestep in enumerate(scheduler.timesteps):
         t = timestep.to(reference.device)
         if index not in guided:
-            eps = epsilon(latents, reference, audio, condition, condition_mask, image_embeds)
+            eps = epsilon(latents, t, reference, audio, condition, condition_mask, image_embeds)
             latents = scheduler.step(eps, timestep, latents).prev_sample
         else:
             sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
@@ -103,11 +103,11 @@ def ddim_sample(
             # skipping them keeps the result bit-identical (a batch of 3B is not bitwise the
             # same computation as a batch of B).
             if guidance.mode == "sg" or guidance.lambda_diff == 0:  # Eq. 11
-                eps = epsilon(z_star, reference, audio, condition, condition_mask, image_embeds)
+                eps = epsilon(z_star, t, reference, audio, condition, condition_mask, image_embeds)
                 latents = scheduler.step(eps, timestep, z_star).prev_sample
             else:  # DG, Eq. 12: the three solver evaluations in one UNet call
                 stacked = torch.cat([z_star, z_nf, z_f])
-                eps = epsilon(stacked, _repeat(reference, 3), _repeat(audio, 3),
+                eps = epsilon(stacked, t, _repeat(reference, 3), _repeat(audio, 3),
                               _repeat(condition, 3), _repeat(condition_mask, 3),
                               _repeat(image_embeds, 3))  # fmt: skip
                 f_star, f_nf, f_f = scheduler.step(eps, timestep, stacked).prev_sample.chunk(3)
