@@ -52,11 +52,35 @@ class PatsParams(Section):
     speakers: list[str] = ["jon", "chemistry", "oliver", "seth"]
     language: str = "en"
     url_template: str = "https://www.youtube.com/watch?v={video_id}"
-    max_intervals_per_speaker: int | None = Field(None, ge=1)
+    max_intervals_per_speaker: int | None = Field(
+        None,
+        ge=1,
+        description="the first N usable intervals per speaker, in file order "
+        "(downloaded, readable, within their video, source tall enough); null: all",
+    )
     min_interval_s: float = Field(4.0, ge=0)
     max_interval_s: float = Field(15.0, gt=0)
     download_dir: str = "data/downloads"
-    format: str = "best[height<=720][ext=mp4]/best[height<=720]/best"
+    # YouTube serves 720p and up only as separate video and audio streams (the muxed 720p
+    # format 22 is gone): take the best video up to 720 lines plus the best audio and let
+    # yt-dlp merge them with ffmpeg; a muxed file only when no split pair exists.
+    format: str = "bv*[height<=?720]+ba/b[height<=?720]"
+    merge_output_format: str = "mp4"
+    min_height: int | None = Field(
+        None,
+        ge=1,
+        description="a source video shorter than this many lines is a failed row "
+        "(its clips would be upscaled); null: no check",
+    )
+    cookies: str | None = Field(
+        None,
+        description="Netscape cookies file for yt-dlp (sites "
+        "asking to sign in or to prove one is not a bot)",
+    )
+    extractor_args: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="yt-dlp extractor_args, e.g. {youtube: {player_client: [web]}}",
+    )
     retries: int = Field(3, ge=0)
 
 
@@ -66,6 +90,12 @@ class LocalParams(Section):
     videos_dir: str = "data/external/local"
     intervals_csv: str | None = None
     speaker: str | None = None  # None: one speaker per video file (its stem)
+    speaker_map: str | None = Field(
+        None,
+        description="CSV video,speaker: the speaker of each video (path relative to "
+        "videos_dir), e.g. the anchor of each broadcast; videos it does not list fall back "
+        "to `speaker`, then the file stem",
+    )
     language: str = "zh"
     extensions: list[str] = [".mp4", ".mov", ".mkv", ".avi", ".webm"]
 
@@ -138,6 +168,14 @@ class CorpusParams(Section):
 
 
 # ---------------------------------------------------------------- cut
+class SegmentParams(Section):
+    """What becomes a clip for one source: ``intervals`` (each corpus interval) or ``fixed``
+    (``segment_s`` pieces of every interval)."""
+
+    segment: Literal["intervals", "fixed"] = "intervals"
+    segment_s: float = Field(5.0, gt=0)
+
+
 class CutParams(Section):
     fps: float = Field(25.0, gt=0)
     size: int = Field(256, ge=64, description="side of the square output clips, pixels")
@@ -153,16 +191,28 @@ class CutParams(Section):
     # Appendix C); see pipeline.curation.cut.plan_segments.
     segment: Literal["intervals", "fixed"] = "intervals"
     segment_s: float = Field(5.0, gt=0, description="fixed segment length, seconds")
+    # Per source (its corpus.sources name): PATS's intervals as they are, a CNAS folder of long
+    # broadcasts in 5 s pieces, in one corpus.
+    per_source: dict[str, SegmentParams] = Field(
+        default_factory=dict, description="source name -> {segment, segment_s} for its rows"
+    )
 
     @model_validator(mode="after")
     def _check_segment(self) -> CutParams:
-        frames = self.segment_s * self.fps
-        if self.segment == "fixed" and abs(frames - round(frames)) > 1e-6:
-            raise ValueError(
-                f"segment_s {self.segment_s:g} s at fps {self.fps:g} is {frames:g} frames; "
-                "fixed segments must be a whole number of frames"
-            )
+        for name, rule in [("cut", self), *self.per_source.items()]:
+            frames = rule.segment_s * self.fps
+            if rule.segment == "fixed" and abs(frames - round(frames)) > 1e-6:
+                raise ValueError(
+                    f"{name}: segment_s {rule.segment_s:g} s at fps {self.fps:g} is {frames:g} "
+                    "frames; fixed segments must be a whole number of frames"
+                )
         return self
+
+    def segment_rule(self, source: str) -> SegmentParams:
+        """How the rows of ``source`` are cut: its ``per_source`` entry, else the section's."""
+        return self.per_source.get(source) or SegmentParams(
+            segment=self.segment, segment_s=self.segment_s
+        )
 
 
 # ---------------------------------------------------------------- curate
@@ -232,7 +282,13 @@ class TrainVaeParams(Section):
     latent_channels: int = Field(4, ge=1)
     norm_num_groups: int = Field(8, ge=1)
     steps: int = Field(600, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="global batch of one optimizer step")
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="frames per process per forward pass (null: batch_size / "
+        "processes); the rest is gradient accumulation",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
@@ -329,7 +385,18 @@ class TrainUnivdmParams(Section):
     unet: UNetParams = UNetParams()
     par: ParParams = ParParams()
     steps: int = Field(400, ge=1)
-    batch_size: int = Field(2, ge=1)
+    batch_size: int = Field(
+        2,
+        ge=1,
+        description="global batch of one optimizer step, all "
+        "processes and accumulated micro-batches together (paper: 8)",
+    )
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="windows per process per forward pass; batch_size / (processes "
+        "x micro_batch_size) micro-batches are accumulated. null: batch_size / processes",
+    )
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     warmup_steps: int = Field(20, ge=0)
@@ -596,6 +663,11 @@ class EvaluateParams(Section):
     size: int = Field(64, ge=16, description="frames resized to size x size first (paper 256)")
     pose_backend: Literal["mediapipe", "dwpose"] = "mediapipe"
     pose_min_score: float = Field(0.3, ge=0, le=1)
+    sync_face_track: bool = Field(
+        True,
+        description="SyncNet crops follow each video's face "
+        "track (syncnet_python); false: one box, the reference frame's",
+    )
     min_pose_rate: float = Field(
         0.5, ge=0, le=1, description="videos whose person is found in fewer frames skip FGD/Div/BAS"
     )

@@ -75,7 +75,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
                                 params.train_syncnet.crop_scale, fvd,
                                 params.extract.dwpose_dir,
                                 resolve_device(params.runtime.device),
-                                params.runtime.precision)  # fmt: skip
+                                settings.sync_face_track)  # fmt: skip
     results: dict[str, list] = {GROUND_TRUTH: []}
     generated: dict[str, dict[str, np.ndarray]] = {c.clip_id: {} for c in clips}
     for clip in clips:

@@ -136,8 +136,9 @@ def main(args: argparse.Namespace, params: Params) -> None:
     }  # fmt: skip
     if not raw_poses.empty and settings.pose_backend != "annotations":
         results = results_from_tables(status, pose, faces)
-        summary["pck_vs_ground_truth"] = pose_accuracy(results, kept, raw_poses,
-                                                       settings.pck_threshold)  # fmt: skip
+        accuracy, scored = pose_accuracy(results, kept, raw_poses, settings.pck_threshold)
+        summary["pck_vs_ground_truth"] = accuracy
+        summary["pck_clips"] = scored  # the ok clips whose video has ground truth
         summary["pck_threshold"] = settings.pck_threshold
     write_json(summary, args.metrics)
     failed = status[status["status"] != "ok"]

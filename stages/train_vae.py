@@ -28,7 +28,7 @@ from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
 from pipeline.metrics.psnr import reconstruction_psnr
 from pipeline.models import vae as vae_lib
-from pipeline.models.device import resolve_device
+from pipeline.models.device import make_accelerator, resolve_device
 from pipeline.training.live_log import training_live
 from pipeline.training.resume import fingerprint
 from pipeline.training.vae_trainer import (
@@ -69,14 +69,19 @@ def main(args: argparse.Namespace, params: Params) -> None:
         if train.empty:
             raise InputError(f"{args.clips}: no kept clips in the train split to train a VAE")
         frames = training_frames(train, p.size, p.seed)
-        vae = fresh_vae(p, device)
+        # One process here; with `accelerate launch` one per GPU, rank 0 writing the outputs.
+        accelerator = make_accelerator(device)
+        vae = fresh_vae(p, accelerator.device)
         frames_digest = hashlib.sha256(frames.tobytes()).hexdigest()[:16]
         run_id = fingerprint(p, train["clip_id"].tolist(), {"frames": frames_digest})
         log.info("train_vae: %d train frames, %d steps on %s", len(frames), p.steps, device)
+        if not accelerator.is_main_process:
+            train_vae(vae, frames, p, checkpoints, run_id, None, accelerator)
+            return
     with training_live(args.live, checkpoints, run_id) as live:
         if pretrained is None:
             started = time.perf_counter()
-            result = train_vae(vae, frames, p, checkpoints, run_id, live)
+            result = train_vae(vae, frames, p, checkpoints, run_id, live, accelerator)
             train_seconds = time.perf_counter() - started
             vae_lib.set_scaling_factor(vae, frames)
             last = result.history[-1]["loss"] if result.history else None  # None: finished before

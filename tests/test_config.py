@@ -69,10 +69,14 @@ def test_missing_and_invalid_files_are_clear(tmp_path):
         load_params(bad)
 
 
+# Knobs whose value is a mapping of the user's own keys (source names, yt-dlp extractors).
+FREE_FORM = {"cut.per_source", "corpus.pats.extractor_args"}
+
+
 def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
     keys = set()
     for key, value in data.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and f"{prefix}{key}" not in FREE_FORM:
             keys |= _yaml_keys(value, f"{prefix}{key}.")
         else:
             keys.add(f"{prefix}{key}")
@@ -88,7 +92,10 @@ def _model_keys(model: type, prefix: str = "") -> set[str]:
     for name, field in model.model_fields.items():
         candidates = [field.annotation, *typing.get_args(field.annotation)]
         sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        keys |= _model_keys(sections[0], f"{prefix}{name}.") if sections else {prefix + name}
+        if sections and prefix + name not in FREE_FORM:
+            keys |= _model_keys(sections[0], f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
     return keys
 
 

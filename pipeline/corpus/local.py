@@ -9,8 +9,11 @@ each whole video is one interval ``(0, duration)``. With one, its rows say what 
     anchor_b.mov,0,8.25,
 
 ``video`` is relative to ``videos_dir``; ``speaker`` is optional (column or value). A row's speaker
-is the CSV's value, else ``params.speaker``, else the video's file stem. Nothing is copied: the
-``path`` column points at the video in place, and ``cut`` reads it from there.
+is the CSV's value, else the video's entry in ``speaker_map`` (a ``video,speaker`` CSV: which
+anchor each broadcast shows, so that a folder of long recordings, cut into 5 s pieces by
+``cut.per_source``, gives each anchor train and test clips), else ``params.speaker``, else the
+video's file stem. Nothing is copied: the ``path`` column points at the video in place, and
+``cut`` reads it from there.
 
 Every video is probed once. An unreadable file, a file without a video stream, a video the CSV
 names but the folder lacks, or an interval ending after the video ends becomes a row with status
@@ -161,6 +164,33 @@ def read_local_intervals(csv_path: Path) -> pd.DataFrame:
     return table
 
 
+def read_speaker_map(csv_path: Path) -> dict[PurePosixPath, str]:
+    """``video -> speaker`` from a ``video,speaker`` CSV (videos relative to ``videos_dir``).
+
+    Raises :class:`LocalCorpusError` naming the file for a missing file or column, an empty
+    cell or a video listed twice.
+    """
+    if not csv_path.is_file():
+        raise LocalCorpusError(f"{csv_path}: speaker map not found (corpus.local.speaker_map)")
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise LocalCorpusError(f"{csv_path}: not a readable CSV ({error})") from error
+    table.columns = [str(c).strip() for c in table.columns]
+    if not {"video", "speaker"} <= set(table.columns):
+        raise LocalCorpusError(f"{csv_path}: expected columns video,speaker (has "
+                               f"{list(table.columns)})")  # fmt: skip
+    table = table.assign(video=table["video"].str.strip(), speaker=table["speaker"].str.strip())
+    empty = (table["video"] == "") | (table["speaker"] == "")
+    if empty.any():
+        raise LocalCorpusError(f"{csv_path}: empty video or speaker on line(s) "
+                               f"{[int(i) + 2 for i in table.index[empty][:5]]}")  # fmt: skip
+    twice = table["video"][table["video"].duplicated()].tolist()
+    if twice:
+        raise LocalCorpusError(f"{csv_path}: videos listed twice: {twice[:5]}")
+    return {PurePosixPath(v): sp for v, sp in zip(table["video"], table["speaker"], strict=True)}
+
+
 def local_corpus(params: LocalParams, out_dir: Path, fps: float) -> pd.DataFrame:
     """One ``RAW`` row per interval of the videos in ``params.videos_dir``.
 
@@ -184,13 +214,14 @@ def local_corpus(params: LocalParams, out_dir: Path, fps: float) -> pd.DataFrame
     else:
         requests = [(PurePosixPath(v.as_posix()), 0.0, math.nan, "") for v in videos]
 
+    speakers = read_speaker_map(Path(params.speaker_map)) if params.speaker_map else {}
     probed: dict[PurePosixPath, MediaInfo | str] = {}
     counters: dict[str, int] = {}
     rows: list[dict] = []
     for relative, start_s, end_s, csv_speaker in requests:
         path = videos_dir / relative
         key = video_key(relative)
-        speaker = csv_speaker or params.speaker or relative.stem
+        speaker = csv_speaker or speakers.get(relative) or params.speaker or relative.stem
         k = counters.get(key, 0)
         counters[key] = k + 1
         row = {"clip_id": safe_id(f"{speaker}_{key}_{k:03d}"), "video_id": key,

@@ -15,11 +15,19 @@ strings (``0 days 00:01:02.5``) and plain seconds, so the exact spelling does no
 
 For the configured speakers (PATS writes ``chemistry``, not ``chem``) the intervals whose length
 is within ``[min_interval_s, max_interval_s]`` are kept, at most ``max_intervals_per_speaker``
-per speaker (the first ones in file order). Each distinct source video is downloaded once with
-the yt-dlp Python API into ``download_dir``, a cache outside the stage output, named
-``<video_id>.<ext>``; a video whose final file is already there is not downloaded again, and a
-partial download (``.part``) is continued by yt-dlp. A download error, an unreadable file or an
-interval past the end of its video gives ``failed`` rows with the reason, never an exception.
+usable ones per speaker: the first in file order that download, read, lie within their video
+and come from a source at least ``min_height`` lines tall (the paper's "1200 clips per
+speaker" are clips, not table rows; intervals after a speaker's quota are not fetched).
+
+Each distinct source video is downloaded once with the yt-dlp Python API into
+``download_dir``, a cache outside the stage output, named ``<video_id>.<ext>``; a video whose
+final file is already there is not downloaded again, and a partial download (``.part``) is
+continued by yt-dlp. The default ``format`` takes the best video stream up to 720 lines plus the
+best audio stream and merges them with ffmpeg (``merge_output_format``): YouTube no longer
+serves 720p as one file, and a muxed-only selection silently falls back to 360p. ``cookies`` and
+``extractor_args`` go to yt-dlp as they are, for sites that ask to sign in or check for bots.
+A download error, an unreadable file, a source below ``min_height`` or an interval past the end
+of its video gives ``failed`` rows with the reason, never an exception.
 """
 
 from __future__ import annotations
@@ -161,9 +169,9 @@ def _youtube_id(host: str, path: str, query: str) -> str:
 def select_intervals(table: pd.DataFrame, params: PatsParams, csv_path: str) -> pd.DataFrame:
     """The rows to import, in file order, plus video_id, url, start_s, end_s and error columns.
 
-    Rows of the configured speakers whose length is within bounds, capped per speaker, plus the
-    rows of those speakers whose times or link cannot be read (with ``error`` set, so that they
-    are reported rather than dropped; they do not count towards the cap).
+    Rows of the configured speakers whose length is within bounds, plus the rows of those
+    speakers whose times or link cannot be read (with ``error`` set, so that they are reported
+    rather than dropped). The per-speaker cap is applied while fetching (:func:`pats_corpus`).
     """
     table = table[table["speaker"].isin(params.speakers)].copy()
     absent = [s for s in params.speakers if s not in set(table["speaker"])]
@@ -204,10 +212,7 @@ def select_intervals(table: pd.DataFrame, params: PatsParams, csv_path: str) -> 
             log.warning("%s: for %d intervals end_time - start_time differs from delta_time by "
                         "more than 0.1 s (first: interval %s); check the time format", csv_path,
                         int(off.sum()), table.loc[off, "interval_id"].iloc[0])  # fmt: skip
-    chosen = in_range.copy()
-    if params.max_intervals_per_speaker is not None:
-        rank = table[in_range].groupby("speaker", sort=False).cumcount()
-        chosen[rank.index] = rank < params.max_intervals_per_speaker
+    chosen = in_range
     for speaker in params.speakers:
         if not (chosen & (table["speaker"] == speaker)).any():
             log.warning("%s: no interval of %s lasts %.1f-%.1f s", csv_path, speaker,
@@ -248,8 +253,9 @@ def finished_download(download_dir: Path, video_id: str) -> Path | None:
 
 def ytdlp_options(params: PatsParams, download_dir: Path, video_id: str) -> dict:
     """The yt-dlp options for one video (see ``yt_dlp.YoutubeDL``'s docstring)."""
-    return {
+    options = {
         "format": params.format,
+        "merge_output_format": params.merge_output_format,  # video + audio streams -> one file
         "retries": params.retries,
         "fragment_retries": params.retries,
         "noplaylist": True,
@@ -261,6 +267,12 @@ def ytdlp_options(params: PatsParams, download_dir: Path, video_id: str) -> dict
         "enable_file_urls": True,  # file:// links (off by default in yt-dlp) for offline sources
         "logger": _YtdlpLog(),
     }
+    if params.cookies:
+        options["cookiefile"] = params.cookies
+    if params.extractor_args:
+        options["extractor_args"] = {key: dict(value) for key, value in
+                                     params.extractor_args.items()}  # fmt: skip
+    return options
 
 
 def download_video(url: str, video_id: str, params: PatsParams) -> Path:
@@ -316,7 +328,11 @@ def pats_corpus(params: PatsParams, out_dir: Path, fps: float) -> pd.DataFrame:
 
     sources: dict[str, tuple[str, MediaInfo | None, str]] = {}  # url -> (path, info, reason)
     rows: list[dict] = []
+    usable: dict[str, int] = {}  # speaker -> ok rows so far
+    quota = params.max_intervals_per_speaker
     for row in table.itertuples(index=False):
+        if quota is not None and usable.get(row.speaker, 0) >= quota:
+            continue  # the speaker has its clips: the rest is not fetched
         video_id = url_ids.get(row.url, row.video_id)
         raw = {"clip_id": safe_id(f"{row.speaker}_{video_id}_{row.interval_id}"),
                "video_id": video_id, "speaker": row.speaker, "language": params.language,
@@ -331,7 +347,15 @@ def pats_corpus(params: PatsParams, out_dir: Path, fps: float) -> pd.DataFrame:
                 raw["end_s"], reason = check_interval_end(row.end_s, info, fps)
         if reason:
             raw.update(status="failed", reason=reason)
+        else:
+            usable[row.speaker] = usable.get(row.speaker, 0) + 1
         rows.append(raw)
+    if quota is not None:
+        for speaker in params.speakers:
+            if usable.get(speaker, 0) < quota:
+                log.warning("%s: %s has %d usable intervals, fewer than max_intervals_per_speaker "
+                            "%d", params.intervals_csv, speaker, usable.get(speaker, 0),
+                            quota)  # fmt: skip
 
     frame = raw_frame(rows)
     duplicated = frame["clip_id"].duplicated()
@@ -358,4 +382,10 @@ def _fetch(url: str, video_id: str, params: PatsParams) -> tuple[str, MediaInfo 
         # The file stays in the cache (it is what the source served); say how to retry.
         return str(path), None, f"unreadable download (delete it to fetch again): {error}"
     reason = probe_reason(info)
-    return str(path), info, reason and f"unusable download: {reason}"
+    if reason:
+        return str(path), info, f"unusable download: {reason}"
+    if params.min_height is not None and info.height < params.min_height:
+        return str(path), info, (f"source is {info.width}x{info.height}, below "
+                                 f"corpus.pats.min_height {params.min_height} (its clips would be "
+                                 "upscaled; the format served no taller stream)")  # fmt: skip
+    return str(path), info, ""

@@ -62,7 +62,8 @@ def plan_segments(raw: pd.DataFrame, params: CutParams) -> SegmentPlan:
 
     Args:
         raw: the ``tables.RAW`` table (``corpus``'s ``raw.parquet``).
-        params: ``cut.segment`` (``"intervals"`` or ``"fixed"``) and ``cut.segment_s``.
+        params: ``cut.segment`` (``"intervals"`` or ``"fixed"``) and ``cut.segment_s``, or
+            the row's source's entry of ``cut.per_source``.
 
     Returns:
         A :class:`SegmentPlan`. For ``"intervals"`` the table is ``raw`` unchanged. For
@@ -85,35 +86,42 @@ def plan_segments(raw: pd.DataFrame, params: CutParams) -> SegmentPlan:
         raise ValueError(f"raw table is missing columns {missing}")
     base = {"segment": params.segment, "segment_s": float(params.segment_s),
             "intervals": int(len(raw))}  # fmt: skip
-    if params.segment == "intervals":
+    if params.per_source:
+        base["per_source"] = {name: rule.model_dump() for name, rule in params.per_source.items()}
+    elif params.segment == "intervals":
         return SegmentPlan(raw.copy(), base | {"segments": int(len(raw)), "too_short": 0,
                                                "dropped_s": 0.0})  # fmt: skip
-    if params.segment != "fixed":
-        raise ValueError(f"unknown cut.segment {params.segment!r}; allowed: intervals, fixed")
     rows: list[dict[str, Any]] = []
     segments = too_short = 0
     dropped = 0.0
     for row in raw.to_dict(orient="records"):
+        rule = params.segment_rule(str(row["source"]))
+        if rule.segment == "intervals":
+            rows.append(row)
+            segments += 1
+            continue
+        if rule.segment != "fixed":
+            raise ValueError(f"unknown cut.segment {rule.segment!r}; allowed: intervals, fixed")
         start, end = float(row["start_s"]), float(row["end_s"])
         span = end - start
         if row["status"] != "ok" or not math.isfinite(span) or span <= 0:
             rows.append(row)  # cut_clip rejects it with corpus' reason or "empty interval"
             continue
-        n = int(math.floor(span / params.segment_s + SEGMENT_EPS_S))
+        n = int(math.floor(span / rule.segment_s + SEGMENT_EPS_S))
         if n == 0:
             too_short += 1
             dropped += span
             rows.append(row | {"status": "failed", "reason": (
-                f"interval {span:.2f} s is shorter than one {params.segment_s:g} s segment "
+                f"interval {span:.2f} s is shorter than one {rule.segment_s:g} s segment "
                 f"(cut.segment: fixed)")})  # fmt: skip
             continue
         width = max(3, len(str(n - 1)))
         for k in range(n):
             rows.append(row | {"clip_id": f"{row['clip_id']}-s{k:0{width}d}",
-                               "start_s": start + k * params.segment_s,
-                               "end_s": start + (k + 1) * params.segment_s})  # fmt: skip
+                               "start_s": start + k * rule.segment_s,
+                               "end_s": start + (k + 1) * rule.segment_s})  # fmt: skip
         segments += n
-        dropped += max(0.0, span - n * params.segment_s)
+        dropped += max(0.0, span - n * rule.segment_s)
     table = pd.DataFrame(rows, columns=raw.columns)
     duplicated = table["clip_id"][table["clip_id"].duplicated()].unique().tolist()
     if duplicated:

@@ -47,9 +47,10 @@ Per mode
   timing changes on every run, so it is not a DVC metric: :func:`tc_groups` gives it apart, for
   the stage's timings file.
 
-The metric networks (gesture autoencoder, SyncNet, I3D) run on ``runtime.device`` under
-``runtime.precision`` autocast (:func:`load_metric_models`); their features come back to the CPU
-for the statistics.
+The metric networks (gesture autoencoder, SyncNet, I3D) run on ``runtime.device`` in fp32,
+whatever ``runtime.precision`` says (:func:`load_metric_models`): the reference protocols
+(syncnet_python, StyleGAN-V's FVD, HA2G's FGD) are fp32, and a metric must not move with the
+generator's precision. Their features come back to the CPU for the statistics.
 """
 
 from __future__ import annotations
@@ -77,13 +78,19 @@ from pipeline.evaluation.drift import (
 from pipeline.io.audio import SAMPLE_RATE, load_audio
 from pipeline.io.media import read_frames
 from pipeline.keypoints import LEFT_HAND, RIGHT_HAND
-from pipeline.metrics.beats import audio_beats, beat_alignment_score, motion_beats
+from pipeline.metrics.beats import (
+    audio_beats,
+    bailando_bas,
+    beat_alignment_score,
+    motion_beats,
+)
 from pipeline.metrics.diversity import diversity
 from pipeline.metrics.frechet import frechet_distance_of_features
 from pipeline.metrics.hands import hand_keypoint_confidence, hand_keypoint_variance, shoulder_width
 from pipeline.metrics.lip_sync import MIN_FRAMES, lip_opening, lip_sync
 from pipeline.metrics.regions import masked_psnr, masked_ssim, region_masks
-from pipeline.models.device import CPU, autocast
+from pipeline.metrics.sync import smooth_face_track
+from pipeline.models.device import CPU
 from pipeline.models.gesture_ae import (
     GESTURE_JOINTS,
     gesture_features,
@@ -121,6 +128,12 @@ class TestClip:
     control_wave: np.ndarray | None = None  # another test clip's speech (lip-sync control)
 
 
+def fp32(device: torch.device):
+    """No autocast on ``device``: the metric networks run in fp32 even inside a caller's
+    mixed-precision context."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 @dataclass
 class MetricModels:
     """The metric networks and the pose reader, loaded once.
@@ -128,8 +141,9 @@ class MetricModels:
     pose_reader: ``(T, S, S, 3)`` uint8 -> ``(T, 133, 3)`` poses. sync_video: the Sync-C/D of
     one video, ``(frames, wave, sample_rate, face_box) -> (SyncScores, distances per offset)``.
     i3d: ``videos -> (M, D)`` features, or None with ``fvd_reason``. syncnet: the SyncNet
-    behind ``sync_video``. device, precision: where the networks run and their autocast
-    (:func:`evaluate_video` runs every network call under it).
+    behind ``sync_video``. device: where the networks run (in fp32, without autocast).
+    face_detector: ``(T, H, W, 3)`` uint8 -> ``(T, 5)`` face boxes per frame (NaN: none), the
+    track SyncNet's crops follow (:func:`sync_face_box`); None: one box per video.
     """
 
     pose_backend: str
@@ -143,7 +157,7 @@ class MetricModels:
     fvd_description: str = ""
     syncnet: object = None
     device: torch.device = CPU
-    precision: str = "fp32"
+    face_detector: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -202,17 +216,37 @@ def region_quality(
 def beat_alignment(
     pose: np.ndarray, wave: np.ndarray, sample_rate: int, fps: float, params: EvaluateParams,
     min_score: float,
-) -> float | None:  # fmt: skip
-    """BAS of one video: speed minima of the arms and hands against the audio's onsets."""
+) -> dict[str, float | None]:  # fmt: skip
+    """BAS of one video, speed minima of the arms and hands against the audio's onsets, in both
+    protocols (:mod:`pipeline.metrics.beats`): ``{"bas": ..., "bas_bailando": ...}``, None
+    where a score is undefined."""
     moving = normalise_poses(pose, min_score)[:, _BAS_JOINTS]  # (T, J', 2)
     moving = moving[:, np.isfinite(moving).all(axis=(0, 2))]
     if moving.shape[1] == 0:
-        return None
+        return {"bas": None, "bas_bailando": None}
     bas = params.bas
     motion = motion_beats(moving, fps, bas.smooth_s, bas.min_gap_s)
     audio = audio_beats(wave, sample_rate)
-    score = beat_alignment_score(motion, audio, bas.sigma_s, bas.direction)
-    return None if not math.isfinite(score) else float(score)
+    scores = {"bas": beat_alignment_score(motion, audio, bas.sigma_s, bas.direction)}
+    if len(moving) >= 3:
+        scores["bas_bailando"] = bailando_bas(moving, fps, audio)
+    return {key: float(scores[key]) if math.isfinite(scores.get(key, math.nan)) else None
+            for key in ("bas", "bas_bailando")}  # fmt: skip
+
+
+def sync_face_box(models: MetricModels, frames: np.ndarray,
+                  reference_box: np.ndarray) -> tuple[np.ndarray, float | None]:  # fmt: skip
+    """The face boxes SyncNet crops ``frames`` ``(T, H, W, 3)`` with: the smoothed per-frame
+    track of ``models.face_detector`` (:func:`~pipeline.metrics.sync.smooth_face_track`), or
+    ``reference_box`` for every frame when no frame has a face (or no detector is loaded); and
+    the share of frames where a face was found (None without a detector)."""
+    if models.face_detector is None:
+        return reference_box, None
+    detections = models.face_detector(frames)
+    found = np.isfinite(detections[:, :4]).all(axis=1)
+    if not found.any():
+        return reference_box, 0.0
+    return smooth_face_track(detections), _rounded(float(found.mean()))
 
 
 def hand_variance(pose: np.ndarray, min_score: float) -> tuple[float | None, str]:
@@ -255,20 +289,25 @@ def evaluate_video(
         row["note"] = (f"person found in {rate:.0%} of frames (< evaluate.min_pose_rate "
                        f"{params.min_pose_rate:.0%}): left out of FGD, Div., BAS and "
                        "HKV")  # fmt: skip
-        row["bas"] = row["hkv"] = None
+        row["bas"] = row["bas_bailando"] = row["hkv"] = None
     else:
-        with autocast(models.device, models.precision):
+        with fp32(models.device):
             features = gesture_features(models.gesture_ae, [pose], gesture.window,
                                         gesture.stride, gesture.min_score)  # fmt: skip
-        row["bas"] = _rounded(beat_alignment(pose, clip.wave, clip.sample_rate, clip.fps, params,
-                                             gesture.min_score))  # fmt: skip
+        row |= {
+            key: _rounded(value)
+            for key, value in beat_alignment(
+                pose, clip.wave, clip.sample_rate, clip.fps, params, gesture.min_score
+            ).items()
+        }
         row["hkv"], row["note"] = hand_variance(pose, params.pose_min_score)
     row["gesture_windows"] = int(len(features))
     row |= {key: _rounded(value) for key, value in lip_sync(
         pose, clip.wave, clip.sample_rate, clip.fps, params.pose_min_score,
         clip.control_wave).items()}  # fmt: skip
-    with autocast(models.device, models.precision):
-        scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, clip.face_box)
+    box, row["sync_face_found"] = sync_face_box(models, frames, clip.face_box)
+    with fp32(models.device):
+        scores, distances = models.sync_video(frames, clip.wave, clip.sample_rate, box)
     row |= {"sync_offset": int(scores.offset), "sync_confidence": _rounded(scores.confidence),
             "sync_distance": _rounded(scores.min_dist)}  # fmt: skip
     if mode == GROUND_TRUTH:
@@ -280,7 +319,7 @@ def evaluate_video(
         per_frame = frame_psnr(frames, truth)
         row |= {k: _rounded(v) for k, v in quarter_drift(per_frame).items()}
         row["psnr_by_segment"] = [_rounded(v) for v in segment_psnr(per_frame, starts)]
-    with autocast(models.device, models.precision):
+    with fp32(models.device):
         i3d = models.i3d([frames]) if models.i3d is not None else None
     return VideoResult(row, pose, features, np.asarray(distances, np.float64), i3d)
 
@@ -324,9 +363,10 @@ def summarise(
         else:
             metrics["fgd"] = _rounded(frechet_distance_of_features(real, mine))
     metrics["gesture_windows"] = 0 if mine is None else int(len(mine))
-    metrics["bas"] = _rounded(_finite_mean([v.row["bas"] for v in posed]))
-    if metrics["bas"] is None:
-        reasons["bas"] = reasons.get("fgd", "no video with motion and audio beats")
+    for key in ("bas", "bas_bailando"):
+        metrics[key] = _rounded(_finite_mean([v.row.get(key) for v in posed]))
+        if metrics[key] is None:
+            reasons[key] = reasons.get("fgd", "no video with motion and audio beats")
     for key in LIP_SYNC_KEYS:
         metrics[key] = _rounded(_finite_mean([v.row[key] for v in videos]))
         if metrics[key] is None:
@@ -406,9 +446,9 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
                        crop_scale: float, fvd: FvdSettings = FvdSettings(),
                        dwpose_dir: str | Path | None = None,
                        device: torch.device = CPU,
-                       precision: str = "fp32") -> MetricModels:  # fmt: skip
+                       face_track: bool = True) -> MetricModels:  # fmt: skip
     """The pose reader, the gesture autoencoder, the SyncNet and (if given) the I3D detector,
-    the networks on ``device`` (``runtime.device``) and run under ``precision`` autocast.
+    the networks on ``device`` (``runtime.device``) in fp32.
 
     Args:
         gesture_ae_dir: ``train_gesture_ae``'s final folder.
@@ -419,7 +459,10 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
         fvd: the I3D settings (``evaluate.fvd``).
         dwpose_dir: DWPose's ONNX folder, for ``pose_backend`` ``dwpose``
             (``extract.dwpose_dir``).
-        device, precision: ``runtime.device`` (resolved) and ``runtime.precision``.
+        device: ``runtime.device`` (resolved).
+        face_track: crop SyncNet's input along each video's own face track (MediaPipe face
+            detection per frame, smoothed as syncnet_python does); False: one box per video,
+            its reference frame's (``evaluate.sync_face_track``).
     """
     from pipeline.features.pose.build import build_pose_backend
     from pipeline.metrics.fvd import i3d_features, load_i3d
@@ -429,7 +472,7 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
 
     backend = build_pose_backend(pose_backend, dwpose_dir=dwpose_dir)
     syncnet, official = load_for_metric(syncnet_dir)
-    syncnet = syncnet.to(device)
+    syncnet = syncnet.to(device, torch.float32)
     vshift = 15  # the official search range, +-15 frames (0.6 s at 25 fps)
 
     def sync_video(frames, wave, sample_rate, box):
@@ -454,12 +497,17 @@ def load_metric_models(gesture_ae_dir: str | Path, syncnet_dir: str | Path, pose
         def i3d(videos):
             return i3d_features(detector, videos, fvd.clip_frames, fvd.size, fvd.batch_size)
 
+    face_detector = None
+    if face_track:
+        from pipeline.features.pose.faces import FaceDetector
+
+        face_detector = FaceDetector(min_score=0.5).detect
     return MetricModels(
-        pose_backend=pose_backend, pose_reader=backend.estimate,
-        gesture_ae=GestureAutoencoder.load(gesture_ae_dir).to(device), sync_name=name,
+        pose_backend=pose_backend, pose_reader=backend.estimate, face_detector=face_detector,
+        gesture_ae=GestureAutoencoder.load(gesture_ae_dir).to(device, torch.float32),
+        sync_name=name,
         sync_description=description, sync_video=sync_video, i3d=i3d, fvd_reason=reason,
         fvd_description=fvd_description, syncnet=syncnet, device=torch.device(device),
-        precision=precision,
     )  # fmt: skip
 
 

@@ -142,19 +142,22 @@ def results_from_tables(status: pd.DataFrame, pose: pd.DataFrame,
 def pose_accuracy(
     results: Sequence[ExtractedClip], clips: pd.DataFrame, raw_poses: pd.DataFrame,
     pck_threshold: float,
-) -> dict[str, float | None]:  # fmt: skip
-    """Mean over clips of the backend's PCK per body part against the ground truth.
+) -> tuple[dict[str, float | None], int]:  # fmt: skip
+    """Mean over the annotated clips of the backend's PCK per body part against the ground truth.
 
     Args:
-        results: :func:`extract_clip` outputs; failed clips are left out.
+        results: :func:`extract_clip` outputs; failed clips are left out, and so are clips whose
+            video has no ground truth (a corpus may mix annotated sources, such as PATS or the
+            sample corpus, with unannotated ones, such as a ``local`` folder).
         clips: the curated rows of those clips (``clip_id``, crop, ``start_s``, ``fps``, size),
             which map the ground truth into clip pixels.
         raw_poses: the source's ground-truth ``RAW_POSE`` table (``corpus``'s annotations).
         pck_threshold: PCK radius as a fraction of the clip size (``extract.pck_threshold``).
 
     Returns:
-        ``{part: mean PCK rounded to 4 decimals, or None where no clip had visible truth}``;
-        empty when no clip succeeded. See :mod:`pipeline.features.pose.accuracy` for the protocol.
+        ``({part: mean PCK rounded to 4 decimals, or None where no clip had visible truth},
+        clips scored)``; the dict is empty when no annotated clip succeeded. See
+        :mod:`pipeline.features.pose.accuracy` for the protocol.
     """
     truth_backend = AnnotationsBackend(raw_poses)
     rows = clips.set_index("clip_id")
@@ -164,11 +167,15 @@ def pose_accuracy(
             continue
         clip_id = result.status["clip_id"]
         row = rows.loc[clip_id].to_dict() | {"clip_id": clip_id}
+        if not truth_backend.has_video(row["video_id"]):
+            continue
         # The annotations backend only reads the frame count from the frames it is given.
         truth = truth_backend.estimate(np.zeros((len(result.poses), 1, 1, 3), np.uint8), row)
         radius = pck_radius_px(pck_threshold, float(row["width"]), float(row["height"]))
         per_clip.append(pck(result.poses, truth, radius))
     if not per_clip:
-        return {}
+        return {}, 0
     table = pd.DataFrame(per_clip)
-    return {part: (None if np.isnan(v) else round(float(v), 4)) for part, v in table.mean().items()}
+    means = {part: (None if np.isnan(v) else round(float(v), 4))
+             for part, v in table.mean().items()}  # fmt: skip
+    return means, len(per_clip)

@@ -8,9 +8,13 @@ Protocol (one video; 25 fps frames, 16 kHz mono audio), as in ``SyncNetInstance.
    ``cx - bs (1 + cs) .. cx + bs (1 + cs)`` (``cs = crop_scale``, official 0.4): a square of
    side ``2 bs (1 + cs)`` shifted down by ``cs bs`` so the mouth is well inside. Pixels outside
    the frame are grey 110 (the official padding value); the crop is resized to ``size`` (224)
-   with bilinear interpolation. The official pipeline tracks the face (S3FD, median-smoothed);
-   generated videos have no tracker here, so every video is cropped with ONE box, the face box
-   of its reference frame (speakers in the corpus stay roughly in place).
+   with bilinear interpolation. The box moves with the face, as in the official pipeline,
+   which detects the face in every frame and smooths the track (:func:`smooth_face_track`:
+   frames without a detection take the box interpolated between their neighbours', then the
+   half-side and the centre are median-filtered over 13 frames, ``scipy.signal.medfilt``). The
+   detector here is ``evaluate``'s MediaPipe face detector, not the official S3FD, so
+   ``crop_scale`` sits on a slightly different box; one fixed box (the reference frame's) is
+   what a video gets when no frame has a detected face.
 2. Audio (:func:`mfcc_features`): 13 MFCCs per 10 ms exactly as ``python_speech_features.mfcc``
    with its defaults on the int16 samples of the wav (float waves in [-1, 1] are multiplied by
    32768, which restores the integers a 16-bit file holds).
@@ -175,14 +179,45 @@ def crop_rectangle(box: Sequence[float], crop_scale: float) -> tuple[int, int, i
     return rows[0], rows[1], cols[0], cols[1]
 
 
-def face_crops(frames: np.ndarray, box: Sequence[float], crop_scale: float, size: int,
-               pad_value: int = PAD_VALUE) -> np.ndarray:  # fmt: skip
-    """Official SyncNet face crops of every frame with one face box.
+TRACK_MEDIAN_FRAMES = 13  # syncnet_python's median filter over the face track
+
+
+def smooth_face_track(boxes: np.ndarray, kernel: int = TRACK_MEDIAN_FRAMES) -> np.ndarray:
+    """The official face track of a video from per-frame detections: ``(T, 4)`` pixel boxes.
+
+    Args:
+        boxes: ``(T, 4+)`` ``[x0, y0, x1, y1, ...]`` per frame, NaN where no face was found.
+        kernel: median-filter length in frames (odd; official 13).
+
+    Frames without a face get the centre and half-side linearly interpolated between the
+    nearest detected frames (held at the ends); then half-side ``s = max(w, h) / 2`` and centre
+    are each median-filtered (``scipy.signal.medfilt``, zero-padded ends as there) and the box
+    is ``(cx - s, cy - s, cx + s, cy + s)``. Raises ValueError when no frame has a face.
+    """
+    from scipy.signal import medfilt
+
+    boxes = np.asarray(boxes, dtype=np.float64)[:, :4]
+    found = np.isfinite(boxes).all(axis=1)
+    if not found.any():
+        raise ValueError("no frame has a face box")
+    frames = np.arange(len(boxes))
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / 2
+    track = []
+    for values in (size, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2):
+        filled = np.interp(frames, frames[found], values[found])
+        track.append(medfilt(filled, kernel) if len(filled) >= kernel else filled)
+    s, cx, cy = track
+    return np.stack([cx - s, cy - s, cx + s, cy + s], axis=1)
+
+
+def face_crops(frames: np.ndarray, box: Sequence[float] | np.ndarray, crop_scale: float,
+               size: int, pad_value: int = PAD_VALUE) -> np.ndarray:  # fmt: skip
+    """Official SyncNet face crops of every frame.
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 RGB.
-        box: ``(x0, y0, x1, y1)`` face box in pixels of ``frames`` (one per video: the reference
-            frame's box).
+        box: ``(T, 4)`` face boxes per frame (a track, :func:`smooth_face_track`) or one
+            ``(x0, y0, x1, y1)`` box for every frame, in pixels of ``frames``.
         crop_scale: the box is grown by this (official 0.4), see :func:`crop_rectangle`.
         size: output side in pixels (official 224).
         pad_value: grey level of pixels outside the frame (official 110).
@@ -195,18 +230,23 @@ def face_crops(frames: np.ndarray, box: Sequence[float], crop_scale: float, size
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     if size < 1:
         raise ValueError(f"crop size must be >= 1, got {size}")
-    r0, r1, c0, c1 = crop_rectangle(box, crop_scale)
-    if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"face box {tuple(box)} gives an empty crop")
+    boxes = np.asarray(box, dtype=np.float64)
+    if boxes.ndim == 1:
+        boxes = np.broadcast_to(boxes, (len(frames), len(boxes)))
+    if boxes.shape[0] != len(frames):
+        raise ValueError(f"{boxes.shape[0]} face boxes for {len(frames)} frames")
     height, width = frames.shape[1:3]
-    # Copy the part inside the frame into a grey canvas of the crop's size.
-    canvas = np.full((len(frames), r1 - r0, c1 - c0, 3), pad_value, dtype=np.uint8)
-    fr0, fr1, fc0, fc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
-    if fr1 > fr0 and fc1 > fc0:
-        canvas[:, fr0 - r0 : fr1 - r0, fc0 - c0 : fc1 - c0] = frames[:, fr0:fr1, fc0:fc1]
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-    for t, crop in enumerate(canvas):
-        out[t] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    for t, frame in enumerate(frames):
+        r0, r1, c0, c1 = crop_rectangle(boxes[t], crop_scale)
+        if r1 <= r0 or c1 <= c0:
+            raise ValueError(f"face box {tuple(boxes[t])} gives an empty crop")
+        # Copy the part inside the frame into a grey canvas of the crop's size.
+        canvas = np.full((r1 - r0, c1 - c0, 3), pad_value, dtype=np.uint8)
+        fr0, fr1, fc0, fc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
+        if fr1 > fr0 and fc1 > fc0:
+            canvas[fr0 - r0 : fr1 - r0, fc0 - c0 : fc1 - c0] = frame[fr0:fr1, fc0:fc1]
+        out[t] = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_LINEAR)
     return out
 
 
@@ -335,7 +375,8 @@ def sync_distances(model: SyncNet, frames: np.ndarray, wave: np.ndarray, sample_
         frames: ``(T, H, W, 3)`` uint8 RGB at 25 fps.
         wave: ``(samples,)`` mono audio at ``sample_rate`` (float in [-1, 1] or int16).
         sample_rate: must be 16000.
-        box: the video's face box ``(x0, y0, x1, y1)`` in pixels of ``frames``.
+        box: the video's face track ``(T, 4)`` or one box ``(x0, y0, x1, y1)``, in pixels of
+            ``frames`` (:func:`face_crops`).
         crop_scale: official 0.4.
         vshift: offsets ``-vshift .. vshift`` frames are tried (official 15).
         batch_size: windows per forward pass.
@@ -378,5 +419,6 @@ def mean_sync(scores: Sequence[SyncScores]) -> dict[str, float | int]:
 __all__ = [
     "SyncScores", "audio_windows", "crop_rectangle", "embed_windows",
     "evaluate_sync", "face_crops", "mean_sync", "mel_filterbank", "mfcc_features",
-    "offset_distances", "sync_distances", "sync_scores", "usable_windows", "video_windows",
+    "offset_distances", "smooth_face_track", "sync_distances", "sync_scores", "usable_windows",
+    "video_windows",
 ]  # fmt: skip

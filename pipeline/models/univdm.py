@@ -235,7 +235,29 @@ class UniVDM(nn.Module):
             self.unet.get_submodule(name).set_processor(processor)
 
     def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass instead of keeping them: diffusers'
+        checkpointing (the resnets and the spatial transformer blocks), plus the temporal
+        transformer blocks, which diffusers leaves out and which hold the largest share of the
+        activations at the paper's size (34 of 80 GiB for one 33-frame 512 px window;
+        ``benchmarks/memory_plan.py``)."""
+        import torch.utils.checkpoint
+
         self.unet.enable_gradient_checkpointing()
+        for module in self.unet.modules():
+            for block in getattr(module, "temporal_transformer_blocks", ()):
+                if getattr(block, "_paha_checkpointed", False):
+                    continue
+                forward = block.forward
+
+                def checkpointed(*args, _forward=forward, _block=block, **kwargs):
+                    if torch.is_grad_enabled() and _block.training:
+                        return torch.utils.checkpoint.checkpoint(
+                            _forward, *args, use_reentrant=False, **kwargs
+                        )
+                    return _forward(*args, **kwargs)
+
+                block.forward = checkpointed
+                block._paha_checkpointed = True
 
     # ------------------------------------------------------------------ inputs
     def build_input(

@@ -28,26 +28,49 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 
 from pipeline.data.images import frames_to_images, images_to_frames
-from pipeline.errors import MissingInputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.io.media import read_frames
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name
+# The classes a VAE folder's config.json may name: Stable Diffusion's image VAE and Stable Video
+# Diffusion's, whose decoder has temporal layers (the paper's backbone family).
+VAE_CLASSES = {"AutoencoderKL": AutoencoderKL,
+               "AutoencoderKLTemporalDecoder": AutoencoderKLTemporalDecoder}  # fmt: skip
 SCALE_ESTIMATE_FRAMES = 256  # training frames used to estimate the latent scaling factor
 
 
 # ---------------------------------------------------------------- loading and building
-def load_vae(path: str | os.PathLike) -> AutoencoderKL:
-    """Load a diffusers ``AutoencoderKL`` saved with safetensors from a local folder.
+def weights_variant(folder: Path, file: str = WEIGHTS_FILE) -> str | None:
+    """The diffusers ``variant`` of ``folder``'s safetensors weights: None for ``file`` itself,
+    ``"fp16"`` when only ``<stem>.fp16.safetensors`` is there (how SVD and SD ship them).
+    Raises :class:`~pipeline.errors.MissingInputError` naming the folder when neither is."""
+    if (folder / file).is_file():
+        return None
+    stem, suffix = file.rsplit(".", 1)
+    if (folder / f"{stem}.fp16.{suffix}").is_file():
+        return "fp16"
+    raise MissingInputError(f"{folder}: no {file} or {stem}.fp16.{suffix} (safetensors weights "
+                            "required)")  # fmt: skip
 
-    ``path`` is the VAE folder itself (``config.json`` + ``diffusion_pytorch_model.safetensors``)
-    or a full Stable Diffusion folder with the VAE in its ``vae/`` subfolder. Nothing is
-    downloaded. Raises :class:`~pipeline.errors.MissingInputError` naming the folder when it,
-    its ``config.json`` or its safetensors weights are missing (``.bin`` pickles are refused on
-    purpose).
+
+def load_vae(path: str | os.PathLike) -> AutoencoderKL | AutoencoderKLTemporalDecoder:
+    """Load a diffusers VAE saved with safetensors from a local folder, strictly, in fp32.
+
+    ``path`` is the VAE folder itself (``config.json`` + ``diffusion_pytorch_model.safetensors``
+    or its ``.fp16`` variant) or a full Stable Diffusion / Stable Video Diffusion folder with the
+    VAE in its ``vae/`` subfolder. The class comes from ``config.json``'s ``_class_name``: an
+    ``AutoencoderKL`` (SD) or an ``AutoencoderKLTemporalDecoder`` (SVD; :func:`decode_latents`
+    decodes it a chunk of consecutive frames at a time). Nothing is downloaded.
+
+    Raises :class:`~pipeline.errors.MissingInputError` naming the folder when it, its
+    ``config.json`` or its safetensors weights are missing (``.bin`` pickles are refused on
+    purpose), and :class:`~pipeline.errors.InputError` naming it when the class is not a VAE
+    or a single weight is missing, unused or of another shape: diffusers would only warn and
+    draw the missing layers at random, decoding every video into noise.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -55,11 +78,31 @@ def load_vae(path: str | os.PathLike) -> AutoencoderKL:
     if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
         folder = folder / "vae"
     if not (folder / "config.json").is_file():
-        raise MissingInputError(f"{folder}: no config.json (not a diffusers AutoencoderKL folder)")
-    if not (folder / WEIGHTS_FILE).is_file():
-        raise MissingInputError(f"{folder}: no {WEIGHTS_FILE} (safetensors weights required)")
-    vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        raise MissingInputError(f"{folder}: no config.json (not a diffusers VAE folder)")
+    try:
+        name = json.loads((folder / "config.json").read_text()).get("_class_name", "AutoencoderKL")
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise InputError(f"{folder / 'config.json'}: not a JSON object ({error})") from None
+    if name not in VAE_CLASSES:
+        raise InputError(f"{folder}: config.json names {name}, not one of the VAEs this project "
+                         f"loads ({', '.join(VAE_CLASSES)})")  # fmt: skip
+    variant = weights_variant(folder)
+    vae, info = VAE_CLASSES[name].from_pretrained(
+        folder, local_files_only=True, use_safetensors=True, variant=variant,
+        torch_dtype=torch.float32, output_loading_info=True,
+    )  # fmt: skip
+    problems = [f"{kind.replace('_', ' ')}: {', '.join(map(str, keys[:8]))}"
+                + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+                for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+                if (keys := list(info.get(kind) or []))]  # fmt: skip
+    if problems:
+        raise InputError(f"{folder}: the weights do not match {name}: " + "; ".join(problems))
     return vae.eval()
+
+
+def is_temporal(vae) -> bool:
+    """Whether ``vae`` decodes frames together (SVD's temporal decoder)."""
+    return isinstance(vae, AutoencoderKLTemporalDecoder)
 
 
 def resolve_vae(vae_dir: str | os.PathLike) -> AutoencoderKL:
@@ -155,7 +198,7 @@ def encode_frames(
     Encodes ``batch_size`` frames at a time to bound memory; the result is on the VAE's device.
     """
     images = _as_images(frames)
-    shift = vae.config.shift_factor or 0.0
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(vae.device, vae.dtype)
@@ -171,13 +214,17 @@ def encode_frames(
 def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """Images ``(N, 3, H, W)`` in ``[-1, 1]`` (clamped) from scaled latents ``(N, C, h, w)``.
 
-    Inverse of :func:`encode_frames`; decodes ``batch_size`` latents at a time.
+    Inverse of :func:`encode_frames`; decodes ``batch_size`` latents at a time. A temporal
+    decoder (SVD's) takes each chunk as ``len(chunk)`` consecutive frames of one video, as SVD's
+    pipeline decodes ``decode_chunk_size`` frames at a time: pass one video's frames in order.
     """
-    shift = vae.config.shift_factor or 0.0
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
     out = []
     for start in range(0, len(latents), batch_size):
         batch = latents[start : start + batch_size].to(vae.device, vae.dtype)
-        out.append(vae.decode(batch / vae.config.scaling_factor + shift).sample.clamp(-1, 1))
+        batch = batch / vae.config.scaling_factor + shift
+        frames = {"num_frames": len(batch)} if is_temporal(vae) else {}
+        out.append(vae.decode(batch, **frames).sample.clamp(-1, 1))
     if not out:
         raise ValueError("decode_latents: no latents given")
     return torch.cat(out)

@@ -14,17 +14,23 @@ The loop does the rest, the same way for every trainer:
 1. resume: the latest checkpoint of the same run fingerprint is loaded into the state
    (:func:`~pipeline.training.resume.checkpoint_to_resume`; other settings' checkpoints are
    moved aside, never resumed);
-2. for each step ``s`` from there to ``steps``:
+2. for each step ``s`` from there to ``steps``, and each of its ``accumulation`` micro-batches
+   ``m`` (one without gradient accumulation):
 
-   a. seed ``generator`` and the global torch RNG (dropout) from ``(seed, s, rank)`` only, so a
-      resumed run draws what the uninterrupted one would have;
-   b. ``losses = step_fn(s, generator)`` (under ``accelerator.autocast()``);
+   a. seed ``generator`` and the global torch RNG (dropout) from ``(seed, s, shard)`` only,
+      ``shard = m * processes + rank`` (:func:`shard_index`), so a resumed run draws what the
+      uninterrupted one would have, and a run on ``W`` processes with accumulation ``A`` draws
+      what one on ``W * A`` processes (or one process accumulating ``W * A``) would;
+   b. ``losses = step_fn(s, generator)`` (under ``accelerator.autocast()``); the trainer's
+      ``step_fn`` reads the shard's items (:func:`shard_index`);
    c. NaN guard: a non-finite loss raises :class:`TrainingDiverged` naming the last good
       checkpoint; nothing of that step is applied or saved. With several processes the guard,
       and the logging, read the step's figures averaged over the ranks (each rank's are its
       own shard's; :func:`step_figures`), so every rank stops together;
-   d. backward, gradient-norm clipping (``max_grad_norm``), optimizer step, LR-schedule step,
-      EMA update;
+   d. backward of ``loss / accumulation`` (DDP's gradient all-reduce only after the last
+      micro-batch), then once a step: gradient-norm clipping (``max_grad_norm``), optimizer
+      step, LR-schedule step, EMA update. The LR schedule must not go through
+      ``accelerator.prepare``, which would step it once per process per step;
    e. every ``log_every`` steps the finite losses (and the step's learning rate) go to the
       DVCLive-style ``logger`` (``log_metric`` / ``next_step``);
    f. every ``eval_every`` steps and at the last step, ``evaluate(s)`` is logged too;
@@ -52,6 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.errors import InputError
 from pipeline.training.checkpoint_store import (
     TrainingState,
     latest_checkpoint,
@@ -85,6 +92,11 @@ class LoopSettings:
         eval_every: evaluation period (with an ``evaluate`` hook); None: at ``save_every``.
         max_grad_norm: gradient-norm clipping; None: no clipping.
         protect_steps: steps that are always saved and never pruned (the negatives' step).
+        accumulation: micro-batches per optimizer step (gradient accumulation); see
+            :func:`batch_split`.
+        average_gradients: with several processes, average the gradients over the ranks by
+            hand before clipping (for a model trained outside DDP, which syncs only through the
+            model's ``forward``); False: DDP does it.
     """
 
     name: str
@@ -96,6 +108,53 @@ class LoopSettings:
     eval_every: int | None = None
     max_grad_norm: float | None = None
     protect_steps: frozenset[int] = frozenset()
+    accumulation: int = 1
+    average_gradients: bool = False
+
+
+@dataclass(frozen=True)
+class BatchSplit:
+    """How one step's global batch is spread: ``global_batch = per_device * processes *
+    accumulation`` items, in ``processes * accumulation`` shards of ``per_device`` items."""
+
+    global_batch: int
+    per_device: int
+    processes: int
+    accumulation: int
+
+    @property
+    def shards(self) -> int:
+        return self.processes * self.accumulation
+
+
+def batch_split(name: str, global_batch: int, processes: int,
+                micro_batch: int | None = None) -> BatchSplit:  # fmt: skip
+    """The split of a ``global_batch`` (the paper's "batch size", whatever the hardware) over
+    ``processes`` data-parallel ranks, each running ``micro_batch`` items per forward pass
+    (None: the whole of its share, no accumulation).
+
+    Raises :class:`~pipeline.errors.InputError` (naming ``name``) when the batch does not
+    divide: ``global_batch`` must be a multiple of ``processes * micro_batch``.
+    """
+    share, rest = divmod(global_batch, processes)
+    if rest or share == 0:
+        raise InputError(f"{name}.batch_size {global_batch} cannot be split evenly over "
+                          f"{processes} processes")  # fmt: skip
+    micro = share if micro_batch is None else micro_batch
+    accumulation, rest = divmod(share, micro)
+    if rest or accumulation == 0:
+        raise InputError(f"{name}: {share} items per process (batch_size {global_batch} over "
+                          f"{processes} processes) are not a whole number of micro-batches of "
+                          f"{micro}")  # fmt: skip
+    return BatchSplit(global_batch, micro, processes, accumulation)
+
+
+def shard_index(micro: int, rank: int, processes: int) -> int:
+    """The global index of micro-batch ``micro`` on ``rank``: ``micro * processes + rank``.
+
+    Shard ``k`` of step ``s`` is the same items and random draws however the ``W * A`` shards
+    are laid out over processes (``W``) and accumulation (``A``)."""
+    return micro * processes + rank
 
 
 @dataclass
@@ -139,6 +198,9 @@ class SingleProcess:
     def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
+    def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """64-bit seed of ``step`` on data-parallel ``rank``: independent streams per triple."""
@@ -161,6 +223,33 @@ def step_figures(accelerator, losses: Mapping[str, torch.Tensor | float]) -> dic
            for i, name in enumerate(values)}  # fmt: skip
     if "loss" in out and int(sums[1, list(values).index("loss")]) < accelerator.num_processes:
         out["loss"] = math.nan
+    return out
+
+
+def average_gradients(parameters: Iterable[torch.Tensor], processes: int) -> None:
+    """Replace every gradient by its mean over the ``processes`` ranks (one all-reduce of the
+    flattened gradients; every rank must hold a gradient for the same parameters)."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in parameters if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= processes
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def mean_figures(parts: list[dict[str, float]]) -> dict[str, float]:
+    """The step's figures over its micro-batches: each name's mean where it is finite (NaN
+    where it is nowhere); one micro-batch's figures unchanged."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for name in parts[0]:
+        values = [p[name] for p in parts if math.isfinite(p[name])]
+        out[name] = sum(values) / len(values) if values else math.nan
     return out
 
 
@@ -197,6 +286,9 @@ class TrainingLoop:
             accelerator = SingleProcess(next(state.model.parameters()).device)
         self.accelerator = accelerator
         self.start: int | None = None
+        # The shard (shard_index) whose losses step_fn is asked for: a trainer that draws the
+        # whole step's batch at once keeps this part of it.
+        self.shard = 0
 
     def resume(self) -> int:
         """Load the latest checkpoint of this fingerprint into the state; return its step (0
@@ -225,24 +317,31 @@ class TrainingLoop:
         generator = torch.Generator(device=acc.device)
         state.model.train()
         for step in range(start + 1, s.steps + 1):
-            # a. seeds
-            seed = step_seed(s.seed, step, acc.process_index)
-            generator.manual_seed(seed)
-            torch.manual_seed(seed)
             lr = state.optimizer.param_groups[0]["lr"]  # what this step's update uses
-            # b. losses
-            with acc.autocast():
-                losses = step_fn(step, generator)
-            # c. NaN guard
-            loss = losses["loss"]
-            figures = step_figures(acc, losses)
-            value = figures["loss"]
-            if not math.isfinite(value):
-                good = latest_checkpoint(self.root)
-                raise TrainingDiverged(f"{s.name}: loss is {value} at step {step}; the last "
-                                       f"good checkpoint is {good}")  # fmt: skip
-            # d. update
-            acc.backward(loss)
+            parts = []
+            for micro in range(s.accumulation):
+                # a. seeds
+                self.shard = shard_index(micro, acc.process_index, acc.num_processes)
+                seed = step_seed(s.seed, step, self.shard)
+                generator.manual_seed(seed)
+                torch.manual_seed(seed)
+                # b. losses
+                with acc.autocast():
+                    losses = step_fn(step, generator)
+                # c. NaN guard
+                figures = step_figures(acc, losses)
+                if not math.isfinite(figures["loss"]):
+                    good = latest_checkpoint(self.root)
+                    raise TrainingDiverged(f"{s.name}: loss is {figures['loss']} at step {step}; "
+                                           f"the last good checkpoint is {good}")  # fmt: skip
+                parts.append(figures)
+                # d. backward; DDP all-reduces the gradients after the last micro-batch only
+                last = micro == s.accumulation - 1
+                with contextlib.nullcontext() if last else acc.no_sync(state.model):
+                    acc.backward(losses["loss"] / s.accumulation)
+            figures = mean_figures(parts)
+            if s.average_gradients and acc.num_processes > 1:
+                average_gradients(state.model.parameters(), acc.num_processes)
             if s.max_grad_norm is not None:
                 acc.clip_grad_norm_(state.model.parameters(), s.max_grad_norm)
             state.optimizer.step()

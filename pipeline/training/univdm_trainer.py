@@ -12,8 +12,14 @@ Each step (DDPM, epsilon prediction, Eq. 1 with the PAR mask of Eq. 3):
 The step runs in :class:`~pipeline.training.loop.TrainingLoop` (resume, per-step seeds, NaN
 guard, logging, checkpoints every ``save_every`` steps and at ``protect_steps``, the negatives'
 checkpoint) through ``accelerate``: CPU here, one or many GPUs with DDP via ``accelerate
-launch``, each rank reading its own items of the step (:class:`_StepRange`), rank 0 writing.
-The learning rate warms up linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``).
+launch``, rank 0 writing. ``batch_size`` is the global batch of one optimizer step (the paper's
+"batch size 8" on 8 GPUs is 8 windows a step, one per card): each of ``W`` processes runs
+micro-batches of ``micro_batch_size`` windows (null: ``batch_size / W``) and accumulates
+gradients over ``batch_size / (W * micro_batch_size)`` of them (:func:`~pipeline.training.loop.
+batch_split`); every shard reads its own items of the step (:class:`_StepRange`) and draws its
+noise from its own seed, so the step is the same on any layout. The learning rate warms up
+linearly over ``warmup_steps`` (diffusers' ``constant_with_warmup``) and steps once per optimizer
+step (the schedule is not handed to ``accelerate``, which would step it ``W`` times).
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ from pipeline.models.univdm import UniVDM, UniVDMConfig
 from pipeline.models.vae import encode_frames, vae_downsample_factor
 from pipeline.par import masked_mse, par_loss, to_latent
 from pipeline.training.checkpoint_store import TrainingState
-from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
+from pipeline.training.loop import (
+    BatchSplit,
+    LoopResult,
+    LoopSettings,
+    TrainingLoop,
+    batch_split,
+    shard_index,
+)
 
 
 @dataclass
@@ -100,23 +113,29 @@ def build_univdm(params: TrainUnivdmParams, fps: float, vae, audio_dim: int,
 
 
 class _StepRange(Sampler[int]):
-    """Item indices of steps ``[first, last)`` for one of ``world`` data-parallel ranks.
+    """Item indices of steps ``[first, last)`` for one data-parallel rank, in the order its
+    micro-batches run.
 
-    Step ``s`` on rank ``r`` reads items ``(s * world + r) * batch ...`` (``batch`` items): the
-    data depends only on the step, so a resumed run sees what the uninterrupted one would have,
-    and ranks never read the same item.
+    Step ``s`` has ``K = processes * accumulation`` shards of ``per_device`` items; shard ``k``
+    reads items ``(s * K + k) * per_device ...``, and ``rank`` runs shards
+    ``shard_index(m, rank, processes)`` for ``m < accumulation``. The data depends only on the
+    step and the shard, so a resumed run sees what the uninterrupted one would have, any layout
+    of the shards reads the same items, and no two shards read the same item.
     """
 
-    def __init__(self, first: int, last: int, batch: int, rank: int = 0, world: int = 1):
-        self.first, self.last, self.batch, self.rank, self.world = first, last, batch, rank, world
+    def __init__(self, first: int, last: int, split: BatchSplit, rank: int = 0):
+        self.first, self.last, self.split, self.rank = first, last, split, rank
 
     def __iter__(self):
+        split = self.split
         for step in range(self.first, self.last):
-            begin = (step * self.world + self.rank) * self.batch
-            yield from range(begin, begin + self.batch)
+            for micro in range(split.accumulation):
+                shard = shard_index(micro, self.rank, split.processes)
+                begin = (step * split.shards + shard) * split.per_device
+                yield from range(begin, begin + split.per_device)
 
     def __len__(self) -> int:
-        return (self.last - self.first) * self.batch
+        return (self.last - self.first) * self.split.accumulation * self.split.per_device
 
 
 def accelerate_precision(precision: str) -> str:
@@ -228,10 +247,13 @@ def train_univdm(
     if params.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
     state = TrainingState(model, optimizer, lr_schedule, ema)
+    split = batch_split("train_univdm", params.batch_size, accelerator.num_processes,
+                        params.micro_batch_size)  # fmt: skip
     settings = LoopSettings(
         name="train_univdm", steps=params.steps, seed=params.seed, save_every=params.save_every,
         keep_checkpoints=params.keep_checkpoints, log_every=params.log_every,
         max_grad_norm=params.max_grad_norm, protect_steps=frozenset(protect_steps),
+        accumulation=split.accumulation,
     )  # fmt: skip
     loop = TrainingLoop(state, settings, checkpoint_root, run_fingerprint, logger, accelerator)
     start = loop.resume()
@@ -245,11 +267,10 @@ def train_univdm(
     vae.to(accelerator.device)
     if image_encoder is not None:
         image_encoder.to(accelerator.device)
-    state.model, state.optimizer, state.lr_schedule = accelerator.prepare(model, optimizer,
-                                                                          lr_schedule)  # fmt: skip
-    loader = DataLoader(dataset, batch_size=params.batch_size, collate_fn=_collate,
-                        sampler=_StepRange(start, params.steps, params.batch_size,
-                                           accelerator.process_index, accelerator.num_processes),
+    # Not the LR schedule: accelerate would step it once per process per step.
+    state.model, state.optimizer = accelerator.prepare(model, optimizer)
+    loader = DataLoader(dataset, batch_size=split.per_device, collate_fn=_collate,
+                        sampler=_StepRange(start, params.steps, split, accelerator.process_index),
                         num_workers=params.workers)  # fmt: skip
     batches = iter(loader)
 

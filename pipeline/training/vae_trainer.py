@@ -3,16 +3,19 @@
 Each step ``s`` (in :class:`~pipeline.training.loop.TrainingLoop`: resume, NaN guard, logging,
 checkpoints):
 
-1. draw ``batch_size`` of the training frames uniformly with replacement, each mirrored
-   left-right with probability 1/2 (numpy generator seeded by ``(seed, s)``);
-2. encode, sample the posterior (the step's torch generator), decode;
+1. draw ``batch_size`` (the global batch) of the training frames uniformly with replacement,
+   each mirrored left-right with probability 1/2 (numpy generator seeded by ``(seed, s)``);
+   shard ``k`` of the step (:func:`~pipeline.training.loop.batch_split`: processes under
+   ``accelerate launch`` times accumulated micro-batches) takes items ``k * b ... (k + 1) * b``
+   of them, ``b = micro_batch_size``;
+2. encode, sample the posterior (the shard's torch generator), decode;
 3. ``loss = L1 + MSE`` (per element, images in ``[-1, 1]``) ``+ kl_weight * KL``, the KL summed
    over latent elements and divided by the number of image elements, so that ``kl_weight``
    means what it means in the LDM / Stable Diffusion autoencoder loss, where both terms are
    sums (SD used 1e-6);
 4. AdamW (``weight_decay``), gradient norm clipped at ``max_grad_norm``, learning rate from
    diffusers' ``get_scheduler(lr_schedule)``: linear warm-up from 0 over ``warmup_steps``, then
-   (``cosine``) a half-cosine decay to 0 at ``steps``.
+   (``cosine``) a half-cosine decay to 0 at ``steps``, stepped once per optimizer step.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ from pipeline.data.images import frames_to_images
 from pipeline.io.outputs import write_png
 from pipeline.models.vae import build_vae, reconstruction_grid, sample_training_frames
 from pipeline.training.checkpoint_store import TrainingState
-from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop
+from pipeline.training.loop import (
+    LoopResult,
+    LoopSettings,
+    SingleProcess,
+    TrainingLoop,
+    batch_split,
+)
 
 TRAIN_FRAMES = 2048  # frames sampled from the train split (uint8 in memory: 25 MB at 64 px)
 
@@ -91,8 +100,8 @@ def vae_losses(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Genera
 
 
 def train_vae(vae: AutoencoderKL, train_frames: np.ndarray, params: TrainVaeParams,
-              checkpoint_dir: str | Path, run_id: str,
-              logger: Any | None = None) -> LoopResult:  # fmt: skip
+              checkpoint_dir: str | Path, run_id: str, logger: Any | None = None,
+              accelerator: Any | None = None) -> LoopResult:  # fmt: skip
     """Train (or resume) ``vae`` in place on ``train_frames`` up to ``params.steps``.
 
     Args:
@@ -102,7 +111,10 @@ def train_vae(vae: AutoencoderKL, train_frames: np.ndarray, params: TrainVaePara
         params: the ``train_vae`` section.
         checkpoint_dir: folder of ``step-*`` checkpoints (``data/models/vae/checkpoints``).
         run_id: :func:`~pipeline.training.resume.fingerprint` of the run.
-        logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``.
+        logger: DVCLive ``Live`` or anything with ``log_metric`` / ``next_step`` / ``step``
+            (rank 0's).
+        accelerator: an ``accelerate.Accelerator`` (DDP under ``accelerate launch``); None: one
+            process on the VAE's device.
 
     Returns:
         The loop's result; ``history`` rows hold ``loss``, ``rec``, ``kl`` and ``lr``.
@@ -114,24 +126,32 @@ def train_vae(vae: AutoencoderKL, train_frames: np.ndarray, params: TrainVaePara
     lr_schedule = get_scheduler(params.lr_schedule, optimizer,
                                 num_warmup_steps=params.warmup_steps,
                                 num_training_steps=params.steps)  # fmt: skip
+    acc = accelerator if accelerator is not None else SingleProcess(vae.device)
+    split = batch_split("train_vae", params.batch_size, acc.num_processes,
+                        params.micro_batch_size)  # fmt: skip
     settings = LoopSettings(
         name="train_vae", steps=params.steps, seed=params.seed, save_every=params.save_every,
         keep_checkpoints=params.keep_checkpoints, log_every=params.log_every,
-        max_grad_norm=params.max_grad_norm,
+        max_grad_norm=params.max_grad_norm, accumulation=split.accumulation,
+        # The loss needs the posterior, which AutoencoderKL.forward does not return, so DDP
+        # (which syncs through forward) cannot wrap it: the loop averages the gradients.
+        average_gradients=True,
     )  # fmt: skip
+    loop = TrainingLoop(TrainingState(vae, optimizer, lr_schedule), settings, checkpoint_dir,
+                        run_id, logger, acc)  # fmt: skip
 
     def step_losses(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        # 1. the batch; frames stay uint8 until batched (a float copy of all is 4x larger)
+        # 1. the step's global batch, then this shard's part; frames stay uint8 until batched
+        # (a float copy of all is 4x larger)
         rng = np.random.default_rng([params.seed, step])
         index = rng.integers(0, len(train_frames), size=params.batch_size)
-        images = frames_to_images(train_frames[index])  # (B, 3, H, W)
         flip = torch.from_numpy(rng.random(params.batch_size) < 0.5)
-        images[flip] = images[flip].flip(-1)
+        part = slice(loop.shard * split.per_device, (loop.shard + 1) * split.per_device)
+        images = frames_to_images(train_frames[index[part]])  # (b, 3, H, W)
+        images[flip[part]] = images[flip[part]].flip(-1)
         # 2-3. the losses
-        return vae_losses(vae, images.to(vae.device, vae.dtype), generator, params.kl_weight)
+        return vae_losses(vae, images.to(acc.device, vae.dtype), generator, params.kl_weight)
 
-    loop = TrainingLoop(TrainingState(vae, optimizer, lr_schedule), settings, checkpoint_dir,
-                        run_id, logger)  # fmt: skip
     result = loop.run(step_losses)
     vae.eval()
     return result

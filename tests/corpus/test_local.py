@@ -149,3 +149,23 @@ def test_empty_video_name_in_csv_names_the_line(videos_dir, tmp_path):
     csv.write_text("video,start_s,end_s\nanchor_a.mp4,0,1\n,0,1\n")
     with pytest.raises(ValueError, match=r"bad.csv: empty video on line\(s\) \[3\]"):
         local_corpus(LocalParams(videos_dir=str(videos_dir), intervals_csv=str(csv)), tmp_path, 25)
+
+
+def test_speaker_map_names_the_anchor_of_each_broadcast(videos_dir, tmp_path):
+    speakers = tmp_path / "speakers.csv"
+    speakers.write_text("video,speaker\nanchor_a.mp4,li\nanchor_b.mkv, li \n")
+    params = LocalParams(videos_dir=str(videos_dir), speaker_map=str(speakers))
+    frame = local_corpus(params, tmp_path, 25.0)
+    # Both broadcasts are li's (one speaker: train and test clips of one anchor); the video the
+    # map does not list falls back to its file stem.
+    assert list(frame["speaker"]) == ["li", "li", "broken"]
+    assert list(frame["clip_id"]) == ["li_anchor_a_000", "li_anchor_b_000", "broken_broken_000"]
+    speakers.write_text("video,speaker\nanchor_a.mp4,li\nanchor_a.mp4,wang\n")
+    with pytest.raises(InputError, match=r"speakers.csv: videos listed twice: \['anchor_a.mp4'\]"):
+        local_corpus(params, tmp_path, 25.0)
+    speakers.write_text("video,anchor\nanchor_a.mp4,li\n")
+    with pytest.raises(InputError, match="speakers.csv: expected columns video,speaker"):
+        local_corpus(params, tmp_path, 25.0)
+    with pytest.raises(InputError, match="nowhere.csv: speaker map not found"):
+        local_corpus(params.model_copy(update={"speaker_map": str(tmp_path / "nowhere.csv")}),
+                     tmp_path, 25.0)  # fmt: skip

@@ -223,3 +223,124 @@ def test_times_disagreeing_with_delta_time_are_logged(pats_setup, download_calls
     )
     pats_corpus(make_params(csv, speakers=["jon"]), Path("out"), fps=25.0)
     assert "differs from delta_time" in caplog.text and "interval 1001" in caplog.text
+
+
+# ---------------------------------------------------------------- split formats (YouTube today)
+def _split_streams(folder: Path, video_factory) -> dict[str, Path]:
+    """What YouTube serves now: a tall video-only stream, an audio-only stream and a short
+    muxed file (the only single-file format left, 360p there, 48 lines here)."""
+    import subprocess
+
+    (folder / "streams").mkdir()
+    streams = {"video": video_factory("streams/video_only.mp4", seconds=3.0, size=96, audio=None),
+               "muxed": video_factory("streams/muxed.mp4", seconds=3.0, size=48)}  # fmt: skip
+    streams["audio"] = folder / "streams" / "audio_only.m4a"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=16000:duration=3", "-c:a", "aac",
+                    str(streams["audio"])], check=True)  # fmt: skip
+    return streams
+
+
+@pytest.fixture
+def split_format_site(tmp_path, video_factory, monkeypatch):
+    """A fake yt-dlp extractor for ``fakesplit:<id>`` links offering the three formats of
+    :func:`_split_streams` (``<id>`` ``gone``: the site has no such video), plugged into the
+    ``YoutubeDL`` the source builds; the yt-dlp options it was built with are recorded."""
+    from yt_dlp.extractor.common import InfoExtractor
+    from yt_dlp.utils import ExtractorError
+
+    monkeypatch.chdir(tmp_path)
+    streams = _split_streams(tmp_path, video_factory)
+    built: list[dict] = []
+
+    class FakeSplitIE(InfoExtractor):
+        _VALID_URL = r"fakesplit:(?P<id>\w+)"
+
+        def _real_extract(self, url):
+            video_id = self._match_id(url)
+            if video_id == "gone":
+                raise ExtractorError("Video unavailable", expected=True)
+            return {"id": video_id, "title": video_id, "formats": [
+                {"format_id": "18", "url": streams["muxed"].as_uri(), "ext": "mp4",
+                 "width": 48, "height": 48, "vcodec": "avc1.42001E", "acodec": "mp4a.40.2"},
+                {"format_id": "137", "url": streams["video"].as_uri(), "ext": "mp4",
+                 "width": 96, "height": 96, "vcodec": "avc1.640028", "acodec": "none"},
+                {"format_id": "140", "url": streams["audio"].as_uri(), "ext": "m4a",
+                 "vcodec": "none", "acodec": "mp4a.40.2", "abr": 128},
+            ]}  # fmt: skip
+
+    class SiteYoutubeDL(yt_dlp.YoutubeDL):
+        def __init__(self, params=None, auto_init=True):
+            super().__init__(params, auto_init)
+            built.append(dict(params or {}))
+            self.add_info_extractor(FakeSplitIE())
+
+        def extract_info(self, url, download=True, ie_key=None, *args, **kwargs):
+            return super().extract_info(url, download, FakeSplitIE.ie_key(), *args, **kwargs)
+
+    monkeypatch.setattr(pats.yt_dlp, "YoutubeDL", SiteYoutubeDL)
+    csv = tmp_path / "cmu_intervals_df.csv"
+    csv.write_text(
+        "dataset,delta_time,end_time,interval_id,speaker,start_time,video_fn,video_link\n"
+        "train,1.0,0:00:01,1,seth,0:00:00,,gone\n"
+        "train,1.0,0:00:02,2,seth,0:00:01,,vidA\n"
+        "train,1.0,0:00:03,3,seth,0:00:02,,vidB\n"
+    )
+    return csv, built
+
+
+def _split_params(csv: Path, **overrides) -> PatsParams:
+    return make_params(csv, speakers=["seth"], url_template="fakesplit:{video_id}",
+                       **overrides)  # fmt: skip
+
+
+def test_split_formats_are_merged_at_the_best_height(split_format_site):
+    csv, built = split_format_site
+    frame = pats_corpus(_split_params(csv, min_height=64), Path("out"), fps=25.0)
+    ok = frame[frame["status"] == "ok"].set_index("video_id")
+    assert list(ok.index) == ["vidA", "vidB"]
+    from pipeline.io.media import probe
+
+    merged = probe(ok.loc["vidA", "path"])
+    assert (merged.width, merged.height) == (96, 96)  # the video-only stream ...
+    assert merged.has_audio  # ... merged with the audio-only one
+    assert built[0]["merge_output_format"] == "mp4"
+    assert frame.set_index("video_id").loc["gone", "reason"].startswith("download failed:")
+
+
+def test_a_muxed_only_format_arrives_short_and_is_a_failed_row(split_format_site):
+    """The old single-file format string takes the 48-line muxed file: below min_height."""
+    csv, _ = split_format_site
+    params = _split_params(
+        csv, min_height=64, format="best[height<=720][ext=mp4]/best[height<=720]/best"
+    )
+    frame = pats_corpus(params, Path("out"), fps=25.0).set_index("video_id")
+    assert (frame["status"] == "failed").all()
+    assert frame.loc["vidA", "reason"] == (
+        "source is 48x48, below corpus.pats.min_height 64 (its clips would be upscaled; the "
+        "format served no taller stream)"
+    )
+
+
+def test_the_quota_counts_usable_intervals_and_fetches_no_more(split_format_site, monkeypatch):
+    csv, built = split_format_site
+    fetched: list[str] = []
+    real = pats.download_video
+    monkeypatch.setattr(pats, "download_video",
+                        lambda url, *a: fetched.append(url) or real(url, *a))  # fmt: skip
+    frame = pats_corpus(_split_params(csv, max_intervals_per_speaker=1), Path("out"), fps=25.0)
+    # The first interval's video is gone: it is a failed row and does not count.
+    assert list(frame["status"]) == ["failed", "ok"]
+    assert fetched == ["fakesplit:gone", "fakesplit:vidA"]  # vidB is never fetched
+
+
+def test_cookies_and_extractor_args_reach_yt_dlp(tmp_path):
+    cookies = tmp_path / "cookies.txt"
+    params = make_params(tmp_path / "x.csv", cookies=str(cookies),
+                         extractor_args={"youtube": {"player_client": ["web"]}})  # fmt: skip
+    options = pats.ytdlp_options(params, tmp_path, "abc")
+    assert options["cookiefile"] == str(cookies)
+    assert options["extractor_args"] == {"youtube": {"player_client": ["web"]}}
+    assert options["format"] == "bv*[height<=?720]+ba/b[height<=?720]"
+    plain = pats.ytdlp_options(make_params(tmp_path / "x.csv"), tmp_path, "abc")
+    assert "cookiefile" not in plain and "extractor_args" not in plain

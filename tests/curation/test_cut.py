@@ -158,3 +158,17 @@ def test_fixed_segments_must_be_whole_frames():
     with pytest.raises(ValueError, match="5.01 s at fps 25 is 125.25 frames"):
         CutParams(segment="fixed", segment_s=5.01)
     assert CutParams(segment="intervals", segment_s=5.01).segment == "intervals"  # unused
+
+
+def test_per_source_segmentation_cuts_each_source_its_own_way():
+    """PATS intervals as they are, a CNAS folder's long broadcasts in 5 s pieces: one corpus."""
+    raw = _raw(("pats_a", 2.0, 9.0), ("cnas_b", 0.0, 12.0))
+    raw["source"] = ["pats", "cnas"]
+    params = CutParams(per_source={"cnas": {"segment": "fixed", "segment_s": 5.0}})
+    plan = plan_segments(raw, params)
+    assert plan.table["clip_id"].tolist() == ["pats_a", "cnas_b-s000", "cnas_b-s001"]
+    assert plan.table["end_s"].tolist() == [9.0, 5.0, 10.0]
+    assert plan.summary["segments"] == 3 and plan.summary["dropped_s"] == pytest.approx(2.0)
+    assert plan.summary["per_source"] == {"cnas": {"segment": "fixed", "segment_s": 5.0}}
+    with pytest.raises(ValueError, match="cnas: segment_s 5.01 s at fps 25"):
+        CutParams(per_source={"cnas": {"segment": "fixed", "segment_s": 5.01}})

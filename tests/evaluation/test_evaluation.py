@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import EvaluateParams
 from pipeline.evaluation.evaluate import (
@@ -163,7 +164,8 @@ def test_hand_speed_and_lip_opening_by_hand():
 
 
 def test_tables_follow_the_papers_layouts():
-    metrics = {"fvd": None, "bas": 0.15, "fgd": 12.5, "sync_corpus_c": 3.25, "div": 7.0,
+    metrics = {"fvd": None, "bas": 0.9, "bas_bailando": 0.15, "fgd": 12.5,
+               "sync_corpus_c": 3.25, "div": 7.0,
                "psnr_face": 20.0, "psnr_hand": 18.0, "psnr_body": 22.0,
                "ssim_face": 0.5, "ssim_hand": 0.4, "ssim_body": 0.6, "hkc": 0.85,
                "hkv": 0.0123}  # fmt: skip
@@ -192,7 +194,8 @@ def test_tables_follow_the_papers_layouts():
 
 
 def test_report_renders_the_tables_escaped_and_embeds_the_figures(tmp_path):
-    metrics = {"fvd": None, "bas": 0.15, "fgd": 12.5, "sync_corpus_c": 3.25, "div": 7.0,
+    metrics = {"fvd": None, "bas": 0.9, "bas_bailando": 0.15, "fgd": 12.5,
+               "sync_corpus_c": 3.25, "div": 7.0,
                "tc": 0.9}  # fmt: skip
     modes = {GROUND_TRUTH: metrics, "none": metrics, "sg": metrics, "dg": metrics}
     summary = {"profile": "params/<paper>.yaml", "eval_size": 64, "pose_backend": "mediapipe",
@@ -230,3 +233,15 @@ def test_metric_models_load_from_plain_arguments(tmp_path):
     wave = rng.normal(0, 0.1, 16000 * 12 // 25).astype(np.float32)
     scores, distances = models.sync_video(frames, wave, 16000, np.array([12, 8, 36, 32.0]))
     assert isinstance(scores, SyncScores) and len(distances) == 31
+
+
+def test_metric_networks_run_in_fp32_inside_a_mixed_precision_context():
+    """runtime.precision bf16 speeds the generator up; the metric networks stay fp32 (the
+    reference protocols' precision), even when a caller has autocast on."""
+    from pipeline.evaluation.evaluate import fp32
+
+    a = torch.randn(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.mm(a, a).dtype == torch.bfloat16  # what the networks would have run in
+        with fp32(torch.device("cpu")):
+            assert torch.mm(a, a).dtype == torch.float32

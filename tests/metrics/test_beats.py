@@ -126,3 +126,23 @@ def test_audio_beats_find_clicks_within_one_hop():
     assert len(audio_beats(np.zeros(sample_rate), sample_rate)) == 0
     with pytest.raises(ValueError, match="mono"):
         audio_beats(np.zeros((2, 100)), sample_rate)
+
+
+def test_bailando_bas_scores_audio_beats_against_the_nearest_motion_minimum():
+    from pipeline.metrics.beats import bailando_bas
+
+    # One joint moving right with per-frame steps |t - 20| + 1: the smoothed speed's only strict
+    # minimum is frame 20 (the V is symmetric there; the Gaussian's reach, 3 sigma = 15 frames,
+    # ends before either edge).
+    steps = np.abs(np.arange(40) - 20.0) + 1.0
+    x = np.concatenate([[0.0], np.cumsum(steps)])
+    keypoints = np.stack([x, np.zeros_like(x)], axis=1)[:, None, :]  # (41, 1, 2)
+    fps = 25.0
+    # An audio beat on the minimum scores 1, one 3 frames away exp(-9 / 18): mean 0.80327.
+    score = bailando_bas(keypoints, fps, np.array([20 / fps, 23 / fps]))
+    assert score == pytest.approx((1.0 + np.exp(-0.5)) / 2, abs=1e-9)
+    assert np.isnan(bailando_bas(keypoints, fps, np.array([])))
+    still = np.zeros((10, 2, 2))  # no strict minimum: nothing to align with
+    assert bailando_bas(still, fps, np.array([0.2])) == 0.0
+    with pytest.raises(ValueError, match="every joint"):
+        bailando_bas(np.full((5, 1, 2), np.nan), fps, np.array([0.1]))

@@ -274,3 +274,35 @@ def sample_clip():
     row = int((lips[:, 1].mean() - r0) * 48 / (r1 - r0))
     col = int((lips[:, 0].mean() - c0) * 48 / (c1 - c0))
     return frames, wave, box, (row - 4, row + 5, col - 8, col + 9)
+
+
+def test_face_track_fills_gaps_and_median_filters_like_syncnet_python():
+    from pipeline.metrics.sync import smooth_face_track
+
+    # A still 10 px face, one wild detection (frame 5) and two frames without a face (8, 9).
+    boxes = np.tile([10.0, 0.0, 20.0, 10.0], (20, 1))
+    boxes[5] = [40.0, 30.0, 80.0, 70.0]
+    boxes[8:10] = np.nan
+    track = smooth_face_track(boxes, kernel=5)
+    assert track.shape == (20, 4)
+    # The median over 5 frames removes the outlier; medfilt's zero padding bends the 2 end frames.
+    np.testing.assert_allclose(track[2:18], np.tile([10.0, 0.0, 20.0, 10.0], (16, 1)))
+    # A face drifting 1 px a frame: the missing frames take the box between their neighbours'.
+    drifting = np.array([[t, 0.0, t + 10.0, 10.0] for t in range(6)])
+    drifting[2:4] = np.nan
+    np.testing.assert_allclose(smooth_face_track(drifting, kernel=1)[:, 0], np.arange(6.0))
+    with pytest.raises(ValueError, match="no frame has a face"):
+        smooth_face_track(np.full((4, 4), np.nan))
+
+
+def test_face_crops_follow_a_moving_box():
+    from pipeline.metrics.sync import face_crops
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    moved = np.roll(frame, 7, axis=1)  # the picture shifted 7 px right
+    boxes = np.array([[20.0, 20.0, 36.0, 36.0], [27.0, 20.0, 43.0, 36.0]])
+    crops = face_crops(np.stack([frame, moved]), boxes, 0.4, 32)
+    np.testing.assert_array_equal(crops[0], crops[1])  # the box moved with the face
+    still = face_crops(np.stack([frame, moved]), boxes[0], 0.4, 32)
+    assert not np.array_equal(still[0], still[1])  # one box for both: the face slid

@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.config import TrainVaeParams
 from pipeline.data.images import frames_to_images
-from pipeline.errors import MissingInputError
+from pipeline.errors import InputError, MissingInputError
 from pipeline.io import tables
 from pipeline.models.vae import (
     build_vae,
@@ -103,6 +103,67 @@ def test_load_vae_errors_name_the_folder(tmp_path):
     (tmp_path / "noweights" / "config.json").write_text("{}")
     with pytest.raises(MissingInputError, match=r"noweights.*safetensors"):
         load_vae(tmp_path / "noweights")
+
+
+def tiny_temporal_vae():
+    """SVD's VAE class (temporal decoder), two levels of 32 channels (its group norms need 32),
+    saved and loaded in its real format."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(0)
+    return AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=2, sample_size=16,
+    ).eval()  # fmt: skip
+
+
+def test_load_vae_loads_svd_s_temporal_decoder_vae(tmp_path):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    vae = tiny_temporal_vae()
+    vae.save_pretrained(tmp_path / "svd" / "vae", safe_serialization=True)
+    loaded = load_vae(tmp_path / "svd")  # an SVD folder: the VAE in vae/
+    assert isinstance(loaded, AutoencoderKLTemporalDecoder)
+    saved, read = vae.state_dict(), loaded.state_dict()
+    assert saved.keys() == read.keys() and all(torch.equal(saved[k], read[k]) for k in saved)
+    frames = synthetic_frames(5)
+    latents = encode_frames(loaded, frames)
+    assert latents.shape == (5, 2, 8, 8)
+    # The five frames are decoded as one clip: the temporal layers see them together.
+    decoded = decode_latents(loaded, latents)
+    with torch.no_grad():
+        expected = vae.decode(latents / vae.config.scaling_factor, num_frames=5).sample
+    torch.testing.assert_close(decoded, expected.clamp(-1, 1))
+
+
+def test_load_vae_refuses_weights_that_do_not_match_the_class(tmp_path):
+    """SVD's VAE folder read as an image AutoencoderKL: diffusers would warn and draw the
+    decoder at random; here it is an error naming the folder and the keys."""
+    folder = tmp_path / "svd-vae"
+    tiny_temporal_vae().save_pretrained(folder, safe_serialization=True)
+    config = json.loads((folder / "config.json").read_text())
+    config["_class_name"] = "AutoencoderKL"
+    config["up_block_types"] = ["UpDecoderBlock2D"] * 2
+    config["norm_num_groups"] = 8
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"svd-vae: the weights do not match AutoencoderKL: "
+                                         r"missing keys: .*unexpected keys: "):  # fmt: skip
+        load_vae(folder)
+    config["_class_name"] = "UNet2DModel"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="svd-vae: config.json names UNet2DModel"):
+        load_vae(folder)
+
+
+def test_load_vae_accepts_fp16_variant_weights_in_fp32(tmp_path):
+    vae = tiny_vae()
+    vae.half().save_pretrained(tmp_path / "v", safe_serialization=True, variant="fp16")
+    assert (tmp_path / "v" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    assert not (tmp_path / "v" / "diffusion_pytorch_model.safetensors").exists()
+    loaded = load_vae(tmp_path / "v")
+    assert loaded.dtype == torch.float32
+    for name, tensor in vae.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor.float(), rtol=0, atol=0)
 
 
 def test_build_vae_downsample_factor_and_validation():

@@ -210,6 +210,6 @@ def test_the_metric_networks_load_on_the_device(tmp_path):
     GestureAutoencoder(GestureAEConfig(window=8, hidden=8, feature_dim=4)).save(tmp_path / "gae")
     SyncNet(width=0.1, size=32, embedding=8).save(tmp_path / "sync")
     models = load_metric_models(tmp_path / "gae", tmp_path / "sync", "mediapipe", 0.4,
-                                FvdSettings(i3d=None), None, META, "bf16")  # fmt: skip
-    assert models.device == META and models.precision == "bf16"
+                                FvdSettings(i3d=None), None, META)  # fmt: skip
+    assert models.device == META
     assert _devices(models.gesture_ae, models.syncnet) == {META}

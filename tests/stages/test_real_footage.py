@@ -186,7 +186,7 @@ def _profile(source: str, workdir: Path, footage: Path | None) -> Path:
         overrides["corpus"]["pats"] = {
             "intervals_csv": "cmu_intervals_df.csv", "speakers": ["anchor"],
             "min_interval_s": 0.5, "max_interval_s": 15.0, "download_dir": "data/downloads",
-            "retries": 0,
+            "retries": 0, "min_height": 128,
         }  # fmt: skip
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = merge(merge(base, PROFILE), overrides)
@@ -390,3 +390,64 @@ def test_missing_pats_table_is_one_error_line(tmp_path, footage):
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error: cmu_intervals_df.csv: PATS intervals file not found")
+
+
+# ---------------------------------------------------------------- several sources
+def _sources_profile(workdir: Path, corpus: dict, cut: dict | None = None) -> Path:
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = merge(merge(base, PROFILE), {"corpus": corpus, "cut": cut or {}})
+    path = workdir / "profile.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_annotated_and_unannotated_sources_extract_together(footage, tmp_path):
+    """The sample speakers (with ground-truth poses) plus a ``local`` folder (without): extract
+    scores PCK over the clips that have ground truth and runs to the end."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes((footage / "good.mp4").read_bytes())
+    corpus = {"sources": [{"name": "sample", "kind": "sample"},
+                          {"name": "studio", "kind": "local",
+                           "local": {"videos_dir": str(folder)}}]}  # fmt: skip
+    result = SourceRun("mixed", tmp_path, _sources_profile(tmp_path, corpus))
+    for stage in STAGES:
+        assert result.run(stage), f"{stage}: {result.procs[stage].stderr[-3000:]}"
+    extracted = result.extracted.merge(result.raw[["clip_id", "source"]], on="clip_id")
+    assert set(extracted.loc[extracted["status"] == "ok", "source"]) == {"sample", "studio"}
+    metrics = json.loads((tmp_path / "data/metrics/extract.json").read_text())
+    assert metrics["pck_clips"] == int(((extracted["source"] == "sample")
+                                        & (extracted["status"] == "ok")).sum()) == 1  # fmt: skip
+    assert metrics["pck_vs_ground_truth"]["body"] > 0.5, metrics
+
+
+def test_broadcasts_of_one_anchor_become_fixed_segments_with_train_and_test(footage, tmp_path):
+    """A CNAS-like ``local`` source as the paper profile sets it up: long broadcasts, a speaker
+    map naming each one's anchor, cut into fixed pieces for that source only (PATS-style
+    intervals elsewhere): every anchor ends with train and test clips."""
+    folder = tmp_path / "broadcasts"
+    folder.mkdir()
+    listing = tmp_path / "twice.txt"
+    listing.write_text(f"file '{footage / 'good.mp4'}'\n" * 2)
+    for name in ("li_morning", "li_evening", "wang_noon"):  # about 2 s each
+        _ffmpeg("-f", "concat", "-safe", "0", "-i", listing, "-c:v", "libx264", "-c:a", "aac",
+                folder / f"{name}.mp4")  # fmt: skip
+    speakers = folder / "speakers.csv"
+    speakers.write_text("video,speaker\nli_morning.mp4,li\nli_evening.mp4,li\n"
+                        "wang_noon.mp4,wang\n")  # fmt: skip
+    corpus = {"sources": [{"name": "cnas", "kind": "local", "local": {
+        "videos_dir": str(folder), "speaker_map": str(speakers)}}]}  # fmt: skip
+    # 16 frames a piece (one training window), as CNAS's 125-frame clips at the paper's size.
+    cut = {"per_source": {"cnas": {"segment": "fixed", "segment_s": 0.64}}}
+    result = SourceRun("cnas", tmp_path, _sources_profile(tmp_path, corpus, cut))
+    for stage in STAGES[:3]:
+        assert result.run(stage), f"{stage}: {result.procs[stage].stderr[-3000:]}"
+    clips = result.clips
+    assert clips["clip_id"].str.contains(r"-s00\d$").all(), clips["clip_id"].tolist()
+    assert set(clips.loc[clips["kept"], "n_frames"]) == {16}
+    curated = result.curated
+    kept = curated[curated["kept"]]
+    for anchor in ("li", "wang"):
+        splits = set(kept.loc[kept["speaker"] == anchor, "split"])
+        assert splits == {"train", "test"}, (anchor, curated[["clip_id", "kept", "reasons",
+                                                              "split"]])  # fmt: skip

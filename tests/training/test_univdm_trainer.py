@@ -134,11 +134,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_step_range_shards_ranks_and_depends_only_on_the_step():
+    from pipeline.training.loop import batch_split
     from pipeline.training.univdm_trainer import _StepRange
 
-    rank0, rank1 = list(_StepRange(2, 4, 3, 0, 2)), list(_StepRange(2, 4, 3, 1, 2))
+    two_ranks = batch_split("t", 6, 2)  # 3 items per rank, no accumulation
+    rank0, rank1 = list(_StepRange(2, 4, two_ranks, 0)), list(_StepRange(2, 4, two_ranks, 1))
     assert rank0 == [12, 13, 14, 18, 19, 20] and rank1 == [15, 16, 17, 21, 22, 23]
-    assert list(_StepRange(3, 4, 3, 0, 2)) == rank0[3:]  # resuming at step 3
+    assert list(_StepRange(3, 4, two_ranks, 0)) == rank0[3:]  # resuming at step 3
+    # One process accumulating the two shards reads both ranks' items, shard by shard.
+    one = batch_split("t", 6, 1, micro_batch=3)
+    assert list(_StepRange(2, 4, one, 0)) == [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
 
 
 def test_build_univdm_starts_from_a_pretrained_svd_unet(tmp_path):

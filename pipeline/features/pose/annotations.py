@@ -64,6 +64,11 @@ class AnnotationsBackend(PoseBackend):
             keypoints = np.stack([np.asarray(k, dtype=np.float32) for k in group["keypoints"]])
             self._videos[str(video_id)] = (frames, keypoints.reshape(-1, N_KEYPOINTS, 3))
 
+    def has_video(self, video_id: object) -> bool:
+        """Whether the ground truth covers ``video_id`` (a source may annotate some videos,
+        another none)."""
+        return str(video_id) in self._videos
+
     def estimate(self, frames: np.ndarray, clip: Mapping[str, Any] | None = None) -> np.ndarray:
         """Ground-truth poses ``(T, 133, 3)`` float32 in clip pixels, ``T = len(frames)``.
 
