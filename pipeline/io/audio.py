@@ -158,10 +158,15 @@ class Wav2Vec2Features:
         import torch
         from transformers import AutoFeatureExtractor, Wav2Vec2Model
 
+        from pipeline.io.weight_files import safetensors_variant
+
         folder = Path(path)
         if not (folder / "config.json").exists():
             raise MissingInputError(f"{folder}: no Wav2Vec2 model here (config.json missing)")
-        self.model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True).to(device).eval()
+        self.model = Wav2Vec2Model.from_pretrained(
+            folder, local_files_only=True, dtype=torch.float32,
+            variant=safetensors_variant(folder, "model.safetensors", required=False),
+        ).to(device).eval()  # fmt: skip
         n_hidden = self.model.config.num_hidden_layers
         bad = [layer for layer in layers if not 0 <= layer <= n_hidden]
         if bad:

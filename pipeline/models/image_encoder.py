@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import MissingInputError
+from pipeline.io.weight_files import safetensors_variant
 
 # CLIP's preprocessing statistics (the same for every OpenAI/OpenCLIP ViT release).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -31,7 +32,11 @@ class ClipImageEncoder(nn.Module):
         folder = Path(path)
         if not (folder / "config.json").exists():
             raise MissingInputError(f"{folder}: no CLIP vision model here (config.json missing)")
-        self.model = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True)
+        # fp32 whatever the file holds (SVD ships model.fp16.safetensors only).
+        self.model = CLIPVisionModelWithProjection.from_pretrained(
+            folder, local_files_only=True, dtype=torch.float32,
+            variant=safetensors_variant(folder, "model.safetensors", required=False),
+        )  # fmt: skip
         self.model.requires_grad_(False).eval()
         self.image_size = int(self.model.config.image_size)
         self.dim = int(self.model.config.projection_dim)

@@ -33,6 +33,7 @@ from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.errors import InputError, MissingInputError
 from pipeline.io.media import read_frames
+from pipeline.io.weight_files import safetensors_variant
 
 PRETRAINED_RECORD = "pretrained.json"  # written by the stage instead of weights
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers' safetensors file name
@@ -44,19 +45,6 @@ SCALE_ESTIMATE_FRAMES = 256  # training frames used to estimate the latent scali
 
 
 # ---------------------------------------------------------------- loading and building
-def weights_variant(folder: Path, file: str = WEIGHTS_FILE) -> str | None:
-    """The diffusers ``variant`` of ``folder``'s safetensors weights: None for ``file`` itself,
-    ``"fp16"`` when only ``<stem>.fp16.safetensors`` is there (how SVD and SD ship them).
-    Raises :class:`~pipeline.errors.MissingInputError` naming the folder when neither is."""
-    if (folder / file).is_file():
-        return None
-    stem, suffix = file.rsplit(".", 1)
-    if (folder / f"{stem}.fp16.{suffix}").is_file():
-        return "fp16"
-    raise MissingInputError(f"{folder}: no {file} or {stem}.fp16.{suffix} (safetensors weights "
-                            "required)")  # fmt: skip
-
-
 def load_vae(path: str | os.PathLike) -> AutoencoderKL | AutoencoderKLTemporalDecoder:
     """Load a diffusers VAE saved with safetensors from a local folder, strictly, in fp32.
 
@@ -86,7 +74,7 @@ def load_vae(path: str | os.PathLike) -> AutoencoderKL | AutoencoderKLTemporalDe
     if name not in VAE_CLASSES:
         raise InputError(f"{folder}: config.json names {name}, not one of the VAEs this project "
                          f"loads ({', '.join(VAE_CLASSES)})")  # fmt: skip
-    variant = weights_variant(folder)
+    variant = safetensors_variant(folder, WEIGHTS_FILE)
     vae, info = VAE_CLASSES[name].from_pretrained(
         folder, local_files_only=True, use_safetensors=True, variant=variant,
         torch_dtype=torch.float32, output_loading_info=True,

@@ -115,3 +115,9 @@ def test_wav2vec2_loader_on_a_tiny_local_model(tmp_path):
         Wav2Vec2Features(tmp_path / "w2v", layers=[7])
     with pytest.raises(MissingInputError, match="config.json missing"):
         Wav2Vec2Features(tmp_path / "nothing", layers=[1])
+    # A folder with only the fp16 variant of the weights is read, in fp32.
+    half_model = Wav2Vec2Model.from_pretrained(tmp_path / "w2v").half()
+    half_model.save_pretrained(tmp_path / "w16", variant="fp16")
+    half = Wav2Vec2Features(tmp_path / "w16", layers=[1, 3])
+    assert half.model.dtype == torch.float32
+    np.testing.assert_allclose(half(wave, 16000, n_frames=25), features, atol=0.05)

@@ -164,6 +164,15 @@ def test_clip_image_encoder_loads_a_tiny_local_model(tmp_path):
     assert not torch.allclose(embeds[0], embeds[1])
     with pytest.raises(MissingInputError, match="config.json missing"):
         ClipImageEncoder(tmp_path / "none")
+    # SVD's image_encoder/ folder holds only model.fp16.safetensors: read, in fp32.
+    model = CLIPVisionModelWithProjection.from_pretrained(tmp_path / "clip")
+    model.half().save_pretrained(tmp_path / "clip16", variant="fp16")
+    assert (tmp_path / "clip16" / "model.fp16.safetensors").is_file()
+    assert not (tmp_path / "clip16" / "model.safetensors").exists()
+    half = ClipImageEncoder(tmp_path / "clip16")
+    assert half.model.dtype == torch.float32
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(half(images), encoder(images), rtol=1e-2, atol=1e-2)
 
 
 def test_v_parametrisation_outputs_v_and_forward_turns_it_into_epsilon():
