@@ -124,19 +124,26 @@ def video_key(relative: Path | PurePosixPath) -> str:
     return safe_id("_".join(relative.with_suffix("").parts))
 
 
+def _read_text_csv(csv_path: Path, what: str, key: str) -> pd.DataFrame:
+    """A CSV of strings (no NaN), column names stripped; :class:`LocalCorpusError` naming the
+    file when it is missing (``what``, the ``corpus.local.<key>`` setting) or unreadable."""
+    if not csv_path.is_file():
+        raise LocalCorpusError(f"{csv_path}: {what} not found (corpus.local.{key})")
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise LocalCorpusError(f"{csv_path}: not a readable CSV ({error})") from error
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
 def read_local_intervals(csv_path: Path) -> pd.DataFrame:
     """Read and validate the intervals CSV: columns ``video``, ``start_s``, ``end_s``, ``speaker``.
 
     Raises :class:`LocalCorpusError` naming the file (and line) for a missing file, a missing
     column, a non-numeric or negative time, or an end that is not after its start.
     """
-    if not csv_path.is_file():
-        raise LocalCorpusError(f"{csv_path}: intervals CSV not found (corpus.local.intervals_csv)")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise LocalCorpusError(f"{csv_path}: not a readable CSV ({error})") from error
-    table.columns = [str(c).strip() for c in table.columns]
+    table = _read_text_csv(csv_path, "intervals CSV", "intervals_csv")
     missing = [c for c in ("video", "start_s", "end_s") if c not in table.columns]
     if missing:
         raise LocalCorpusError(f"{csv_path}: missing columns {missing} (has "
@@ -170,13 +177,7 @@ def read_speaker_map(csv_path: Path) -> dict[PurePosixPath, str]:
     Raises :class:`LocalCorpusError` naming the file for a missing file or column, an empty
     cell or a video listed twice.
     """
-    if not csv_path.is_file():
-        raise LocalCorpusError(f"{csv_path}: speaker map not found (corpus.local.speaker_map)")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise LocalCorpusError(f"{csv_path}: not a readable CSV ({error})") from error
-    table.columns = [str(c).strip() for c in table.columns]
+    table = _read_text_csv(csv_path, "speaker map", "speaker_map")
     if not {"video", "speaker"} <= set(table.columns):
         raise LocalCorpusError(f"{csv_path}: expected columns video,speaker (has "
                                f"{list(table.columns)})")  # fmt: skip

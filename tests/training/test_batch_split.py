@@ -10,9 +10,6 @@ schedule steps once per optimizer step, not once per process), for UniVDM and th
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,8 +25,8 @@ from pipeline.training.loop import (
     batch_split,
     shard_index,
 )
+from tests.distributed import run_two_ranks
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = 5
 
 
@@ -87,12 +84,6 @@ def test_accumulated_micro_batches_step_like_the_mean_loss(tmp_path):
     assert one_batch == pytest.approx(weight, abs=1e-6) and one_batch_lrs == lrs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _univdm_run(folder: Path, accelerator, **overrides) -> list[dict]:
     from pipeline.training.univdm_trainer import train_univdm
     from tests.training.test_univdm_trainer import TinyWindows, _model, _params, _vae
@@ -117,12 +108,7 @@ def test_two_processes_train_as_one_process_accumulating_two(tmp_path):
     processes (one item each) against 1 process with ``micro_batch_size`` 1 (accumulation 2)."""
     out = tmp_path / "ddp"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               __file__, str(out)]  # fmt: skip
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_two_ranks(__file__, out, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

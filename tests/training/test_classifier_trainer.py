@@ -6,9 +6,6 @@ the worker of the 2-process test.
 """
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,9 +34,9 @@ from pipeline.training.classifier_trainer import (
     shard_batch,
     train_classifier,
 )
+from tests.distributed import run_two_ranks
 
 CPU = torch.device("cpu")
-ROOT = Path(__file__).resolve().parents[2]
 
 LATENT, A = 8, 3
 UNIVDM = UniVDMConfig(latent_channels=4, latent_size=LATENT, frames=3, audio_dim=A,
@@ -462,27 +459,13 @@ def test_bf16_under_accelerate_stays_close_to_fp32_and_resumes_exactly(tmp_path,
     _same_weights(resumed, model)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_under_ddp_train_as_one(tmp_path):
     """DDP on the CPU (gloo): 2 ranks, one window each a step, train the weights one process
     trains (up to float summation order); rank 0 alone writes checkpoints and logs the ranks'
     mean loss; the 2-rank checkpoint of step 4 resumes in one process to the same weights."""
     out = tmp_path / "ddp"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
-    # torchrun, which `accelerate launch --num_processes N` runs on GPUs (on the CPU accelerate
-    # launches several processes through MPI only); the ranks' Accelerator(cpu=True) reads its
-    # environment and joins a gloo group.
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               __file__, str(out)]  # fmt: skip
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_two_ranks(__file__, out, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     train, held = _splits(tmp_path / "pairs")
     single = _model()
