@@ -106,21 +106,6 @@ def _tensor_bytes(values) -> int:
     return sum(v.untyped_storage().nbytes() for v in values if isinstance(v, torch.Tensor))
 
 
-def checkpointed_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The modules run under ``torch.utils.checkpoint`` when gradient checkpointing is on
-    (:meth:`UniVDM.enable_gradient_checkpointing`): diffusers' (the resnets of the
-    spatio-temporal blocks, the spatial blocks of the video transformers) and the temporal
-    blocks of the video transformers."""
-    from diffusers.models.resnet import SpatioTemporalResBlock
-
-    blocks = [m for m in model.modules() if isinstance(m, SpatioTemporalResBlock)]
-    for module in model.modules():
-        if type(module).__name__ == "TransformerSpatioTemporalModel":
-            blocks.extend(module.transformer_blocks)
-            blocks.extend(module.temporal_transformer_blocks)
-    return blocks
-
-
 def activation_gib(model: torch.nn.Module, inputs: dict,
                    checkpointed: list[torch.nn.Module] | None = None) -> float:  # fmt: skip
     """Saved activations of one forward pass of ``model(**inputs)`` on the meta device, GiB
@@ -285,7 +270,7 @@ def memory_plan(params: Params, processes: int, gpu_gib: float, workspace_gib: f
             continue
         for checkpointing in (False, True):
             # The forward runs plain; checkpointing is accounted for from the blocks' figures.
-            blocks = checkpointed_blocks(model) if checkpointing else None
+            blocks = model.checkpointed_blocks() if checkpointing else None
             activations = activation_gib(model, training_inputs(config, micro, dtype), blocks)
             total = sum(fixed.values()) + activations + workspace_gib
             rows.append(PlanRow(micro, split.accumulation, checkpointing, **{

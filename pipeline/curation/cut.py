@@ -94,8 +94,9 @@ def plan_segments(raw: pd.DataFrame, params: CutParams) -> SegmentPlan:
     rows: list[dict[str, Any]] = []
     segments = too_short = 0
     dropped = 0.0
+    rules = {source: params.segment_rule(source) for source in raw["source"].astype(str).unique()}
     for row in raw.to_dict(orient="records"):
-        rule = params.segment_rule(str(row["source"]))
+        rule = rules[str(row["source"])]
         if rule.segment == "intervals":
             rows.append(row)
             segments += 1

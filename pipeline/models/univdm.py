@@ -182,6 +182,20 @@ class NoiseConditioning(nn.Module):
         return abar.sqrt() * output + (1.0 - abar).sqrt() * noisy
 
 
+def _checkpointed_forward(block: nn.Module):
+    """``block.forward`` run under ``torch.utils.checkpoint`` while training with gradients."""
+    import torch.utils.checkpoint
+
+    forward = block.forward
+
+    def checkpointed(*args, **kwargs):
+        if torch.is_grad_enabled() and block.training:
+            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return checkpointed
+
+
 class UniVDM(nn.Module):
     """The UniVDM denoiser ``eps_theta(z_t, t, ref, audio, first frame)``.
 
@@ -240,24 +254,27 @@ class UniVDM(nn.Module):
         transformer blocks, which diffusers leaves out and which hold the largest share of the
         activations at the paper's size (34 of 80 GiB for one 33-frame 512 px window;
         ``benchmarks/memory_plan.py``)."""
-        import torch.utils.checkpoint
-
         self.unet.enable_gradient_checkpointing()
-        for module in self.unet.modules():
-            for block in getattr(module, "temporal_transformer_blocks", ()):
-                if getattr(block, "_paha_checkpointed", False):
-                    continue
-                forward = block.forward
-
-                def checkpointed(*args, _forward=forward, _block=block, **kwargs):
-                    if torch.is_grad_enabled() and _block.training:
-                        return torch.utils.checkpoint.checkpoint(
-                            _forward, *args, use_reentrant=False, **kwargs
-                        )
-                    return _forward(*args, **kwargs)
-
-                block.forward = checkpointed
+        for block in self._temporal_blocks():
+            if not getattr(block, "_paha_checkpointed", False):
+                block.forward = _checkpointed_forward(block)
                 block._paha_checkpointed = True
+
+    def _temporal_blocks(self) -> list[nn.Module]:
+        return [block for module in self.unet.modules()
+                for block in getattr(module, "temporal_transformer_blocks", ())]  # fmt: skip
+
+    def checkpointed_blocks(self) -> list[nn.Module]:
+        """The modules :meth:`enable_gradient_checkpointing` recomputes in the backward pass:
+        diffusers' (the spatio-temporal resnets, the spatial blocks of the video transformers)
+        and the temporal blocks added here (what ``benchmarks/memory_plan.py`` accounts)."""
+        from diffusers.models.resnet import SpatioTemporalResBlock
+
+        spatial = [block for module in self.unet.modules()
+                   if type(module).__name__ == "TransformerSpatioTemporalModel"
+                   for block in module.transformer_blocks]  # fmt: skip
+        resnets = [m for m in self.unet.modules() if isinstance(m, SpatioTemporalResBlock)]
+        return resnets + spatial + self._temporal_blocks()
 
     # ------------------------------------------------------------------ inputs
     def build_input(
