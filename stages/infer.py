@@ -47,7 +47,8 @@ log = logging.getLogger("paha.infer")
 def main(args: argparse.Namespace, params: Params) -> None:
     mode, infer = args.mode, params.infer
     records = load_test_records(args.clips, args.features, infer.max_clips)
-    plan = InferPlan(records, reference_face_boxes(args.features, records), mode, infer.seed)
+    plan = InferPlan(records, reference_face_boxes(args.features, records), mode, infer.seed,
+                     infer.lossless_video)  # fmt: skip
     settings = animator_settings(params)
     device = resolve_device(params.runtime.device)
     models = ModelFolders.under(args.models, mode)

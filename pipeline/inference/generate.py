@@ -96,12 +96,16 @@ class InferPlan:
             (:func:`reference_face_boxes`).
         mode: ``none``, ``sg`` or ``dg``.
         seed: ``infer.seed`` (each clip's noise: :func:`clip_seed`).
+        lossless_video: write the videos losslessly (``infer.lossless_video``,
+            :func:`~pipeline.io.media.write_video`), so ``evaluate`` measures the generator's
+            frames rather than the codec's.
     """
 
     records: list[ClipRecord]
     face_boxes: Mapping[str, np.ndarray]
     mode: str
     seed: int
+    lossless_video: bool = False
 
     @property
     def clip_ids(self) -> list[str]:
@@ -118,13 +122,16 @@ class InferPlan:
                   "face_box": [float(v) for v in self.face_boxes[r.clip_id]]}
                  for r in self.records]  # fmt: skip
         return sharding.fingerprint(code, {"mode": self.mode, "seed": self.seed, "clips": clips,
+                                     "lossless_video": self.lossless_video,
                                      "settings": dataclasses.asdict(settings),
                                      "models": dict(model_digests)})  # fmt: skip
 
 
 def generate_clip(animator: Animator, record: ClipRecord, face_box: np.ndarray, mode: str,
-                  seed: int, tmp: Path, folder: Path) -> dict:  # fmt: skip
+                  seed: int, tmp: Path, folder: Path, lossless_video: bool = False) -> dict:  # fmt: skip
     """Generate one test clip into ``tmp``; its ``GENERATED`` row (paths under ``folder``).
+
+    ``lossless_video``: see :class:`InferPlan`.
 
     A clip that cannot be generated (``ValueError`` / ``RuntimeError``: bad media, no face,
     out of memory) gets ``status`` ``failed`` and the reason; nothing else is caught.
@@ -138,7 +145,8 @@ def generate_clip(animator: Animator, record: ClipRecord, face_box: np.ndarray, 
         result = animator.generate(first, face_box, record.audio, mode,
                                    clip_seed(seed, record.clip_id))  # fmt: skip
         video, latents = tmp / f"{record.clip_id}.mp4", tmp / f"{record.clip_id}.npy"
-        write_video(iter(result.frames), video, settings.fps, audio=record.audio_path)
+        write_video(iter(result.frames), video, settings.fps, audio=record.audio_path,
+                    lossless=lossless_video)  # fmt: skip
         np.save(latents, result.latents.float().numpy())
         row |= {"video_path": final_path(video, tmp, folder),
                 "latents_path": final_path(latents, tmp, folder),
@@ -161,7 +169,7 @@ def generate_shard(plan: InferPlan, load_animator: Callable[[], Animator], out: 
     def fill(tmp: Path, folder: Path) -> pd.DataFrame:
         animator = load_animator()
         rows = [generate_clip(animator, record, plan.face_boxes[record.clip_id], plan.mode,
-                              plan.seed, tmp, folder)
+                              plan.seed, tmp, folder, plan.lossless_video)
                 for record in sharding.shard_items(plan.records, shard, shards)]  # fmt: skip
         return pd.DataFrame(rows, columns=tables.GENERATED.names)
 

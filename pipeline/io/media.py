@@ -250,8 +250,14 @@ def write_video(
     fps: float,
     audio: str | os.PathLike | None = None,
     crf: int = 18,
+    lossless: bool = False,
 ) -> Path:
     """Encode RGB frames (each ``(H, W, 3)`` uint8) to H.264 mp4, muxing ``audio`` if given.
+
+    ``lossless=False``: 4:2:0 YUV at ``crf``, what every player opens. ``lossless=True``: RGB
+    H.264 at quantiser 0 (``libx264rgb``), decoded back bit-exact; for frames that are measured
+    rather than watched, where 4:2:0 would halve the colour resolution (at 64 px a lip is a
+    1-2 px colour edge). Most browsers cannot play it; ffmpeg-based readers (decord) can.
 
     Written to a temp file first and renamed, so an interrupted write leaves no partial file.
     With audio the output stops at the shorter of the two streams.
@@ -269,6 +275,8 @@ def write_video(
     streams = [video]
     options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "r": fps,
                "movflags": "+faststart"}  # fmt: skip
+    if lossless:
+        options |= {"vcodec": "libx264rgb", "pix_fmt": "rgb24", "crf": 0}
     if audio is not None:
         streams.append(ffmpeg.input(str(audio)).audio)
         options.update(acodec="aac", audio_bitrate="128k", shortest=None)

@@ -105,3 +105,19 @@ def test_a_clip_that_cannot_be_generated_gets_a_row_with_the_reason(plan, models
     row = index.iloc[0]
     assert row["status"] == "failed" and "gone.mp4" in row["reason"], row["reason"]
     assert tables.GENERATED.names == list(index.columns)
+
+
+def test_lossless_plan_writes_rgb_video_and_is_another_plan(plan, models, tmp_path):
+    import dataclasses
+
+    import ffmpeg
+
+    lossless = dataclasses.replace(plan, records=plan.records[:1], lossless_video=True)
+    lossy = dataclasses.replace(lossless, lossless_video=False)
+    assert lossless.fingerprint(SETTINGS, {}) != lossy.fingerprint(SETTINGS, {})
+    codecs = {}
+    for name, p in (("lossless", lossless), ("lossy", lossy)):
+        table = _run(p, models, tmp_path / name, 1, p.fingerprint(SETTINGS, {}))
+        stream = ffmpeg.probe(table["video_path"][0], select_streams="v")["streams"][0]
+        codecs[name] = (stream["codec_name"], stream["pix_fmt"])
+    assert codecs == {"lossless": ("h264", "gbrp"), "lossy": ("h264", "yuv420p")}

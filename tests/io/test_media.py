@@ -84,6 +84,19 @@ def test_write_then_read_round_trip_with_audio(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # no temp file left behind
 
 
+def test_lossless_video_decodes_bit_exact_where_420_blurs_a_one_pixel_lip(tmp_path):
+    # A 1 px red "lip" line on skin, as at 64 px: 4:2:0 halves its colour, lossless keeps it.
+    rng = np.random.default_rng(0)
+    frames = np.full((6, 64, 64, 3), (205, 160, 130), np.uint8)
+    frames[:, 40] = (150, 40, 50)
+    frames[:, 50:] = rng.integers(0, 256, (6, 14, 64, 3), dtype=np.uint8)
+    lossless = read_frames(write_video(iter(frames), tmp_path / "l.mp4", 25.0, lossless=True))
+    assert lossless.shape == frames.shape
+    np.testing.assert_array_equal(lossless, frames)
+    lossy = read_frames(write_video(iter(frames), tmp_path / "y.mp4", 25.0))
+    assert np.abs(lossy[:, 40].astype(int) - frames[:, 40]).max() > 20
+
+
 def test_write_video_rejects_mismatched_frames_and_leaves_nothing(tmp_path):
     frames = [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)]
     with pytest.raises(MediaError, match="frame of shape"):
