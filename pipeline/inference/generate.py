@@ -128,7 +128,8 @@ class InferPlan:
 
 
 def generate_clip(animator: Animator, record: ClipRecord, face_box: np.ndarray, mode: str,
-                  seed: int, tmp: Path, folder: Path, lossless_video: bool = False) -> dict:  # fmt: skip
+                  seed: int, tmp: Path, folder: Path,
+                  lossless_video: bool = False) -> dict:  # fmt: skip
     """Generate one test clip into ``tmp``; its ``GENERATED`` row (paths under ``folder``).
 
     ``lossless_video``: see :class:`InferPlan`.
