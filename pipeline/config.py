@@ -702,6 +702,13 @@ class RuntimeParams(Section):
         description="autocast of sampling (infer, negatives, paha animate), the classifiers' "
         "guidance gradients and the metric networks; training keeps its own precision",
     )
+    launcher: str = Field(
+        "python",
+        min_length=1,
+        description="what runs `-m stages.train_univdm` and `-m stages.train_classifier` in "
+        "dvc.yaml: `python` (one process) or a multi-process launcher, e.g. `accelerate launch "
+        "--multi_gpu --num_processes 8` or `torchrun --nproc_per_node 2` (CPU ranks)",
+    )
 
 
 # ---------------------------------------------------------------- export (`paha export`)

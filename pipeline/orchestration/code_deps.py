@@ -100,9 +100,13 @@ def import_closure(root: str | Path, entry: str) -> list[str]:
 
 
 def stage_entry(cmd: str) -> str | None:
-    """The module a ``python -m MODULE ...`` command runs."""
+    """The module a ``python -m MODULE ...`` or ``${runtime.launcher} -m MODULE ...`` command
+    runs (the launcher is a params value: ``python``, ``accelerate launch ...``)."""
     argv = cmd.split()
-    if len(argv) >= 3 and argv[0] in {"python", "python3"} and argv[1] == "-m":
+    launcher = argv[0] in {"python", "python3"} or (
+        argv[0].startswith("${") and argv[0].endswith("}")
+    )
+    if len(argv) >= 3 and launcher and argv[1] == "-m":
         return argv[2]
     return None
 

@@ -4,7 +4,12 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.orchestration.code_deps import import_closure, mismatches, write_code_deps
+from pipeline.orchestration.code_deps import (
+    import_closure,
+    mismatches,
+    stage_entry,
+    write_code_deps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +99,21 @@ def test_every_package_data_file_has_a_reader_in_the_closure_rules():
     assert globs == {pattern for pattern, _ in PACKAGE_DATA}
     for pattern, reader in PACKAGE_DATA:
         assert (ROOT / reader).is_file() and list(ROOT.glob(pattern)), pattern
+
+
+def test_stage_entry_reads_python_and_launcher_commands():
+    assert stage_entry("python -m stages.cut --out x") == "stages.cut"
+    assert stage_entry("${runtime.launcher} -m stages.train_univdm --out y") == (
+        "stages.train_univdm"
+    )
+    assert stage_entry("bash run.sh") is None
+
+
+def test_trainers_run_through_the_launcher_which_dvc_resolves_from_params():
+    from pipeline.orchestration.dag import load_dag
+
+    launcher = yaml.safe_load((ROOT / "params.yaml").read_text())["runtime"]["launcher"]
+    specs = load_dag(ROOT)
+    for name in ("train_univdm", "train_classifier@face", "train_classifier@nonface"):
+        module = f"stages.{specs[name].base}"
+        assert specs[name].argv[: len(launcher.split()) + 2] == [*launcher.split(), "-m", module]
