@@ -43,8 +43,10 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def make_tiny_repo(repo: Path, overrides: dict | None = None) -> Path:
-    """Copy the repository's code into ``repo`` with params = params.yaml + TINY + overrides."""
+def make_tiny_repo(repo: Path, overrides: dict | None = None, base: str = "params.yaml",
+                   shrink: dict | None = None) -> Path:  # fmt: skip
+    """Copy the repository's code into ``repo`` with params = ``base`` + ``shrink`` (default
+    TINY) + ``overrides``."""
     for name in COPIED:
         src, dst = ROOT / name, repo / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,8 @@ def make_tiny_repo(repo: Path, overrides: dict | None = None) -> Path:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), overrides or {})
+    params = yaml.safe_load((ROOT / base).read_text())
+    params = merge(merge(params, TINY if shrink is None else shrink), overrides or {})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny"]):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,

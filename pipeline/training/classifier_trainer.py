@@ -49,6 +49,7 @@ clip's audio, in the lowest-noise bucket.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ from pipeline.models.schedulers import add_noise
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.classifier_data import PairBatch, PairData
 from pipeline.training.loop import LoopResult, LoopSettings, TrainingLoop, step_seed
+
+log = logging.getLogger("paha.training")
 
 KINDS = ("face", "nonface")
 
@@ -413,6 +416,8 @@ def train_classifier(
     loop = TrainingLoop(state, settings, checkpoint_root, fingerprint, logger, accelerator)
     rank, world = loop.accelerator.process_index, loop.accelerator.num_processes
     windows = rank_windows(params.batch_size // 2, rank, world)
+    if rank == 0:
+        log.info("%s classifier: batch %d over %d process(es)", kind, params.batch_size, world)
     shard = Shard.of_windows(windows, 2 * (params.batch_size // 2), world)
     start = loop.resume()
     fit: dict[str, float] = {}

@@ -146,6 +146,8 @@ def batch_split(name: str, global_batch: int, processes: int,
         raise InputError(f"{name}: {share} items per process (batch_size {global_batch} over "
                           f"{processes} processes) are not a whole number of micro-batches of "
                           f"{micro}")  # fmt: skip
+    log.info("%s: batch %d = %d process(es) x %d accumulation x %d per pass", name,
+             global_batch, processes, accumulation, micro)  # fmt: skip
     return BatchSplit(global_batch, micro, processes, accumulation)
 
 
