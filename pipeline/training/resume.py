@@ -46,11 +46,15 @@ def fingerprint(params: BaseModel, data_ids: Iterable[str], extra: Mapping | Non
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """16 hex digits hashing a module's state dict (tells whether two runs used one model)."""
+    """16 hex digits hashing a module's state dict (tells whether two runs used one model).
+
+    Scalars (0-dim tensors, e.g. a gate started from a pretrained model) hash as one element.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

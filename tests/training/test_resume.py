@@ -46,6 +46,16 @@ def test_weights_digest_tells_weights_apart():
     assert weights_digest(a) == weights_digest(a) != weights_digest(b)
 
 
+def test_weights_digest_hashes_scalar_parameters():
+    # UniVDM's reference gate, started from a pretrained SVD UNet, is a 0-dim parameter.
+    a, b = torch.nn.Module(), torch.nn.Module()
+    a.gate, b.gate = torch.nn.Parameter(torch.tensor(0.0)), torch.nn.Parameter(torch.tensor(1.0))
+    assert weights_digest(a) != weights_digest(b)
+    c = torch.nn.Module()
+    c.gate = torch.nn.Parameter(torch.tensor([0.0]))  # the same bytes as a one-element vector
+    assert weights_digest(a) == weights_digest(c)
+
+
 def test_changed_settings_move_the_old_checkpoints_aside_and_back(tmp_path):
     state = _state()
     for step in (2, 4):
