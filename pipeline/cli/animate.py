@@ -28,6 +28,7 @@ def animate_command(args: argparse.Namespace) -> int:
         load_speech,
         read_image,
     )
+    from pipeline.inference.domain import reference_check, training_summary
     from pipeline.inference.sampling import segment_starts
     from pipeline.io.audio import SAMPLE_RATE, frame_count
     from pipeline.io.media import write_video
@@ -50,11 +51,15 @@ def animate_command(args: argparse.Namespace) -> int:
         if args.mode != "none":
             root = Path(args.classifiers) if args.classifiers else models / "classifier"
             classifiers = {k: root / k / "final" for k in ("face", "nonface")}
-        animator = Animator(args.univdm or models / "univdm" / "final", args.vae or models / "vae",
-                            settings, classifiers, device)  # fmt: skip
+        univdm = args.univdm or models / "univdm" / "final"
+        animator = Animator(univdm, args.vae or models / "vae", settings, classifiers, device)
         wave = load_speech(args.audio, animator.segment_seconds)
         reference, face_box = crop_reference(image, box, settings.size, params.cut.crop,
                                              params.cut.person_scale)  # fmt: skip
+        print(training_summary(univdm), file=sys.stderr)
+        warning = reference_check(animator.vae, reference).warning()
+        if warning:
+            print(f"warning: {args.ref}: {warning}", file=sys.stderr)
         # The same per-frame features as `extract` (wav2vec2 loads a model: only here).
         featurizer = audio_featurizer(params.extract, settings.fps)
         features = featurizer(wave, frame_count(len(wave), SAMPLE_RATE, settings.fps))

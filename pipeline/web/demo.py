@@ -66,6 +66,7 @@ class DemoVideo:
     summary: str
     frames: int
     segments: int
+    warning: str | None = None  # the reference is far from the training domain (domain.py)
 
 
 class DemoModels:
@@ -141,6 +142,7 @@ def make_video(models: DemoModels, image: np.ndarray | None, audio: str | os.Pat
     import soundfile
 
     from pipeline.inference.animator import crop_reference, detect_face, load_speech
+    from pipeline.inference.domain import reference_check
     from pipeline.inference.sampling import segment_starts
     from pipeline.io.audio import SAMPLE_RATE, frame_count
     from pipeline.io.media import write_video
@@ -177,6 +179,7 @@ def make_video(models: DemoModels, image: np.ndarray | None, audio: str | os.Pat
     wave = load_speech(audio, animator.segment_seconds)
     reference, face_box = crop_reference(image[..., :3], box, settings.size, params.cut.crop,
                                          params.cut.person_scale)  # fmt: skip
+    warning = reference_check(animator.vae, reference).warning()
     features = models.featurizer()(wave, frame_count(len(wave), SAMPLE_RATE, settings.fps))
     segments = len(segment_starts(len(features), animator.model.config.frames))
     total = segments * settings.steps
@@ -197,7 +200,9 @@ def make_video(models: DemoModels, image: np.ndarray | None, audio: str | os.Pat
     summary = (f"{out.name}: {n_frames} frames ({n_frames / settings.fps:.2f} s), "
                f"{result.segments} segments, {result.seconds_per_segment:.2f} s per segment, "
                f"mode {mode}, seed {int(seed)}, {settings.steps} DDIM steps")  # fmt: skip
-    return DemoVideo(out, summary, n_frames, result.segments)
+    if warning:
+        summary = f"**warning:** {warning}\n\n{summary}"
+    return DemoVideo(out, summary, n_frames, result.segments, warning)
 
 
 def _short_paths(message: str, audio) -> str:
@@ -210,6 +215,7 @@ def build_demo(models: DemoModels):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
+    from pipeline.inference.domain import training_summary
     from pipeline.web.examples import example_files
 
     infer = models.params.infer
@@ -241,7 +247,9 @@ def build_demo(models: DemoModels):
             f"One frame per 1/{settings.fps:g} s of speech, {settings.size} x {settings.size} "
             "pixels, generated in segments that each continue from the last frame of the one "
             "before. SG and DG steer the first part of the DDIM steps with the face and "
-            "non-face sync classifiers (PCE); *none* samples without them."
+            "non-face sync classifiers (PCE); *none* samples without them.\n\n"
+            f"{training_summary(models.paths.univdm)}. It animates people like those; a photo "
+            "far from them gets a warning with its video."
         )  # fmt: skip
         with gr.Row():
             with gr.Column():

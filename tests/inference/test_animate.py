@@ -76,7 +76,13 @@ def test_animate_a_real_photo_with_speech(workspace, tmp_path, capsys, language,
     out = tmp_path / f"{language}.mp4"
     code = _animate(workspace, "--ref", str(workspace / "astronaut.png"), "--audio", str(audio),
                     "--out", str(out), "--mode", mode, "--seed", "3")  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # It names its model and warns: an untrained VAE's round trip of a photo is far below 20 dB.
+    assert f"model: UniVDM {workspace / 'models' / 'univdm' / 'final'}" in captured.err
+    assert "warning: " in captured.err and "far from what this model was trained on" in (
+        captured.err
+    )
     info = probe(out)
     wave, rate = soundfile.read(audio)
     expected = frame_count(len(wave), rate, 25.0)

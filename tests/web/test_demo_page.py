@@ -87,6 +87,8 @@ def test_upload_generate_and_download(browser, demo, workspace, tmp_path):  # no
                     what="the download link")  # fmt: skip
     assert link[0].get_attribute("href").endswith(".mp4")
     assert "mode sg" in _status(browser) and "4 DDIM steps" in _status(browser)
+    assert "far from what this model was trained on" in _status(browser)
+    assert "model: UniVDM" in browser.find_element(By.TAG_NAME, "body").text
     screenshot(browser, "demo.png")
     assert models.loads == 1
 

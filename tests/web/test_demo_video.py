@@ -37,6 +37,8 @@ def test_a_video_with_the_progress_of_every_step(workspace, tmp_path):  # noqa: 
     assert [c[0] for c in calls] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
     assert calls[0][2:] == (1, video.segments, 1) and calls[-1][2:] == (video.segments,) * 2 + (3,)
     assert "3 DDIM steps" in video.summary and "mode sg" in video.summary
+    # A photo through a tiny untrained VAE: far from any training domain, said with the video.
+    assert video.warning and video.summary.startswith(f"**warning:** {video.warning}")
     make_video(models, _photo(workspace), speech, "none", 1, 1, WEIGHTS, tmp_path / "b.mp4")
     assert models.loads == 1  # the networks load once per process
 
