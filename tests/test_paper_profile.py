@@ -1,8 +1,8 @@
 """Every value ``params/paper.yaml`` takes from the paper, pinned with where the paper says it.
 
 A value the paper does not state is a reading, listed in ``READINGS`` with the reason; the
-README's "Paper configuration" section lists the same keys (checked below), so that a
-researcher sees at a glance what is the paper's and what is ours.
+"Paper configuration" section of docs/paper-configuration.md lists the same keys (checked
+below), so that a researcher sees at a glance what is the paper's and what is ours.
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ def test_paper_profile_takes_the_papers_value(paper, key, expected, where):
     assert _value(paper, key) == pytest.approx(expected), f"{key}: the paper says {where}"
 
 
-def test_every_reading_is_a_key_of_the_profile_and_named_in_the_readme(paper):
-    readme = (ROOT / "README.md").read_text()
+def test_every_reading_is_a_key_of_the_profile_and_named_in_the_docs(paper):
+    readme = (ROOT / "docs/paper-configuration.md").read_text()
     section = readme[readme.index("## Paper configuration") :]
     section = section[: section.index("\n## ", 3)] if "\n## " in section[3:] else section
     for key in READINGS:
         _value(paper, key)  # exists
-        assert re.search(rf"`{re.escape(key)}`", section), f"README lacks the reading {key}"
+        assert re.search(rf"`{re.escape(key)}`", section), f"the docs lack the reading {key}"
     overlap = set(READINGS) & {k for k, _, _ in FROM_THE_PAPER}
     assert not overlap

@@ -7,7 +7,7 @@ jinja2 template ``report.html.j2`` next to this module (every value escaped, fig
   FVD, BAS, FGD, Sync-C, Div.
 - Table 2 layout: guidance time rate 0 % (the unguided run) and the configured rate, each cell
   "SG / DG", plus TC, which comes from the stage's timings file (a timing is not a DVC metric).
-  The other rates come from queued experiments (README, "Ablations").
+  The other rates come from queued experiments (docs/results.md, "Ablations").
 - Region quality and hands: PSNR / SSIM inside the face, hand and body areas against the real
   frames, and HKC / HKV (:mod:`pipeline.metrics.hands`) of every mode and of the real videos,
   whose HKV is the reference (it has no better direction).

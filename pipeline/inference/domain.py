@@ -38,7 +38,7 @@ class ReferenceCheck:
         return (f"the reference is far from what this model was trained on: its VAE round trip "
                 f"gives {self.psnr_db:.1f} dB (training-like images give over {self.bar_db:.0f}"
                 " dB); expect a blur, not the person. A real photo needs the paper profile's "
-                "trained weights (README, Real data and weights)")  # fmt: skip
+                "trained weights (docs/paper-configuration.md)")  # fmt: skip
 
 
 def reference_check(vae, reference: np.ndarray,
