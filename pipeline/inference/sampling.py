@@ -1,9 +1,9 @@
 """Sampling from UniVDM with DDIM, unguided or with SG / DG (Section 4.2, Algorithm 1).
 
-``ddim_sample`` runs the deterministic DDIM solver ``f_theta`` (eta = 0) over ``steps`` steps of
-the training scheduler's 1000-step schedule, for one window of ``t`` frames conditioned on the
-reference latent, the audio windows and optionally the first frame. With guidance weights and the
-two classifiers it applies Sequential or Differential Guidance
+``ddim_sample`` runs the DDIM core (:mod:`pipeline.models.ddim`: the deterministic solver
+``f_theta``, eta = 0, over ``steps`` steps of the training scheduler's schedule, one window of
+``t`` frames). With guidance weights and the two classifiers it applies Sequential or
+Differential Guidance
 (:mod:`pipeline.inference.guidance`) to ``round(rate * steps)`` steps, from the solver's first
 output ``f(z_T)`` on (Algorithm 1: steps 1 ... 15 of 30).
 
@@ -22,32 +22,10 @@ from diffusers import DDPMScheduler
 
 from pipeline.data.segments import segment_starts
 from pipeline.inference.guidance import Classifiers, GuidanceWeights, differential_combine, guide
+from pipeline.models.ddim import ddim_sample as unguided_core
+from pipeline.models.ddim import predict_noise, repeat_batch
 from pipeline.models.schedulers import ddim_scheduler
 from pipeline.models.univdm import UniVDM
-
-
-def _repeat(x: torch.Tensor | None, times: int) -> torch.Tensor | None:
-    return None if x is None else torch.cat([x] * times)
-
-
-def predict_noise(
-    model: UniVDM, latents: torch.Tensor, t: torch.Tensor, reference: torch.Tensor,
-    audio: torch.Tensor, condition: torch.Tensor | None, condition_mask: torch.Tensor | None,
-    image_embeds: torch.Tensor | None, audio_cfg: float = 0.0,
-) -> torch.Tensor:  # fmt: skip
-    """UniVDM's noise prediction, with audio classifier-free guidance when ``audio_cfg > 0``:
-    ``eps(a) + s * (eps(a) - eps(no audio))``, both halves in one UNet call (the model's
-    "no audio" window for the second, as audio dropout trained it). ``s = 0``: one plain call.
-    """
-    if not audio_cfg:
-        return model(latents, t, reference, audio, condition, condition_mask, image_embeds)
-    batch = len(latents)
-    silent = torch.arange(2 * batch, device=latents.device) >= batch
-    both = model(torch.cat([latents] * 2), t, _repeat(reference, 2), _repeat(audio, 2),
-                 _repeat(condition, 2), _repeat(condition_mask, 2), _repeat(image_embeds, 2),
-                 drop_audio=silent)  # fmt: skip
-    heard, unheard = both.chunk(2)
-    return heard + audio_cfg * (heard - unheard)
 
 
 @torch.no_grad()
@@ -59,63 +37,43 @@ def ddim_sample(
     classifiers: Classifiers | None = None, callback: Callable[[int], None] | None = None,
     audio_cfg: float = 0.0,
 ) -> torch.Tensor:  # fmt: skip
-    """Denoise pure noise into video latents ``(B, t, C, h, w)``.
+    """Denoise pure noise into video latents ``(B, t, C, h, w)``, guided by SG / DG.
+
+    The DDIM core is :func:`pipeline.models.ddim.ddim_sample` (same arguments); here the
+    guided steps are added.
 
     Args:
-        reference: ``(B, C, h, w)`` reference latent (already scaled by the VAE factor).
-        audio: ``(B, t, W, A)`` audio windows.
-        steps: DDIM steps (paper: 30).
-        condition, condition_mask: first-frame condition, see :meth:`UniVDM.build_input`.
-        initial_noise: ``z_T``; drawn from ``generator`` when None.
         guidance: SG / DG settings; None or mode ``none``: unguided.
         classifiers: the face and non-face classifiers with ``M_f`` and clean audio ``(B, t, A)``
             (required when guidance is on).
-        callback: called with the step index after each DDIM step (progress bars).
         audio_cfg: audio classifier-free guidance scale of every step (:func:`predict_noise`;
             0: none). With SG / DG it applies to the solver's evaluations at the guided latents.
     """
-    config = model.config
-
-    def epsilon(z, t, references, audios, conditions, masks, embeds):
-        return predict_noise(model, z, t, references, audios, conditions, masks, embeds,
-                             audio_cfg)  # fmt: skip
-
-    batch, frames = audio.shape[:2]
-    shape = (batch, frames, config.latent_channels, config.latent_size, config.latent_size)
-    latents = initial_noise
-    if latents is None:
-        latents = torch.randn(shape, generator=generator, device=reference.device,
-                              dtype=reference.dtype)  # fmt: skip
-    scheduler = ddim_scheduler(train_scheduler, steps)
     guided = guidance.guided_indices(steps) if guidance is not None else range(0)
     if guided and classifiers is None:
         raise ValueError(f"guidance mode {guidance.mode!r} needs the two classifiers")
     abar = train_scheduler.alphas_cumprod
-    for index, timestep in enumerate(scheduler.timesteps):
-        t = timestep.to(reference.device)
-        if index not in guided:
-            eps = epsilon(latents, t, reference, audio, condition, condition_mask, image_embeds)
-            latents = scheduler.step(eps, timestep, latents).prev_sample
-        else:
-            sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
-            z_star, z_nf, z_f = guide(latents, t, sigma, guidance, classifiers)
-            # DG with lambda_diff = 0 is SG: its extra evaluations have zero weight, and
-            # skipping them keeps the result bit-identical (a batch of 3B is not bitwise the
-            # same computation as a batch of B).
-            if guidance.mode == "sg" or guidance.lambda_diff == 0:  # Eq. 11
-                eps = epsilon(z_star, t, reference, audio, condition, condition_mask, image_embeds)
-                latents = scheduler.step(eps, timestep, z_star).prev_sample
-            else:  # DG, Eq. 12: the three solver evaluations in one UNet call
-                stacked = torch.cat([z_star, z_nf, z_f])
-                eps = epsilon(stacked, t, _repeat(reference, 3), _repeat(audio, 3),
-                              _repeat(condition, 3), _repeat(condition_mask, 3),
-                              _repeat(image_embeds, 3))  # fmt: skip
-                f_star, f_nf, f_f = scheduler.step(eps, timestep, stacked).prev_sample.chunk(3)
-                latents = differential_combine(f_star, f_nf, f_f, classifiers.face_mask,
-                                               guidance)  # fmt: skip
-        if callback is not None:
-            callback(index)
-    return latents
+
+    def guided_step(latents, timestep, t, scheduler, epsilon):
+        sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
+        z_star, z_nf, z_f = guide(latents, t, sigma, guidance, classifiers)
+        # DG with lambda_diff = 0 is SG: its extra evaluations have zero weight, and skipping
+        # them keeps the result bit-identical (a batch of 3B is not bitwise the same
+        # computation as a batch of B).
+        if guidance.mode == "sg" or guidance.lambda_diff == 0:  # Eq. 11
+            eps = epsilon(z_star, t, reference, audio, condition, condition_mask, image_embeds)
+            return scheduler.step(eps, timestep, z_star).prev_sample
+        # DG, Eq. 12: the three solver evaluations in one UNet call
+        stacked = torch.cat([z_star, z_nf, z_f])
+        eps = epsilon(stacked, t, repeat_batch(reference, 3), repeat_batch(audio, 3),
+                      repeat_batch(condition, 3), repeat_batch(condition_mask, 3),
+                      repeat_batch(image_embeds, 3))  # fmt: skip
+        f_star, f_nf, f_f = scheduler.step(eps, timestep, stacked).prev_sample.chunk(3)
+        return differential_combine(f_star, f_nf, f_f, classifiers.face_mask, guidance)
+
+    return unguided_core(model, train_scheduler, reference, audio, steps, generator, condition,
+                         condition_mask, image_embeds, initial_noise, callback, audio_cfg,
+                         guided, guided_step)  # fmt: skip
 
 
 @torch.no_grad()
@@ -171,3 +129,7 @@ def sample_long_video(
         condition_mask = segment.new_zeros(segment.shape[:2])
         condition_mask[:, 0] = 1.0
     return torch.cat(pieces, dim=1)[:, :n_frames]
+
+
+__all__ = ["ddim_sample", "ddim_scheduler", "predict_noise", "sample_long_video",
+           "segment_starts"]  # fmt: skip

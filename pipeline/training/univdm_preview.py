@@ -17,9 +17,9 @@ from pipeline.data.windows import (
     load_clip_records,
     resize_frames,
 )
-from pipeline.inference.sampling import ddim_sample
 from pipeline.io.media import read_frames
 from pipeline.io.previews import write_preview
+from pipeline.models.ddim import ddim_sample
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, encode_frames
 

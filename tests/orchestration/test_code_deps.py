@@ -117,3 +117,12 @@ def test_trainers_run_through_the_launcher_which_dvc_resolves_from_params():
     for name in ("train_univdm", "train_classifier@face", "train_classifier@nonface"):
         module = f"stages.{specs[name].base}"
         assert specs[name].argv[: len(launcher.split()) + 2] == [*launcher.split(), "-m", module]
+
+
+def test_training_univdm_does_not_depend_on_the_classifiers_or_guidance():
+    # An edit to the PCE classifier or to SG / DG leaves train_univdm up to date in DVC.
+    closure = set(import_closure(ROOT, "stages.train_univdm"))
+    assert "pipeline/models/ddim.py" in closure  # the preview's unguided sampler
+    for path in ("pipeline/models/classifier.py", "pipeline/inference/guidance.py",
+                 "pipeline/inference/sampling.py"):  # fmt: skip
+        assert path not in closure, path
