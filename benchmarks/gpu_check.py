@@ -71,9 +71,9 @@ from pipeline.models.device import autocast, is_cuda, resolve_device
 from pipeline.models.syncnet import SyncNet
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import build_vae
-from pipeline.par import par_loss
 from pipeline.training.classifier_data import PairBatch
 from pipeline.training.classifier_trainer import classifier_losses
+from pipeline.training.losses import par_loss
 from pipeline.training.univdm_trainer import univdm_config
 
 PAPER = Path(__file__).resolve().parents[1] / "params" / "paper.yaml"

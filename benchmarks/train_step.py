@@ -21,7 +21,7 @@ import torch
 
 from pipeline.config import load_params
 from pipeline.models.univdm import UniVDM
-from pipeline.par import par_loss
+from pipeline.training.losses import par_loss
 from pipeline.training.univdm_trainer import univdm_config
 
 PROFILES = {"sample": "params.yaml", "paper": "params/paper.yaml"}

@@ -38,14 +38,14 @@ its centre lies inside the closed rectangle. Keypoints may lie outside the frame
 and rectangles are clipped to it.
 
 The map is computed in image pixels, then area-averaged to the latent grid by :func:`to_latent`
-and used as a per-element weight of the diffusion MSE by :func:`par_loss`.
+and used as a per-element weight of the diffusion MSE by
+:func:`pipeline.training.losses.par_loss`; the Fig. 3 picture of the masks is
+:func:`pipeline.evaluation.par_figure.par_figure`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,7 +53,6 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from pipeline.config import ParParams
-from pipeline.io.outputs import atomic_file
 from pipeline.keypoints import FACE, LEFT_HAND, N_KEYPOINTS, RIGHT_HAND, validate_pose
 
 # Eq. 2 splits the 133 keypoints into two families: discs around hand/face keypoints and one
@@ -115,7 +114,7 @@ def _check_frame(keypoints: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray,
     return keypoints, scores
 
 
-def _reliable(keypoints: np.ndarray, scores: np.ndarray, tau: float) -> np.ndarray:
+def reliable_mask(keypoints: np.ndarray, scores: np.ndarray, tau: float) -> np.ndarray:
     """Boolean (133,): score strictly above ``tau`` and finite coordinates."""
     # A non-finite coordinate cannot be placed on the grid; treating it as unreliable keeps a
     # corrupt detection from poisoning the whole map with NaN.
@@ -208,7 +207,7 @@ def part_areas(
     """
     keypoints, scores = _check_frame(keypoints, scores)
     shape = _shape(size)
-    reliable = _reliable(keypoints, scores, tau)
+    reliable = reliable_mask(keypoints, scores, tau)
     out = {}
     for name, part in (("hand", HAND_AREA), ("face", FACE)):
         keep = reliable[part]
@@ -240,7 +239,7 @@ def score_map(
         area); ``area`` boolean ``(H, W)``, the union of those discs.
     """
     keypoints, scores = _check_frame(keypoints, scores)
-    keep = _reliable(keypoints, scores, tau)
+    keep = reliable_mask(keypoints, scores, tau)
     keep[BODY_AREA] = False
     area, combined = _disc_scores(keypoints[keep], scores[keep], _shape(size), r, aggregate)
     return combined, area
@@ -331,7 +330,7 @@ def awareness_mask(
     keypoints, scores = _check_frame(keypoints, scores)
     shape = _shape(size)
     score, hand_face = score_map(keypoints, scores, shape, tau, r, aggregate=aggregate)
-    reliable = _reliable(keypoints, scores, tau)
+    reliable = reliable_mask(keypoints, scores, tau)
     body = _body_rectangle(keypoints[BODY_AREA][reliable[BODY_AREA]], shape)
 
     mask = np.ones(shape, dtype=np.float64)
@@ -357,13 +356,11 @@ def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParParam
 
     Returns:
         float32 ``(T, H, W)``: :func:`awareness_mask` per frame (with ``params.aggregate`` and
-        ``params.floor``), or all ones when ``params.enabled`` is False (the "w/o PAR"
-        ablation: plain MSE).
+        ``params.floor``). ``params.enabled`` is not read here: the loss applies it (the "w/o
+        PAR" ablation is Eq. 1's plain MSE, :func:`pipeline.training.losses.par_loss`).
     """
     poses = validate_pose(poses)
     shape = _shape(size)
-    if not params.enabled:
-        return np.ones((len(poses), *shape), dtype=np.float32)
     r = scaled_radius(shape, params.radius_at_512)
     sigma = scaled_sigma(shape, params.sigma_at_512)
     out = np.empty((len(poses), *shape), dtype=np.float32)
@@ -376,7 +373,7 @@ def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParParam
 
 
 # ---------------------------------------------------------------------------------------------
-# Latent resolution and the loss
+# Latent resolution
 # ---------------------------------------------------------------------------------------------
 def to_latent(
     weights: np.ndarray | torch.Tensor, latent_size: int | tuple[int, int]
@@ -408,174 +405,3 @@ def to_latent(
     kernel = (height // h, width // w)
     pooled = F.avg_pool2d(flat, kernel_size=kernel, stride=kernel)
     return pooled.reshape(*lead, h, w)
-
-
-def _check_loss_shapes(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> None:
-    if pred.shape != target.shape or pred.ndim != 5:
-        raise ValueError(
-            f"pred and target must both be (B, C, T, h, w), got {tuple(pred.shape)} "
-            f"and {tuple(target.shape)}"
-        )
-    batch, _, frames, h, w = pred.shape
-    if tuple(weights.shape) != (batch, frames, h, w):
-        raise ValueError(
-            f"weights must be (B, T, h, w) = {(batch, frames, h, w)}, got {tuple(weights.shape)}"
-        )
-
-
-def par_loss(
-    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None
-) -> torch.Tensor:
-    """The PAR-weighted MSE, a scalar: ``mean(weights * (pred - target)^2)``.
-
-    Args:
-        pred, target: ``(B, C, T, h, w)`` (e.g. predicted and true noise of the video frames;
-            leave the reference slot out beforehand).
-        weights: ``(B, T, h, w)`` latent-resolution PAR masks (:func:`to_latent`), broadcast
-            over channels; None for the plain MSE of Eq. 1.
-
-    The mean runs over all ``B*C*T*h*w`` elements and is not divided by the mean weight, so the
-    loss scale grows with the weights (as Eq. 3 implies). With weights of ones the value equals
-    ``F.mse_loss(pred, target)``.
-    """
-    if weights is None:
-        return F.mse_loss(pred, target)
-    _check_loss_shapes(pred, target, weights)
-    weights = weights.to(device=pred.device, dtype=pred.dtype)
-    return (weights.unsqueeze(1) * (pred - target).square()).mean()
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Unweighted MSE inside a boolean area, for logging per-area losses.
-
-    Args:
-        pred, target: ``(B, C, T, h, w)``.
-        mask: boolean ``(B, T, h, w)``, broadcast over channels.
-
-    Returns:
-        0-dim tensor: the mean of ``(pred - target)^2`` over the masked positions and all
-        channels; NaN when the mask is empty (no GPU-CPU sync is needed to decide), so callers
-        should log only finite values.
-    """
-    _check_loss_shapes(pred, target, mask)
-    selected = mask.to(device=pred.device, dtype=pred.dtype).unsqueeze(1)
-    squared = (pred - target).square()
-    # 0 / 0 gives NaN for an empty mask without a data-dependent branch.
-    return (squared * selected).sum() / (selected.sum() * pred.shape[1])
-
-
-# ---------------------------------------------------------------------------------------------
-# Figure 3
-# ---------------------------------------------------------------------------------------------
-_PART_COLOURS = (
-    ("body", BODY_AREA, "#ffd400", 16),
-    ("face", FACE, "#33dd33", 7),
-    ("hands", HAND_AREA, "#ff3030", 7),
-)
-
-
-def par_figure(
-    frame: np.ndarray, poses_frame: np.ndarray, params: ParParams, path: str | os.PathLike
-) -> Path:
-    """Write a PNG like the paper's Fig. 3 for one frame and return its path.
-
-    Args:
-        frame: ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` grey) image.
-        poses_frame: ``(133, 3)`` keypoints ``(x, y, score)`` in pixels of ``frame``.
-        params: :class:`~pipeline.config.ParParams` (``tau``, ``radius_at_512``, ``omega*``,
-            ``sigma_at_512``, ``aggregate``, ``floor``; ``enabled`` is ignored: the figure shows
-            what PAR would do).
-        path: output PNG, written atomically (temporary sibling, then rename).
-
-    Panels: the frame with reliable keypoints coloured by part (unreliable ones as grey
-    crosses); the hand/face Awareness Area; the body Awareness Area; the final mask ``M`` as a
-    heatmap with a colour bar, titled with the reading of Eq. 3 (``aggregate``, ``floor``), the
-    weights, ``sigma`` and the mask's maximum.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    frame = np.asarray(frame)
-    shape = frame.shape[:2]
-    pose = validate_pose(np.asarray(poses_frame)[None])[0]
-    keypoints, scores = pose[:, :2], pose[:, 2]
-    r = scaled_radius(shape, params.radius_at_512)
-    sigma = scaled_sigma(shape, params.sigma_at_512)
-    areas = part_areas(keypoints, scores, shape, params.tau, r)
-    mask = awareness_mask(
-        keypoints, scores, shape, params.tau, r, params.omega1, params.omega2, sigma,
-        aggregate=params.aggregate, floor=params.floor,
-    )  # fmt: skip
-    reliable = _reliable(keypoints.astype(np.float64), scores.astype(np.float64), params.tau)
-
-    grey = frame.ndim == 2
-    dim = (frame.astype(np.float32) / 255.0) * 0.45  # dimmed background under the areas
-
-    def overlay(area: np.ndarray, colour: tuple[float, float, float]) -> np.ndarray:
-        base = np.repeat(dim[..., None], 3, axis=2) if grey else dim.copy()
-        base[area] = 0.35 * base[area] + 0.65 * np.asarray(colour)
-        return base
-
-    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.6), dpi=100, constrained_layout=True)
-    ax = axes[0]
-    ax.imshow(frame, cmap="gray" if grey else None)
-    for name, part, colour, marker_size in _PART_COLOURS:
-        keep = reliable[part]
-        xy = keypoints[part]
-        ax.scatter(
-            xy[keep, 0], xy[keep, 1], s=marker_size, c=colour, label=name,
-            edgecolors="black", linewidths=0.3,
-        )  # fmt: skip
-    drop = ~reliable & (scores > 0)
-    ax.scatter(
-        keypoints[drop, 0],
-        keypoints[drop, 1],
-        s=10,
-        c="0.6",
-        marker="x",
-        linewidths=0.6,
-        label=f"score <= {params.tau:g}",
-    )
-    ax.legend(loc="upper left", fontsize=7, markerscale=1.5, framealpha=0.7)
-    ax.set_title(f"frame, keypoints (tau={params.tau:g})", fontsize=9)
-
-    axes[1].imshow(overlay(areas["hand"] | areas["face"], (1.0, 0.55, 0.1)))
-    axes[1].set_title(f"hand/face area (r={r:.2f} px)", fontsize=9)
-    axes[2].imshow(overlay(areas["body"], (0.2, 0.5, 1.0)))
-    axes[2].set_title("body area (rectangle)", fontsize=9)
-
-    # A log scale keeps 1 (background) and omega2 (body) apart next to face peaks of ~100.
-    low = max(min(float(mask.min()), 1.0), 1e-3)
-    high = max(float(mask.max()), params.omega1, params.omega2, 2.0 * low)
-    image = axes[3].imshow(
-        np.maximum(mask, low), cmap="magma", norm=LogNorm(vmin=low, vmax=high),
-        interpolation="nearest",
-    )  # fmt: skip
-    bar = fig.colorbar(image, ax=axes[3], fraction=0.046, pad=0.02)
-    ticks = [v * 10.0**e for e in range(-3, 4) for v in (1, 2, 5) if low <= v * 10.0**e <= high]
-    bar.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])
-    bar.minorticks_off()
-    bar.ax.tick_params(labelsize=7)
-    bar.set_label("weight (log scale)", fontsize=7)
-    # The reading of Eq. 3 in use (how discs combine, floor or not) belongs on the figure.
-    floor = f"floor at w2={params.omega2:g}" if params.floor else "no floor"
-    axes[3].set_title(
-        f"mask M: S = {params.aggregate} of covering scores, {floor}\n"
-        f"w1={params.omega1:g}, w2={params.omega2:g}, sigma={sigma:.2f} px, "
-        f"max {float(mask.max()):.3g}",
-        fontsize=9,
-    )
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-
-    path = Path(path)
-    try:
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path

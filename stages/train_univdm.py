@@ -18,12 +18,12 @@ from pathlib import Path
 from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.windows import WindowDataset, load_clip_records
+from pipeline.evaluation.par_figure import par_figure
 from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.io.timings import write_timings
 from pipeline.models.device import make_accelerator, resolve_device
 from pipeline.models.vae import resolve_vae
-from pipeline.par import par_figure
 from pipeline.training.checkpoint_store import checkpoint_for_step
 from pipeline.training.live_log import loss_summary, training_live
 from pipeline.training.resume import fingerprint, weights_digest

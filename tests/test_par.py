@@ -11,12 +11,10 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from pipeline.config import ParParams
+from pipeline.evaluation.par_figure import par_figure
 from pipeline.keypoints import N_KEYPOINTS
 from pipeline.par import (
     awareness_mask,
-    masked_mse,
-    par_figure,
-    par_loss,
     par_weights,
     part_areas,
     scaled_radius,
@@ -25,6 +23,7 @@ from pipeline.par import (
     smooth_scores,
     to_latent,
 )
+from pipeline.training.losses import masked_mse, par_loss
 
 FACE0, FACE1 = 23, 24  # two face keypoints
 LHAND0 = 91  # left wrist (hand keypoint)
@@ -396,8 +395,9 @@ def test_par_weights_per_frame_and_disabled_gives_ones():
     assert w.shape == (3, 64, 64) and w.dtype == np.float32
     assert np.all(w[0] == 1.0) and np.all(w[2] == 1.0)
     assert (w[1] == np.float32(9.0)).sum() == 81  # pixel centres within 5 of a pixel centre
-    off = par_weights(poses, 64, ParParams(enabled=False))
-    assert off.shape == (3, 64, 64) and np.all(off == 1.0)
+    # `enabled` is the loss's to apply (training/losses.py): the masks stay the masks.
+    off = par_weights(poses, 64, params.model_copy(update={"enabled": False}))
+    assert np.array_equal(off, w)
 
 
 def test_par_figure_writes_a_png(tmp_path):

@@ -196,10 +196,10 @@ def par_figure_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pipeline.errors import InputError
+    from pipeline.evaluation.par_figure import par_figure
     from pipeline.io import tables
     from pipeline.io.media import read_frames
     from pipeline.keypoints import N_KEYPOINTS
-    from pipeline.par import par_figure
 
     try:
         params = load_params(args.params)

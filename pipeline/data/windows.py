@@ -116,12 +116,17 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 class WindowDataset(Dataset):
     """Random training windows ``(video, reference, audio, PAR weights, areas)``.
 
+    Each item is a dict; besides the frames, reference and audio windows it supplies
+    ``par_weights`` ``(t, W, W)``, the PAR masks of Eq. 2-3 (:func:`pipeline.par.par_weights`)
+    at the mask resolution, which the trainer area-averages to the latent grid, and the part
+    areas for the per-area losses.
+
     Args:
         records: clips from :func:`load_clip_records`.
         size: frame side in pixels after resizing.
         frames: window length ``t``.
         audio_context: ``m`` of the audio windows.
-        par: PAR settings (weights are ones when ``par.enabled`` is False).
+        par: PAR settings of the masks (``par.enabled`` is the trainer's: it picks the loss).
         first_frame_prob: probability that the item is first-frame conditioned.
         seed: with the item index, determines every random choice.
         length: nominal dataset length (items are drawn, not enumerated).

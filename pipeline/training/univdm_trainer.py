@@ -40,7 +40,7 @@ from pipeline.errors import InputError
 from pipeline.models.schedulers import add_noise, noise_scheduler, velocity
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 from pipeline.models.vae import encode_frames, vae_downsample_factor
-from pipeline.par import masked_mse, par_loss, to_latent
+from pipeline.par import to_latent
 from pipeline.training.checkpoint_store import TrainingState
 from pipeline.training.loop import (
     BatchSplit,
@@ -50,6 +50,7 @@ from pipeline.training.loop import (
     batch_split,
     shard_index,
 )
+from pipeline.training.losses import masked_mse, par_loss
 
 
 @dataclass
@@ -171,7 +172,8 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
                     audio_dropout: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
     """One step's losses: ``loss`` (what is optimised) plus diagnostics.
 
-    ``loss`` is the PAR-weighted MSE (plain MSE when ``par_enabled`` is False);
+    ``loss`` is the PAR-weighted MSE (plain MSE when ``par_enabled`` is False: the one place
+    ``train_univdm.par.enabled`` is applied); ``loss_par`` the PAR-weighted MSE either way;
     ``mse`` is the unweighted MSE; ``mse_hand/face/body`` the unweighted MSE inside each area.
     ``loss_target``: ``"epsilon"`` compares predicted and drawn noise (Eq. 1-2); ``"v"`` compares
     the network's ``v`` with ``sqrt(abar_t) eps - sqrt(1 - abar_t) z_0``, the same PAR weights
