@@ -74,6 +74,8 @@ from torch import nn
 
 from pipeline.models.persistence import WEIGHTS_NAME, load_folder, save_folder
 from pipeline.models.reference_attention import PlainSelfAttnProcessor
+from pipeline.models.rope import RoPEEncoderLayer
+from pipeline.models.sync_correlation import SyncCorrelationHead
 from pipeline.models.univdm import NoiseConditioning, UniVDM, UniVDMConfig, added_time_ids
 
 CONFIG_NAME = "classifier_config.json"
@@ -146,63 +148,6 @@ class SyncClassifierConfig:
         return cls(**json.loads(text))
 
 
-# ---------------------------------------------------------------------------------- RoPE
-def rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotary position encoding (1D, over the frame index) of queries or keys.
-
-    Channel pairs ``(x[i], x[i + D/2])`` are rotated by the angle ``p * base^(-2i/D)``, so that
-    ``rope(q, p) . rope(k, r)`` depends on ``p - r`` only.
-
-    Args:
-        x: ``(B, H, L, D)`` with ``D`` even.
-        positions: ``(B, L)`` or ``(L,)`` frame indices (integers or floats).
-    """
-    dim = x.shape[-1]
-    half = dim // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    pos = positions.to(device=x.device, dtype=torch.float32)
-    if pos.dim() == 1:
-        pos = pos[None]
-    angles = pos[:, None, :, None] * freqs  # (B or 1, 1, L, D/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-class RoPEEncoderLayer(nn.Module):
-    """Pre-norm transformer encoder layer whose self-attention rotates q/k by the frame index.
-
-    ``x = x + MHA(LN(x)); x = x + MLP(LN(x))``. Shapes: ``x`` ``(B, L, width)``, ``positions``
-    ``(B, L)``, ``key_mask`` ``(B, L)`` bool, True for real tokens (keys that may be attended).
-    """
-
-    def __init__(self, width: int, heads: int, dropout: float = 0.0, mlp_ratio: int = 4):
-        super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.norm1 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout),
-        )  # fmt: skip
-
-    def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, -1).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
-        q, k = rope(q, positions), rope(k, positions)
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        x = x + self.proj(out.transpose(1, 2).reshape(batch, length, width))
-        return x + self.mlp(self.norm2(x))
-
-
 # ---------------------------------------------------------------------------------- region crop
 def region_boxes(region: torch.Tensor) -> list[tuple[int, int, int, int]]:
     """Bounding box ``(y0, y1, x0, x1)`` (half-open, latent cells) of ``region > 0`` per video.
@@ -243,62 +188,6 @@ def crop_region(z_t: torch.Tensor, region: torch.Tensor, size: int) -> torch.Ten
                                  antialias=True)  # fmt: skip
         crops.append(crop)
     return torch.stack(crops)
-
-
-# ---------------------------------------------------------------------------------- correlation
-def pearson_over_frames(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
-                        eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
-    """Pearson correlation over the frame axis, per channel: ``(B, T, K), (B, T, K) -> (B, K)``.
-
-    ``r = sum_t (x_t - mx)(y_t - my) / sqrt(sum_t (x_t - mx)^2 sum_t (y_t - my)^2 + eps)``, the
-    sums over the frames where ``mask`` ``(B, T)`` is True (None: all). ``eps`` keeps a constant
-    series at ``r = 0`` with a finite gradient.
-    """
-    w = x.new_ones(x.shape[:2]) if mask is None else mask.to(x.dtype)
-    w = w[..., None]  # (B, T, 1)
-    n = w.sum(1, keepdim=True).clamp_min(1.0)
-    xc = x - (w * x).sum(1, keepdim=True) / n
-    yc = y - (w * y).sum(1, keepdim=True) / n
-    cov = (w * xc * yc).sum(1)
-    var = (w * xc * xc).sum(1) * (w * yc * yc).sum(1)
-    return cov / (var + eps).sqrt()
-
-
-class SyncCorrelationHead(nn.Module):
-    """``sum_k c_k r_k`` of the module docstring: a ``(B,)`` logit term.
-
-    Args:
-        latent_channels: ``C`` of the input latent.
-        audio_dim: ``A`` of the (standardised) audio features.
-        channels: ``K``.
-        grid: the latent is average-pooled to ``grid x grid`` cells.
-        hidden: width of the audio MLP.
-    """
-
-    def __init__(self, latent_channels: int, audio_dim: int, channels: int, grid: int,
-                 hidden: int):  # fmt: skip
-        super().__init__()
-        self.grid = grid
-        self.video = nn.Linear(2 * latent_channels * grid * grid, channels)
-        self.audio = nn.Sequential(nn.Linear(audio_dim, hidden), nn.SiLU(),
-                                   nn.Linear(hidden, channels))  # fmt: skip
-        # c_k starts small: correlations of untrained read-outs are noise of order 1 / sqrt(T).
-        self.weight = nn.Parameter(torch.full((channels,), 0.1))
-
-    def forward(self, z_t: torch.Tensor, audio: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """
-        Args:
-            z_t: ``(B, T, C, h, w)`` the latent the encoder reads (masked; cropped if it crops).
-            audio: ``(B, T, A)`` standardised audio, one row per video frame.
-            mask: ``(B, T)`` True for frames both video and audio have (None: all).
-        """
-        pooled = F.adaptive_avg_pool2d(z_t.flatten(0, 1), self.grid)
-        pooled = pooled.reshape(*z_t.shape[:2], -1)  # (B, T, C * g * g)
-        motion = torch.cat([torch.zeros_like(pooled[:, :1]), pooled.diff(dim=1)], dim=1)
-        video = self.video(torch.cat([pooled, motion], -1))
-        r = pearson_over_frames(video, self.audio(audio), mask)  # (B, K)
-        return (r * self.weight).sum(-1)
 
 
 # ---------------------------------------------------------------------------------- classifier
@@ -556,7 +445,4 @@ class SyncClassifier(nn.Module):
         return load_folder(cls, SyncClassifierConfig.from_json, folder, CONFIG_NAME, weights)
 
 
-__all__ = [
-    "RoPEEncoderLayer", "SyncClassifier", "SyncClassifierConfig", "SyncCorrelationHead",
-    "crop_region", "pearson_over_frames", "region_boxes", "rope",
-]  # fmt: skip
+__all__ = ["SyncClassifier", "SyncClassifierConfig", "crop_region", "region_boxes"]

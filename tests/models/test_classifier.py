@@ -13,10 +13,10 @@ from pipeline.models.classifier import (
     SyncClassifier,
     SyncClassifierConfig,
     crop_region,
-    pearson_over_frames,
     region_boxes,
-    rope,
 )
+from pipeline.models.rope import rope
+from pipeline.models.sync_correlation import pearson_over_frames
 from pipeline.models.univdm import UniVDM, UniVDMConfig
 
 TINY = UniVDMConfig(latent_channels=4, latent_size=8, frames=3, audio_dim=6, audio_context=1,
