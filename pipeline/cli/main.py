@@ -99,15 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "export":
-        from pipeline.curation.export import export_command
+        from pipeline.cli.export import export_command
 
         return export_command(args)
     if args.command == "ablate":
-        from pipeline.orchestration.ablation import ablate_command
+        from pipeline.cli.ablate import ablate_command
 
         return ablate_command(args)
     if args.command == "flow":
-        from pipeline.orchestration.flows import flow_command
+        from pipeline.cli.flow import flow_command
 
         return flow_command(args)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +165,7 @@ def export_dataset(params: Params, root: str | os.PathLike, out: str | os.PathLi
 
 
 # ---------------------------------------------------------------------------------- the card
-def _hours(frame: pd.DataFrame) -> float:
+def clip_hours(frame: pd.DataFrame) -> float:
     return float((frame["n_frames"] / frame["fps"]).sum() / 3600)
 
 
@@ -215,9 +214,9 @@ def dataset_card(params: Params, release: pd.DataFrame, rejected: pd.DataFrame,
     for (speaker, split), group in release.groupby(["speaker", "split"]):
         speakers.append({"speaker": speaker, "split": split, "source": group["source"].iloc[0],
                          "language": group["language"].iloc[0], "clips": len(group),
-                         "hours": f"{_hours(group):.4f}"})  # fmt: skip
+                         "hours": f"{clip_hours(group):.4f}"})  # fmt: skip
     totals = [{"split": s, "clips": int((release["split"] == s).sum()),
-               "hours": f"{_hours(release[release['split'] == s]):.4f}",
+               "hours": f"{clip_hours(release[release['split'] == s]):.4f}",
                "speakers": int(release.loc[release["split"] == s, "speaker"].nunique())}
               for s in splits]  # fmt: skip
     overrides = curated[curated["override"] != ""]
@@ -233,7 +232,7 @@ def dataset_card(params: Params, release: pd.DataFrame, rejected: pd.DataFrame,
         f"# {meta.pretty_name}", "", meta.description.strip(), "",
         f"Licence: **{meta.license}**. {meta.license_note.strip()}".rstrip(), "",
         f"Exported by `paha export` from a run of the PAHA pipeline: {len(release)} clips "
-        f"({_hours(release):.4f} h), {len(rejected)} clips not exported (listed below and in "
+        f"({clip_hours(release):.4f} h), {len(rejected)} clips not exported (listed below and in "
         "`rejected.csv`).", "",
         "## Splits", "", _table(totals, ["split", "clips", "hours", "speakers"]), "",
         "## Speakers", "", _table(speakers, ["speaker", "split", "source", "language", "clips",
@@ -266,19 +265,3 @@ def dataset_card(params: Params, release: pd.DataFrame, rejected: pd.DataFrame,
     ]  # fmt: skip
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" \
         + "\n".join(body)  # fmt: skip
-
-
-def export_command(args: Any) -> int:
-    """``paha export --out DIR``: print the folder and its counts; bad input is one line."""
-    from pipeline.config import load_params
-
-    try:
-        params = load_params(Path(args.root) / args.params)
-        release = export_dataset(params, args.root, args.out)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{release.out}: {len(release.exported)} clips exported "
-          f"({_hours(release.exported):.4f} h), {len(release.rejected)} not exported "
-          f"(rejected.csv); datasheet: {release.out / 'README.md'}")  # fmt: skip
-    return 0

@@ -878,27 +878,3 @@ def run_ablation(repo: str | os.PathLike, variants: Sequence[str], seeds: Sequen
     for variant, seed in todo:  # every override is checked before hours of compute
         clone.params_for(cell_overrides(variant, seed))
     return run_grid(cells, todo, lambda v, s: run_cell(clone, v, s), out, html)
-
-
-# 6. The command ----------------------------------------------------------------------------
-
-
-def ablate_command(args: Any) -> int:
-    """``paha ablate``: run the grid, print where the results are and the verdicts."""
-    repo = Path(args.repo)
-    out = Path(args.out) if args.out else repo / "data/metrics/ablation.json"
-    html = Path(args.html) if args.html else out.with_suffix(".html")
-    workdir = Path(args.workdir) if args.workdir else repo / ".dvc/tmp/ablation"
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        document = run_ablation(repo, args.variants or list(VARIANTS), args.seeds, workdir, out,
-                                html)  # fmt: skip
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except AblationRunFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(markdown_tables(document))
-    print(f"wrote {out} and {html} ({len(document['cells'])} cells)")
-    return 0
