@@ -44,10 +44,11 @@ from pipeline.evaluation.evaluate import (
     summarise_groups,
     tc_groups,
 )
+from pipeline.evaluation.plot_tables import plot_tables, write_plot_tables
 from pipeline.evaluation.report import report_figures, write_report
 from pipeline.io import tables
 from pipeline.io.media import read_frames
-from pipeline.io.outputs import atomic_directory, atomic_file, write_json
+from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.device import resolve_device
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
 
@@ -119,30 +120,12 @@ def main(args: argparse.Namespace, params: Params) -> None:
     }  # fmt: skip
     timings = {"modes": tc["all"], "by_language": {k: tc[k] for k in languages},
                "null_reasons": tc_reasons}  # fmt: skip
-    out, plots = Path(args.out), Path(args.plots)
-    plots.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    write_plot_tables(plot_tables(results, MODES, groups["all"]), args.plots)
+    curves = segment_curves(results)
     with atomic_directory(out) as tmp:
         per_clip = pd.DataFrame([v.row for videos in results.values() for v in videos])
         per_clip.to_parquet(tmp / "per_clip.parquet", index=False)
-        # Mean Sync distance per audio offset, one column per mode: a dip at 0 means in sync.
-        sync = pd.DataFrame({mode: np.mean([v.sync_distances for v in videos], axis=0)
-                             for mode, videos in results.items() if videos})  # fmt: skip
-        sync.insert(0, "offset", np.arange(len(sync)) - len(sync) // 2)
-        with atomic_file(plots / "sync_distance.csv") as path:
-            sync.round(5).to_csv(path, index=False)
-        region = pd.DataFrame([{"mode": mode} | {f"psnr_{r}": groups["all"][mode][f"psnr_{r}"]
-                                                for r in ("face", "hand", "body")}
-                               for mode in MODES])  # fmt: skip
-        with atomic_file(plots / "region_psnr.csv") as path:
-            region.to_csv(path, index=False)
-        # Mean whole-frame PSNR per chained segment: a falling line is drift along the video.
-        curves = segment_curves(results)
-        by_segment = pd.DataFrame([{"mode": mode, "segment": k, "psnr": value}
-                                   for mode, values in curves.items()
-                                   for k, value in enumerate(values)],
-                                  columns=["mode", "segment", "psnr"])  # fmt: skip
-        with atomic_file(plots / "psnr_by_segment.csv") as path:
-            by_segment.to_csv(path, index=False)
         poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items()
                  for v in videos}  # fmt: skip
         figures = report_figures(clips, generated, poses, settings,
