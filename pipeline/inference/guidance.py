@@ -140,12 +140,20 @@ def energy_gradient(classifier: SyncClassifier, z: torch.Tensor, timestep: torch
     return grad.to(z.dtype)
 
 
-def guide(z: torch.Tensor, timestep: torch.Tensor, sigma: float, weights: GuidanceWeights,
-          classifiers: Classifiers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Eq. 8-10 for the latent ``z`` ``(B, L, C, h, w)`` at ``timestep``.
+@dataclass(frozen=True)
+class GuidedLatents:
+    """The latents one guidance step makes from ``z`` (each ``(B, L, C, h, w)``): ``nonface``
+    after the non-face step (Eq. 8), ``face`` after the face step (Eq. 9) and ``combined``,
+    ``z*`` of Eq. 10, the one SG continues from (DG also reads the other two, Eq. 12)."""
 
-    Returns ``(z_star, z_nonface, z_face)``.
-    """
+    combined: torch.Tensor
+    nonface: torch.Tensor
+    face: torch.Tensor
+
+
+def guide(z: torch.Tensor, timestep: torch.Tensor, sigma: float, weights: GuidanceWeights,
+          classifiers: Classifiers) -> GuidedLatents:  # fmt: skip
+    """Eq. 8-10 for the latent ``z`` ``(B, L, C, h, w)`` at ``timestep``."""
     m_face = classifiers.face_mask[:, None, None].to(z)
     m_nonface = 1.0 - m_face
     region_f, region_nf = classifiers.face_mask, 1.0 - classifiers.face_mask
@@ -154,7 +162,7 @@ def guide(z: torch.Tensor, timestep: torch.Tensor, sigma: float, weights: Guidan
     grad_f = energy_gradient(classifiers.face, z_nf, timestep, classifiers.audio, region_f)
     z_f = z - weights.lambda_face * sigma * grad_f * m_face  # Eq. 9
     z_star = z_f + z_nf - z  # Eq. 10
-    return z_star, z_nf, z_f
+    return GuidedLatents(combined=z_star, nonface=z_nf, face=z_f)
 
 
 def differential_combine(
@@ -174,5 +182,6 @@ def differential_combine(
 
 
 __all__ = [
-    "MODES", "Classifiers", "GuidanceWeights", "differential_combine", "energy_gradient", "guide",
+    "MODES", "Classifiers", "GuidanceWeights", "GuidedLatents", "differential_combine",
+    "energy_gradient", "guide",
 ]  # fmt: skip

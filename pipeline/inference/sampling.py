@@ -56,7 +56,8 @@ def ddim_sample(
 
     def guided_step(latents, timestep, t, scheduler, epsilon):
         sigma = float((1.0 - abar[int(timestep)]).sqrt())  # sigma_t of Eq. 8-9
-        z_star, z_nf, z_f = guide(latents, t, sigma, guidance, classifiers)
+        guided_latents = guide(latents, t, sigma, guidance, classifiers)
+        z_star, z_nf, z_f = guided_latents.combined, guided_latents.nonface, guided_latents.face
         # DG with lambda_diff = 0 is SG: its extra evaluations have zero weight, and skipping
         # them keeps the result bit-identical (a batch of 3B is not bitwise the same
         # computation as a batch of B).

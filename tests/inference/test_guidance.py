@@ -101,7 +101,8 @@ def test_equations_8_to_10_by_hand(setup, monkeypatch):
     monkeypatch.setattr(guidance_module, "energy_gradient", unit_gradient)
     z = torch.randn(2, 4, 4, 8, 8)
     weights = GuidanceWeights(mode="sg", lambda_nonface=2.0, lambda_face=0.5)
-    z_star, z_nf, z_f = guide(z, torch.tensor(50), 0.3, weights, classifiers)
+    out = guide(z, torch.tensor(50), 0.3, weights, classifiers)
+    z_star, z_nf, z_f = out.combined, out.nonface, out.face
     m_f = classifiers.face_mask[:, None, None]
     torch.testing.assert_close(z_nf, z - 2.0 * 0.3 * (1 - m_f))
     torch.testing.assert_close(z_f, z - 0.5 * 0.3 * m_f)
@@ -115,7 +116,8 @@ def test_each_guidance_step_changes_only_its_own_area(setup):
     _, classifiers, _ = setup
     z = torch.randn(2, 4, 4, 8, 8)
     weights = GuidanceWeights(mode="sg", lambda_nonface=10.0, lambda_face=10.0)
-    _, z_nf, z_f = guide(z, torch.tensor(50), 0.5, weights, classifiers)
+    out = guide(z, torch.tensor(50), 0.5, weights, classifiers)
+    z_nf, z_f = out.nonface, out.face
     inside = classifiers.face_mask[:, None, None].expand_as(z) > 0
     assert (z_nf - z)[inside].abs().max() == 0 and (z_nf - z)[~inside].abs().max() > 0
     assert (z_f - z)[~inside].abs().max() == 0 and (z_f - z)[inside].abs().max() > 0
@@ -144,7 +146,8 @@ def test_dg_batched_call_equals_three_separate_calls(setup, monkeypatch):
         eps = model(noise, t0, inputs["reference"], inputs["audio"])
         z = scheduler.step(eps, t0, noise).prev_sample
     sigma = float((1 - SCHEDULER.alphas_cumprod[int(t)]).sqrt())
-    z_star, z_nf, z_f = guide(z, t, sigma, weights, classifiers)
+    out = guide(z, t, sigma, weights, classifiers)
+    z_star, z_nf, z_f = out.combined, out.nonface, out.face
     with torch.no_grad():
         outs = [scheduler.step(model(z, t, inputs["reference"], inputs["audio"]), t, z).prev_sample
                 for z in (z_star, z_nf, z_f)]  # fmt: skip
@@ -198,7 +201,8 @@ def test_cropping_face_classifier_guides_only_the_face(setup):
     cropping = dataclasses.replace(classifiers, face=face)
     z = torch.randn(2, 4, 4, 8, 8)
     weights = GuidanceWeights(mode="sg", lambda_nonface=10.0, lambda_face=10.0)
-    _, z_nf, z_f = guide(z, torch.tensor(50), 0.5, weights, cropping)
+    out = guide(z, torch.tensor(50), 0.5, weights, cropping)
+    z_nf, z_f = out.nonface, out.face
     inside = classifiers.face_mask[:, None, None].expand_as(z) > 0
     assert (z_f - z)[~inside].abs().max() == 0 and ((z_f - z)[inside] != 0).all()
     assert (z_nf - z)[inside].abs().max() == 0
