@@ -248,8 +248,8 @@ def build_demo(models: DemoModels):
             "pixels, generated in segments that each continue from the last frame of the one "
             "before. SG and DG steer the first part of the DDIM steps with the face and "
             "non-face sync classifiers (PCE); *none* samples without them.\n\n"
-            f"{training_summary(models.paths.univdm)}. It animates people like those; a photo "
-            "far from them gets a warning with its video."
+            f"{training_summary(models.paths.univdm)}. It animates people like the ones it "
+            "was trained on; a photo far from them gets a warning with its video."
         )  # fmt: skip
         with gr.Row():
             with gr.Column():
