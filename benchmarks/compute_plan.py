@@ -27,8 +27,6 @@ not counted: read the figures as a lower-bound plan to check on the cards, not a
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -41,6 +39,7 @@ from benchmarks.memory_plan import (
 )
 from pipeline.config import Params, load_params
 from pipeline.data.segments import segment_starts
+from pipeline.io.outputs import write_json
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -191,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{m} {f['tflop']} TFLOP ({f['seconds_one_gpu'][1]:g}-{f['seconds_one_gpu'][0]:g} s on "
         "one GPU)" for m, f in plan["infer_segment"].items()))  # fmt: skip
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(plan, indent=1) + "\n")
+        write_json(plan, args.out)
     return 0
 
 
