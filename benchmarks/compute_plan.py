@@ -51,9 +51,9 @@ def counted_flops(run) -> int:
     return int(counter.get_total_flops())
 
 
-def univdm_window_flops(params: Params, dtype: torch.dtype) -> dict[str, int]:
-    """``forward`` and ``forward_backward`` FLOPs of UniVDM on one training window."""
-    model, config = univdm_on_meta(params, WAV2VEC2_BASE_DIM, dtype)
+def univdm_window_flops(model, config, dtype: torch.dtype) -> dict[str, int]:
+    """``forward`` and ``forward_backward`` FLOPs of a meta-device UniVDM (``config``) on one
+    training window."""
     inputs = training_inputs(config, 1, dtype)
 
     def backward():
@@ -68,13 +68,13 @@ def univdm_window_flops(params: Params, dtype: torch.dtype) -> dict[str, int]:
     }
 
 
-def classifier_window_flops(params: Params, kind: str, frames: int,
-                            dtype: torch.dtype) -> dict[str, int]:  # fmt: skip
-    """``forward`` and ``forward_backward`` FLOPs of a PCE classifier on a ``frames`` window."""
+def classifier_window_flops(params: Params, kind: str, frames: int, dtype: torch.dtype,
+                            config) -> dict[str, int]:  # fmt: skip
+    """``forward`` and ``forward_backward`` FLOPs of a PCE classifier on a ``frames`` window;
+    ``config``: the profile's :class:`~pipeline.models.univdm.UniVDMConfig`."""
     from pipeline.models.classifier import SyncClassifier, SyncClassifierConfig
 
     settings = getattr(params.train_classifier, kind)
-    univdm, config = univdm_on_meta(params, WAV2VEC2_BASE_DIM, dtype)
     with torch.device("meta"):
         model = SyncClassifier(SyncClassifierConfig(
             univdm=config, width=settings.width, layers=settings.layers, heads=settings.heads,
@@ -100,7 +100,8 @@ def compute_plan(params: Params, gpus: int, peak_tflops: float,
     """FLOPs of each GPU stage of ``params`` and its hours on ``gpus`` cards (module docstring)."""
     train, negatives, infer = params.train_univdm, params.negatives, params.infer
     dtype = DTYPES[train.precision]
-    unet = univdm_window_flops(params, dtype)
+    model, config = univdm_on_meta(params, WAV2VEC2_BASE_DIM, dtype)  # built once
+    unet = univdm_window_flops(model, config, dtype)
     window = unet["frames"]
     per_window = unet["forward_backward"] + (unet["forward"] if train.gradient_checkpointing else 0)
     mean_length = sum(negatives.lengths) / len(negatives.lengths)
@@ -114,13 +115,13 @@ def compute_plan(params: Params, gpus: int, peak_tflops: float,
     }  # fmt: skip
     classifiers = {}
     for kind in ("face", "nonface"):
-        figures = classifier_window_flops(params, kind, int(round(mean_length)), dtype)
+        figures = classifier_window_flops(params, kind, int(round(mean_length)), dtype, config)
         classifiers[kind] = figures
         settings = getattr(params.train_classifier, kind)
         stages[f"train_classifier@{kind}"] = (figures["forward_backward"] * settings.batch_size
                                               * settings.steps)  # fmt: skip
     # One test segment of `window` frames: the classifiers read it at the window's length.
-    guidance = {k: classifier_window_flops(params, k, window, dtype)["forward_backward"]
+    guidance = {k: classifier_window_flops(params, k, window, dtype, config)["forward_backward"]
                 for k in ("face", "nonface")}  # fmt: skip
     guided = min(int(round(infer.guidance_rate * infer.steps)), infer.steps - 1)
     segment = {

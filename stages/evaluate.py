@@ -121,8 +121,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     timings = {"modes": tc["all"], "by_language": {k: tc[k] for k in languages},
                "null_reasons": tc_reasons}  # fmt: skip
     out = Path(args.out)
-    write_plot_tables(plot_tables(results, MODES, groups["all"]), args.plots)
     curves = segment_curves(results)
+    write_plot_tables(plot_tables(results, MODES, groups["all"], curves), args.plots)
     with atomic_directory(out) as tmp:
         per_clip = pd.DataFrame([v.row for videos in results.values() for v in videos])
         per_clip.to_parquet(tmp / "per_clip.parquet", index=False)

@@ -9,18 +9,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation.evaluate import VideoResult, segment_curves
+from pipeline.evaluation.evaluate import VideoResult
 from pipeline.io.outputs import atomic_file
 
 
 def plot_tables(results: Mapping[str, Sequence[VideoResult]], modes: Sequence[str],
-                summary: Mapping[str, Mapping]) -> dict[str, pd.DataFrame]:  # fmt: skip
+                summary: Mapping[str, Mapping],
+                curves: Mapping[str, Sequence[float | None]],
+                ) -> dict[str, pd.DataFrame]:  # fmt: skip
     """The three tables by file stem.
 
     Args:
         results: mode (ground truth included) -> its videos' results.
         modes: the generated modes, in table order.
         summary: mode -> the pooled metrics (``psnr_face`` / ``_hand`` / ``_body``).
+        curves: mode -> mean PSNR per chained segment
+            (:func:`~pipeline.evaluation.evaluate.segment_curves`, which the report draws too).
 
     ``sync_distance``: mean Sync distance per audio offset, one column per mode (a dip at 0
     means in sync); ``region_psnr``: one row per generated mode; ``psnr_by_segment``: mean
@@ -33,7 +37,7 @@ def plot_tables(results: Mapping[str, Sequence[VideoResult]], modes: Sequence[st
                                             for r in ("face", "hand", "body")}
                            for mode in modes])  # fmt: skip
     by_segment = pd.DataFrame([{"mode": mode, "segment": k, "psnr": value}
-                               for mode, values in segment_curves(results).items()
+                               for mode, values in curves.items()
                                for k, value in enumerate(values)],
                               columns=["mode", "segment", "psnr"])  # fmt: skip
     return {"sync_distance": sync.round(5), "region_psnr": region,
