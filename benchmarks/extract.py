@@ -14,12 +14,14 @@ import argparse
 import importlib.util
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
+from pipeline.builders.features import extract_tools
 from pipeline.config import load_params
+from pipeline.features.extract_shards import extract_one
 from pipeline.io import tables
 from pipeline.io.pool import map_ordered
-from stages.extract import _extract_one, _init
 
 
 def available_backends() -> list[str]:
@@ -34,8 +36,8 @@ def run(backend: str, workers: int, clips, params, annotations: str) -> tuple[fl
     with tempfile.TemporaryDirectory() as audio_dir:
         jobs = [(row, audio_dir) for row in clips.to_dict("records")]
         start = time.perf_counter()
-        results = map_ordered(_extract_one, jobs, workers=workers, initializer=_init,
-                              initargs=(settings, params.cut.fps, annotations))  # fmt: skip
+        tools = partial(extract_tools, settings, params.cut.fps, annotations)
+        results = map_ordered(extract_one, jobs, workers=workers, initializer=tools)
         elapsed = time.perf_counter() - start
     failed = [r.status["reason"] for r in results if r.status["status"] != "ok"]
     if failed:

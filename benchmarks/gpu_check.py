@@ -517,8 +517,8 @@ def negatives_row(params: Params, shapes: Shapes, device: torch.device, budget: 
                           np.random.default_rng(i).normal(size=(n, a)).astype(np.float32))
                for i in range(2)]  # fmt: skip
     generator = _RandomFrames.build(model, vae, records, train.size, neg.ddim_steps,
-                                    train.num_train_timesteps, train.beta_schedule,
-                                    device=device, precision=params.runtime.precision)  # fmt: skip
+                                    training_scheduler(train), device=device,
+                                    precision=params.runtime.precision)  # fmt: skip
     generator.model.eval()
     rows = pd.DataFrame([{"clip_id": "c0", "start": 3 * i, "length": length, "ref_clip_id": "c1",
                           "ref_frame": i, "audio_clip_id": "c1", "audio_start": 2 * i, "seed": i}

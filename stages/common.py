@@ -61,6 +61,21 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--merge", type=int, help="assemble the outputs from n complete shards")
 
 
+def shards_to_merge(args: argparse.Namespace,
+                    write_shard: Callable[[int, int], object]) -> int | None:  # fmt: skip
+    """This process's part of a sharded stage (:func:`add_shard_arguments`): ``--shard i/n``
+    writes shard ``i`` of ``n`` and returns None (another call merges); ``--merge n`` writes
+    nothing and returns ``n``; neither writes shard 0/1 and returns 1.
+
+    ``write_shard(shard, shards)`` writes one shard (kept when already complete for its plan).
+    """
+    if args.merge is not None:
+        return args.merge
+    shard, shards = args.shard or (0, 1)
+    write_shard(shard, shards)
+    return None if args.shard is not None else 1
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")

@@ -14,8 +14,8 @@ Reads the test clips (the ground truth), the videos of ``infer@none|sg|dg`` and 
 - ``data/eval/report.html``: Table 1 / Table 2 layouts, frames side by side, a Fig. 7 plot, the
   drift table and PSNR against segment index.
 
-Segments are laid out as ``infer`` chained them: ``segment_starts`` of each generated video's
-length and the window ``train_univdm.frames``.
+Every mode's videos are scored against their ground truth in
+:mod:`pipeline.evaluation.modes`, segments laid out as ``infer`` chained them.
 """
 
 from __future__ import annotations
@@ -24,30 +24,27 @@ import argparse
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline.builders.evaluation import fvd_settings
 from pipeline.config import Params
-from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
-from pipeline.data.segments import segment_starts
-from pipeline.data.windows import load_clip_records, resize_frames
-from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
-    GROUND_TRUTH,
-    evaluate_video,
     load_metric_models,
-    load_test_clips,
     segment_curves,
     summarise_groups,
     tc_groups,
 )
+from pipeline.evaluation.modes import (
+    load_generated,
+    load_generated_test_clips,
+    score_modes,
+    seconds_per_segment,
+)
 from pipeline.evaluation.plot_tables import plot_tables, write_plot_tables
 from pipeline.evaluation.report import report_figures, write_report
-from pipeline.io import tables
-from pipeline.io.media import read_frames
 from pipeline.io.outputs import atomic_directory, write_json
 from pipeline.models.device import resolve_device
 from stages.common import add_timings_argument, run_stage, stage_parser, timings_path
@@ -59,56 +56,21 @@ MODES = ("none", "sg", "dg")
 def main(args: argparse.Namespace, params: Params) -> None:
     settings = params.evaluate
     started = time.perf_counter()
-    records = load_clip_records(args.clips, args.features, "test", min_frames=1)
-    indexes = {m: tables.read_table(Path(args.infer) / m / "index.parquet", tables.GENERATED)
-               for m in MODES}  # fmt: skip
-    generated_ids = set(indexes["none"]["clip_id"])
-    records = [r for r in records if r.clip_id in generated_ids]
-    curated = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
-    faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
-    boxes = {c: face_box_at(b, 0) for c, b in normalised_face_boxes(faces, records).items()}
-    clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
-                            params.cut.fps)  # fmt: skip
+    indexes = load_generated(args.infer, MODES)
+    clips = load_generated_test_clips(args.clips, args.features, set(indexes["none"]["clip_id"]),
+                                      settings.size, params.cut.fps)  # fmt: skip
     models_dir = Path(args.models)
-    fvd = fvd_settings(params)
     models = load_metric_models(models_dir / "gesture_ae" / "final",
                                 models_dir / "syncnet" / "final", settings.pose_backend,
-                                params.train_syncnet.crop_scale, fvd,
+                                params.train_syncnet.crop_scale, fvd_settings(params),
                                 params.extract.dwpose_dir,
                                 resolve_device(params.runtime.device),
                                 settings.sync_face_track)  # fmt: skip
-    results: dict[str, list] = {GROUND_TRUTH: []}
-    generated: dict[str, dict[str, np.ndarray]] = {c.clip_id: {} for c in clips}
-    for clip in clips:
-        log.info("evaluate: ground truth %s", clip.clip_id)
-        results[GROUND_TRUTH].append(evaluate_video(GROUND_TRUTH, clip, clip.frames, models,
-                                                    settings, params.train_gesture_ae))  # fmt: skip
-    failed = []
-    for mode in MODES:
-        index = indexes[mode].set_index("clip_id")
-        results[mode] = []
-        for clip in clips:
-            row = index.loc[clip.clip_id]
-            if row["status"] != "ok":
-                failed.append(f"{mode}/{clip.clip_id}: infer failed: {row['reason']}")
-                continue
-            frames = resize_frames(read_frames(row["video_path"]), settings.size)
-            generated[clip.clip_id][mode] = frames
-            log.info("evaluate: %s %s", mode, clip.clip_id)
-            starts = segment_starts(len(frames), params.train_univdm.frames)
-            results[mode].append(evaluate_video(mode, clip, frames, models, settings,
-                                                params.train_gesture_ae, starts))  # fmt: skip
-    if failed:
-        raise InputError("evaluate: videos missing: " + "; ".join(failed))
-
-    def seconds_per_segment(mode: str, ids: set[str]) -> float | None:
-        if mode == GROUND_TRUTH:
-            return None
-        ok = indexes[mode][indexes[mode]["clip_id"].isin(ids)]
-        return float(ok["seconds"].sum()) / int(ok["segments"].sum()) if len(ok) else None
-
+    scored = score_modes(clips, indexes, models, settings, params.train_gesture_ae,
+                         params.train_univdm.frames)  # fmt: skip
+    results = scored.results
     groups, reasons = summarise_groups(results, models, settings)
-    tc, tc_reasons = tc_groups(results, seconds_per_segment)
+    tc, tc_reasons = tc_groups(results, partial(seconds_per_segment, indexes))
     languages = [g for g in groups if g != "all"]
     summary = {
         "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
@@ -128,7 +90,7 @@ def main(args: argparse.Namespace, params: Params) -> None:
         per_clip.to_parquet(tmp / "per_clip.parquet", index=False)
         poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items()
                  for v in videos}  # fmt: skip
-        figures = report_figures(clips, generated, poses, settings,
+        figures = report_figures(clips, scored.generated, poses, settings,
                                  params.train_gesture_ae.min_score, curves)  # fmt: skip
         notes = [f"{key}: {why}" for key, why in sorted((reasons | tc_reasons).items())
                  if key.startswith("all.")]  # fmt: skip

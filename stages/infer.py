@@ -37,6 +37,7 @@ from stages.common import (
     add_timings_argument,
     code_digest,
     run_stage,
+    shards_to_merge,
     stage_parser,
     timings_path,
 )
@@ -53,20 +54,22 @@ def main(args: argparse.Namespace, params: Params) -> None:
     device = resolve_device(params.runtime.device)
     models = ModelFolders.under(args.models, mode)
     fingerprint = plan.fingerprint(settings, models.digests(), code_digest("stages.infer"))
-    started = time.perf_counter()
-    if args.merge is None:
-        shard, shards = args.shard or (0, 1)
-        generate_shard(plan, lambda: models.load(settings, device), args.out, shard, shards,
+
+    def write_shard(shard: int, count: int) -> None:
+        generate_shard(plan, lambda: models.load(settings, device), args.out, shard, count,
                        fingerprint)  # fmt: skip
-        if args.shard is not None:
-            return  # one worker's part; `--merge n` assembles the index
-    table = merge_generated(plan, args.out, args.merge or 1, fingerprint)
+
+    started = time.perf_counter()
+    shards = shards_to_merge(args, write_shard)
+    if shards is None:
+        return  # one worker's part; `--merge n` assembles the index
+    table = merge_generated(plan, args.out, shards, fingerprint)
     ok = table[table["status"] == "ok"]
     segments = int(ok["segments"].sum())
     summary = {"mode": mode, "clips": len(table), "failed": int((table["status"] != "ok").sum()),
                "frames": int(ok["n_frames"].sum()), "segments": segments,
                "steps": infer.steps, "guidance_rate": infer.guidance_rate,
-               "shards": args.merge or 1}  # fmt: skip
+               "shards": shards}  # fmt: skip
     write_json(summary, args.metrics)
     # Sampling seconds from the clips' rows (whichever shard made them), and this run's wall time.
     sampling = float(ok["seconds"].sum())

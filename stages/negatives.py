@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.face_boxes import normalised_face_boxes
 from pipeline.data.windows import load_clip_records
@@ -28,6 +29,7 @@ from pipeline.inference.negatives import (
     PairGenerator,
     generate_shard,
     merge_shards,
+    negatives_summary,
     plan_fingerprint,
     plan_pairs,
     write_preview_strip,
@@ -45,6 +47,7 @@ from stages.common import (
     add_timings_argument,
     code_digest,
     run_stage,
+    shards_to_merge,
     stage_parser,
     timings_path,
 )
@@ -71,10 +74,8 @@ def load_generator(params: Params, args: argparse.Namespace, records,
                 "precision": params.runtime.precision,
                 "code": code_digest("stages.negatives")}  # fmt: skip
     generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
-                                    train.num_train_timesteps, train.beta_schedule,
-                                    train.clip, device, params.runtime.precision,
-                                    zero_terminal_snr=train.zero_terminal_snr,
-                                    timestep_spacing=train.timestep_spacing)  # fmt: skip
+                                    training_scheduler(train), train.clip, device,
+                                    params.runtime.precision)  # fmt: skip
     return generator, settings
 
 
@@ -89,29 +90,20 @@ def main(args: argparse.Namespace, params: Params) -> None:
     generator, settings = load_generator(params, args, records,
                                          resolve_device(params.runtime.device))  # fmt: skip
     fingerprint = plan_fingerprint(plan, settings)
-    started = time.perf_counter()
-    if args.merge is None:
-        shard, shards = args.shard or (0, 1)
-        generate_shard(generator, plan, negatives, args.out, shard, shards, fingerprint,
-                       progress=lambda it: tqdm(it, desc=f"negatives {shard}/{shards}",
+
+    def write_shard(shard: int, count: int) -> None:
+        generate_shard(generator, plan, negatives, args.out, shard, count, fingerprint,
+                       progress=lambda it: tqdm(it, desc=f"negatives {shard}/{count}",
                                                 unit="batch"))  # fmt: skip
-        if args.shard is not None:
-            return  # one worker's part; `--merge n` assembles the index
+
+    started = time.perf_counter()
+    shards = shards_to_merge(args, write_shard)
+    if shards is None:
+        return  # one worker's part; `--merge n` assembles the index
     seconds = time.perf_counter() - started
-    shards = args.merge or 1
     index = merge_shards(args.out, shards, fingerprint, len(plan))
     write_preview_strip(index, generator.vae, Path(args.out) / "preview.png")
-    summary = {
-        "pairs": len(index),
-        "pairs_train": int((index["split"] == "train").sum()),
-        "pairs_heldout": int((index["split"] == "heldout").sum()),
-        "frames": int(index["length"].sum()),
-        "lengths": {str(k): int(v) for k, v in index["length"].value_counts().sort_index().items()},
-        "checkpoint_step": negatives.checkpoint_step,
-        "ddim_steps": negatives.ddim_steps,
-        "shards": shards,
-        "fingerprint": fingerprint,
-    }
+    summary = negatives_summary(index, negatives, shards, fingerprint)
     write_json(summary, args.metrics)
     # Generation time when this process generated everything (not for a merge of shards).
     write_timings(timings_path(args), seconds_per_pair=None if args.merge else seconds / len(index))

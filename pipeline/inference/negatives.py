@@ -32,10 +32,12 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from diffusers import DDPMScheduler
 
 from pipeline.config import NegativesParams
 from pipeline.data.face_boxes import face_box_at, window_face_box
@@ -50,7 +52,6 @@ from pipeline.io.media import read_frames
 from pipeline.io.outputs import final_path, write_png
 from pipeline.io.previews import frame_strip
 from pipeline.models.device import CPU, autocast
-from pipeline.models.schedulers import noise_scheduler
 from pipeline.models.univdm import UniVDM
 from pipeline.models.vae import decode_latents, encode_frames
 
@@ -171,7 +172,7 @@ class PairGenerator:
 
     model: UniVDM
     vae: object
-    train_scheduler: object
+    train_scheduler: DDPMScheduler
     records: dict[str, ClipRecord]
     size: int
     ddim_steps: int
@@ -181,31 +182,27 @@ class PairGenerator:
 
     @classmethod
     def build(cls, model: UniVDM, vae: object, records: Iterable[ClipRecord], size: int,
-              ddim_steps: int, num_train_timesteps: int, beta_schedule: str,
-              clip: str | None = None, device: torch.device = CPU,
-              precision: str = "fp32", zero_terminal_snr: bool = False,
-              timestep_spacing: str = "leading") -> PairGenerator:  # fmt: skip
+              ddim_steps: int, train_scheduler: DDPMScheduler, clip: str | None = None,
+              device: torch.device = CPU, precision: str = "fp32") -> PairGenerator:  # fmt: skip
         """A generator for ``model`` (its weights already those of the early checkpoint).
 
         Args:
             vae: the trained VAE; records: the training clips; size: the training frame side.
             ddim_steps: DDIM steps per negative segment.
-            num_train_timesteps, beta_schedule: the noise schedule UniVDM was trained with.
+            train_scheduler: the noise schedule UniVDM was trained with
+                (:func:`pipeline.builders.schedules.training_scheduler`).
             clip: the CLIP image encoder UniVDM was trained with, or None.
             device: where the networks are moved (``runtime.device``, resolved).
             precision: autocast of the sampling (``runtime.precision``).
-            zero_terminal_snr, timestep_spacing: the rest of the schedule
-                (:mod:`pipeline.models.schedulers`).
         """
         image_encoder = None
         if clip:
             from pipeline.models.image_encoder import ClipImageEncoder
 
             image_encoder = ClipImageEncoder(clip).to(device)
-        scheduler = noise_scheduler(num_train_timesteps, beta_schedule, zero_terminal_snr,
-                                    timestep_spacing)  # fmt: skip
-        return cls(model.to(device), vae.to(device), scheduler, {r.clip_id: r for r in records},
-                   size, ddim_steps, image_encoder, torch.device(device), precision)  # fmt: skip
+        return cls(model.to(device), vae.to(device), train_scheduler,
+                   {r.clip_id: r for r in records}, size, ddim_steps, image_encoder,
+                   torch.device(device), precision)  # fmt: skip
 
     def frames(self, clip_id: str, indices: list[int]) -> np.ndarray:
         """``(len(indices), size, size, 3)`` uint8 frames of a clip, resized as in training."""
@@ -312,3 +309,19 @@ __all__ = [
     "merge_shards", "plan_fingerprint", "plan_pairs", "shard_batches",
     "write_preview_strip",
 ]  # fmt: skip
+
+
+def negatives_summary(index: pd.DataFrame, params: NegativesParams, shards: int,
+                      fingerprint: str) -> dict[str, Any]:  # fmt: skip
+    """The stage's metrics: pairs per split and per length, frames, and what made them."""
+    return {
+        "pairs": len(index),
+        "pairs_train": int((index["split"] == "train").sum()),
+        "pairs_heldout": int((index["split"] == "heldout").sum()),
+        "frames": int(index["length"].sum()),
+        "lengths": {str(k): int(v) for k, v in index["length"].value_counts().sort_index().items()},
+        "checkpoint_step": params.checkpoint_step,
+        "ddim_steps": params.ddim_steps,
+        "shards": shards,
+        "fingerprint": fingerprint,
+    }

@@ -148,11 +148,10 @@ def test_sharded_negatives_equal_unsharded(generator, records, tmp_path):
 
 
 def test_pair_generator_is_built_from_plain_settings(generator, records):
-    built = neg.PairGenerator.build(generator.model, generator.vae, records, SIZE, 2, 100,
-                                    "linear")  # fmt: skip
+    schedule = noise_scheduler(100, "linear")
+    built = neg.PairGenerator.build(generator.model, generator.vae, records, SIZE, 2, schedule)
     assert built.records.keys() == generator.records.keys() and built.image_encoder is None
-    assert built.train_scheduler.config.num_train_timesteps == 100
-    assert built.train_scheduler.config.beta_schedule == "linear"
+    assert built.train_scheduler is schedule and built.device == torch.device("cpu")
 
 
 def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, tmp_path,

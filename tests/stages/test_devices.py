@@ -117,8 +117,9 @@ def _rows(records):
 
 
 def _pair_generator(records, device, precision="fp32"):
-    return neg.PairGenerator.build(_univdm(), _vae(), records, SIZE, 2, 100, "scaled_linear",
-                                   None, device, precision)  # fmt: skip
+    return neg.PairGenerator.build(_univdm(), _vae(), records, SIZE, 2,
+                                   noise_scheduler(100, "scaled_linear"), None, device,
+                                   precision)  # fmt: skip
 
 
 def test_negatives_generate_on_the_meta_device(records):
@@ -132,8 +133,8 @@ def test_negatives_generate_on_the_meta_device(records):
 def test_negatives_on_the_cpu_equal_the_default_and_bf16_stays_close(records):
     rows = _rows(records)
     on_cpu = _pair_generator(records, CPU).negatives(rows)
-    default = neg.PairGenerator.build(_univdm(), _vae(), records, SIZE, 2, 100,
-                                      "scaled_linear").negatives(rows)  # fmt: skip
+    schedule = noise_scheduler(100, "scaled_linear")
+    default = neg.PairGenerator.build(_univdm(), _vae(), records, SIZE, 2, schedule).negatives(rows)
     assert on_cpu.device == CPU and torch.equal(on_cpu, default)
     bf16 = _pair_generator(records, CPU, "bf16").negatives(rows)
     assert bf16.dtype == torch.float32 and bool(torch.isfinite(bf16).all())
