@@ -294,7 +294,7 @@ def train_rows(params: Params, size: int, frames: int, shapes: Shapes, device: t
         def step() -> None:
             t = torch.randint(0, config.num_train_timesteps, (batch,), device=device)
             with autocast(device, "bf16"):
-                pred = model(latents, t, reference, audio)
+                pred = model(latents, t, reference, audio).epsilon
             loss = par_loss(pred.float().transpose(1, 2), noise.transpose(1, 2), weights)
             loss.backward()
             optimizer.step()

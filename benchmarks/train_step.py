@@ -73,7 +73,7 @@ def main() -> None:
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             timesteps = torch.randint(0, 1000, (batch,), device=device)
-            pred = model(latents, timesteps, reference, audio)
+            pred = model(latents, timesteps, reference, audio).epsilon
         loss = par_loss(pred.float().transpose(1, 2), latents.transpose(1, 2), weights)
         loss.backward()
         optimizer.step()

@@ -40,13 +40,14 @@ def predict_noise(
     "no audio" window for the second, as audio dropout trained it). ``s = 0``: one plain call.
     """
     if not audio_cfg:
-        return model(latents, t, reference, audio, condition, condition_mask, image_embeds)
+        return model(latents, t, reference, audio, condition, condition_mask,
+                     image_embeds).epsilon  # fmt: skip
     batch = len(latents)
     silent = torch.arange(2 * batch, device=latents.device) >= batch
     both = model(torch.cat([latents] * 2), t, repeat_batch(reference, 2),
                  repeat_batch(audio, 2), repeat_batch(condition, 2),
                  repeat_batch(condition_mask, 2), repeat_batch(image_embeds, 2),
-                 drop_audio=silent)  # fmt: skip
+                 drop_audio=silent).epsilon  # fmt: skip
     heard, unheard = both.chunk(2)
     return heard + audio_cfg * (heard - unheard)
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.utils import BaseOutput
 from torch import nn
 
 from pipeline.keypoints import BODY_INDEX, LEFT_HAND, RIGHT_HAND, validate_pose
@@ -204,6 +205,19 @@ def _conv_block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm1d(channels), nn.LeakyReLU(NEGATIVE_SLOPE))
 
 
+@dataclass
+class GestureAEOutput(BaseOutput):
+    """What :meth:`GestureAutoencoder.forward` returns.
+
+    Attributes:
+        reconstruction: ``(B, W, D)`` pose window in the input's coordinates.
+        features: ``(B, F)`` the window's feature (what FGD and Div. are computed on).
+    """
+
+    reconstruction: torch.Tensor
+    features: torch.Tensor
+
+
 class GestureAutoencoder(nn.Module):
     """1D-convolutional pose-sequence autoencoder (module docstring, "Network").
 
@@ -279,10 +293,10 @@ class GestureAutoencoder(nn.Module):
         standardised = self.decoder_out(hidden).transpose(1, 2)  # (B, W, D)
         return standardised * self.std + self.mean
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(reconstruction (B, W, D), features (B, F))`` of ``x`` ``(B, W, D)``."""
+    def forward(self, x: torch.Tensor) -> GestureAEOutput:
+        """The reconstruction ``(B, W, D)`` and features ``(B, F)`` of ``x`` ``(B, W, D)``."""
         features = self.encode(x)
-        return self.decode(features), features
+        return GestureAEOutput(reconstruction=self.decode(features), features=features)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> Path:

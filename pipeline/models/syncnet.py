@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from diffusers.utils import BaseOutput
 from torch import nn
 
 from pipeline.errors import MissingInputError
@@ -163,6 +164,15 @@ def embedding_head(width: float, embedding: int) -> nn.Sequential:
     )  # fmt: skip
 
 
+@dataclass
+class SyncNetOutput(BaseOutput):
+    """What :meth:`SyncNet.forward` returns: ``video`` and ``audio`` embeddings, ``(B, embedding)``
+    each (their distance is the sync distance)."""
+
+    video: torch.Tensor
+    audio: torch.Tensor
+
+
 class SyncNet(nn.Module):
     """The two-stream SyncNet; ``SyncNet()`` is the official architecture.
 
@@ -214,11 +224,9 @@ class SyncNet(nn.Module):
                              f"got {tuple(frames.shape)}")  # fmt: skip
         return self.netfclip(self.netcnnlip(frames).flatten(1))
 
-    def forward(
-        self, frames: torch.Tensor, mfcc: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(video embeddings, audio embeddings)``, each ``(B, embedding)``."""
-        return self.forward_video(frames), self.forward_audio(mfcc)
+    def forward(self, frames: torch.Tensor, mfcc: torch.Tensor) -> SyncNetOutput:
+        """The video and audio embeddings, each ``(B, embedding)``."""
+        return SyncNetOutput(video=self.forward_video(frames), audio=self.forward_audio(mfcc))
 
     # ------------------------------------------------------------------ official weights
     @classmethod

@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention_processor import Attention
+from diffusers.utils import BaseOutput
 from torch import nn
 
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor, ReferenceOnlyAttnProcessor
@@ -180,6 +181,21 @@ class NoiseConditioning(nn.Module):
             return output
         abar = self._abar(timesteps).to(output.dtype).view(-1, *[1] * (output.dim() - 1))
         return abar.sqrt() * output + (1.0 - abar).sqrt() * noisy
+
+
+@dataclass
+class UniVDMOutput(BaseOutput):
+    """What :meth:`UniVDM.forward` returns; both ``(B, t, C, h, w)``, reference slot dropped.
+
+    Attributes:
+        epsilon: the predicted noise (what DDIM, guidance and the epsilon loss of Eq. 1 use).
+        prediction: the network's own output: epsilon, or ``v`` where
+            :attr:`NoiseConditioning.predicts_v` (what the ``v`` loss compares); the same
+            tensor as ``epsilon`` for an epsilon model.
+    """
+
+    epsilon: torch.Tensor
+    prediction: torch.Tensor
 
 
 def _checkpointed_forward(block: nn.Module):
@@ -342,22 +358,20 @@ class UniVDM(nn.Module):
         self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,
         audio: torch.Tensor, condition: torch.Tensor | None = None,
         condition_mask: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
-        output: str = "epsilon", drop_audio: torch.Tensor | None = None,
-    ) -> torch.Tensor:  # fmt: skip
-        """Predict the noise of the video frames: ``(B, t, C, h, w)`` (reference slot dropped).
+        drop_audio: torch.Tensor | None = None,
+    ) -> UniVDMOutput:  # fmt: skip
+        """Predict the noise of the video frames (reference slot dropped): a
+        :class:`UniVDMOutput` of ``(B, t, C, h, w)`` tensors, the noise and the network's own
+        output (through ``forward``, so that a DDP wrapper still syncs the gradients of either).
 
         ``timesteps`` is ``(B,)`` or a scalar; the other arguments are as in :meth:`build_input`
-        and :meth:`build_context`. ``output="raw"``: the network's own prediction instead
-        (:meth:`predict`; through ``forward`` so that a DDP wrapper still syncs gradients).
+        and :meth:`build_context`.
         """
         timesteps = self._batch_timesteps(timesteps, noisy)
         out = self.predict(noisy, timesteps, reference, audio, condition, condition_mask,
                            image_embeds, drop_audio)  # fmt: skip
-        if output == "raw":
-            return out
-        if output != "epsilon":
-            raise ValueError(f"output must be 'epsilon' or 'raw', got {output!r}")
-        return self.noise_input.to_epsilon(out, noisy, timesteps)
+        return UniVDMOutput(epsilon=self.noise_input.to_epsilon(out, noisy, timesteps),
+                            prediction=out)  # fmt: skip
 
     def predict(
         self, noisy: torch.Tensor, timesteps: torch.Tensor, reference: torch.Tensor,

@@ -79,7 +79,7 @@ def evaluate(model: GestureAutoencoder, windows: np.ndarray, velocity_weight: fl
     try:
         for i in range(0, len(windows), EVAL_BATCH):
             x = torch.as_tensor(windows[i : i + EVAL_BATCH], device=model.mean.device)
-            recon, _ = model(x)
+            recon = model(x).reconstruction
             _, l1, velocity = reconstruction_loss(model.standardise(recon), model.standardise(x),
                                                   velocity_weight)  # fmt: skip
             plain = (recon - x).abs().mean()
@@ -169,7 +169,7 @@ def train_gesture_ae(
         index = torch.randint(0, len(data), (params.batch_size,), generator=generator,
                               device=generator.device)  # fmt: skip
         x = data[index]
-        recon, _ = model(x)
+        recon = model(x).reconstruction
         loss, l1, velocity = reconstruction_loss(model.standardise(recon), model.standardise(x),
                                                  params.velocity_weight)  # fmt: skip
         return {"loss": loss, "l1": l1.detach(), "velocity_l1": velocity.detach()}

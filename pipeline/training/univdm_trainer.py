@@ -197,8 +197,9 @@ def training_losses(model: UniVDM, scheduler: DDPMScheduler, vae, batch: dict[st
     if v_loss and not getattr(model, "module", model).noise_input.predicts_v:  # DDP: .module
         raise ValueError("loss_target v needs a UniVDM that predicts v")
     # Through forward (not .predict) so that a DDP wrapper syncs the gradients.
-    pred = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds,
-                 output="raw" if v_loss else "epsilon", drop_audio=drop_audio)  # fmt: skip
+    out = model(noisy, steps, reference, batch["audio"].to(device), condition, mask, image_embeds,
+                drop_audio=drop_audio)  # fmt: skip
+    pred = out.prediction if v_loss else out.epsilon
     target = velocity(scheduler, latents, noise, steps) if v_loss else noise
     # (B, t, C, h, w) -> (B, C, t, h, w): PAR weights broadcast over channels.
     pred_c, noise_c = pred.transpose(1, 2).float(), target.transpose(1, 2).float()

@@ -100,7 +100,7 @@ def test_univdm_checkpointing_covers_the_temporal_blocks_and_keeps_the_gradients
 
     def gradients():
         model.zero_grad()
-        model(*inputs).square().mean().backward()
+        model(*inputs).epsilon.square().mean().backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain = gradients()

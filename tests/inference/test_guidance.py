@@ -143,14 +143,16 @@ def test_dg_batched_call_equals_three_separate_calls(setup, monkeypatch):
     t0, t = scheduler.timesteps
     with torch.no_grad():
         noise = inputs["initial_noise"]
-        eps = model(noise, t0, inputs["reference"], inputs["audio"])
+        eps = model(noise, t0, inputs["reference"], inputs["audio"]).epsilon
         z = scheduler.step(eps, t0, noise).prev_sample
     sigma = float((1 - SCHEDULER.alphas_cumprod[int(t)]).sqrt())
     out = guide(z, t, sigma, weights, classifiers)
     z_star, z_nf, z_f = out.combined, out.nonface, out.face
     with torch.no_grad():
-        outs = [scheduler.step(model(z, t, inputs["reference"], inputs["audio"]), t, z).prev_sample
-                for z in (z_star, z_nf, z_f)]  # fmt: skip
+        eps = [model(z, t, inputs["reference"], inputs["audio"]).epsilon
+               for z in (z_star, z_nf, z_f)]  # fmt: skip
+        outs = [scheduler.step(e, t, z).prev_sample
+                for e, z in zip(eps, (z_star, z_nf, z_f), strict=True)]  # fmt: skip
     separate = differential_combine(*outs, classifiers.face_mask, weights)
     torch.testing.assert_close(batched, separate, atol=1e-5, rtol=0)
 

@@ -104,7 +104,8 @@ def test_shapes_for_the_default_and_a_tiny_config():
     for config in (GestureAEConfig(), TINY):
         model = _model(config)
         x = torch.randn(3, config.window, config.pose_dim)
-        recon, features = model(x)
+        out = model(x)
+        recon, features = out.reconstruction, out.features
         assert recon.shape == x.shape, recon.shape
         assert features.shape == (3, config.feature_dim), features.shape
     with pytest.raises(ValueError, match=r"\(B, 8, 6\)"):
@@ -140,13 +141,14 @@ def test_save_load_keeps_statistics_and_outputs_bit_equal(tmp_path):
     model(torch.randn(16, 8, 6))  # move the BatchNorm running statistics off their defaults
     model.eval()
     x = torch.randn(4, 8, 6)
-    recon, features = model(x)
+    out = model(x)
     model.save(tmp_path / "ae")
     loaded = GestureAutoencoder.load(tmp_path / "ae")
     assert not loaded.training and loaded.config == TINY
     assert torch.equal(loaded.mean, model.mean) and torch.equal(loaded.std, model.std)
-    recon2, features2 = loaded(x)
-    assert torch.equal(recon, recon2) and torch.equal(features, features2)
+    again = loaded(x)
+    assert torch.equal(out.reconstruction, again.reconstruction)
+    assert torch.equal(out.features, again.features)
     with pytest.raises(MissingInputError, match="gesture_ae_config.json"):
         GestureAutoencoder.load(tmp_path / "missing")
 

@@ -73,7 +73,7 @@ def test_with_new_parts_at_init_univdm_equals_the_svd_unet(svd_folder):
     mask = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
     timesteps = torch.tensor([40, 700])
     with torch.no_grad():
-        eps = model(noisy, timesteps, reference, audio, condition, mask, image_embeds=clip)
+        eps = model(noisy, timesteps, reference, audio, condition, mask, image_embeds=clip).epsilon
         sample = model.build_input(noisy, reference, condition, mask)
         unet_t = model.noise_input.unet_timesteps(timesteps)
         added = added_time_ids(SVD_LIKE, 2, "cpu", torch.float32)
@@ -172,8 +172,8 @@ def test_reference_reaches_positions_where_it_does_not_differ():
     other = reference.clone()
     other[..., :4] += 3.0  # columns 0-3 only
     with torch.no_grad():
-        a = model(noisy, torch.tensor([500]), reference, audio)
-        b = model(noisy, torch.tensor([500]), other, audio)
+        a = model(noisy, torch.tensor([500]), reference, audio).epsilon
+        b = model(noisy, torch.tensor([500]), other, audio).epsilon
     assert (a - b)[..., 12:].abs().amax() > 1e-3  # columns 12-15
 
 
@@ -192,11 +192,13 @@ def test_gate_zero_is_plain_self_attention_and_gate_one_is_joint():
     noisy, reference, audio, _ = _inputs()
     t = torch.tensor([300, 300])
     with torch.no_grad():
-        out_plain, out_gate0 = plain(noisy, t, reference, audio), gated(noisy, t, reference, audio)
+        out_plain = plain(noisy, t, reference, audio).epsilon
+        out_gate0 = gated(noisy, t, reference, audio).epsilon
         for name, p in gated.named_parameters():
             if name.endswith("processor.gate"):
                 p.fill_(1.0)
-        out_gate1, out_joint = gated(noisy, t, reference, audio), joint(noisy, t, reference, audio)
+        out_gate1 = gated(noisy, t, reference, audio).epsilon
+        out_joint = joint(noisy, t, reference, audio).epsilon
     torch.testing.assert_close(out_gate0, out_plain)
     torch.testing.assert_close(out_gate1, out_joint)
     assert not torch.allclose(out_plain, out_joint)

@@ -129,6 +129,9 @@ def test_scaled_configurations_output_shapes(width, size, embedding):
         assert model.forward_video(video).shape == (2, embedding)
         assert model.forward_audio(audio).shape == (2, embedding)
         assert model.netcnnlip(video).shape[2:] == (1, 1, 1)  # the last conv reaches 1x1
+        both = model(video, audio)
+        assert torch.equal(both.video, model.forward_video(video))
+        assert torch.equal(both.audio, model.forward_audio(audio))
     state = model.state_dict()
     assert state["netcnnlip.0.weight"].shape[0] == scaled_channels(96, width)
     assert state["netfclip.3.weight"].shape == (embedding, scaled_channels(512, width))

@@ -6,7 +6,7 @@ import torch
 from pipeline.data.windows import audio_windows
 from pipeline.errors import MissingInputError
 from pipeline.models.audio_attention import ReferenceAudioAttnProcessor
-from pipeline.models.univdm import UniVDM, UniVDMConfig
+from pipeline.models.univdm import UniVDM, UniVDMConfig, UniVDMOutput
 
 TINY = UniVDMConfig(latent_channels=4, latent_size=8, frames=3, audio_dim=6, audio_context=1,
                     block_out_channels=[32, 32], cross_attention_dim=32, attention_head_dim=8,
@@ -58,18 +58,18 @@ def test_forward_drops_the_reference_slot(model, monkeypatch):
         return (sample[:, :, :4],)
 
     monkeypatch.setattr(model.unet, "forward", echo)
-    out = model(noisy, torch.tensor([5, 900]), reference, audio)
+    out = model(noisy, torch.tensor([5, 900]), reference, audio).epsilon
     torch.testing.assert_close(out, noisy)
 
 
 def test_forward_shapes_and_first_frame_condition(model):
     noisy, reference, audio = _inputs()
     with torch.no_grad():
-        plain = model(noisy, torch.tensor([10, 10]), reference, audio)
+        plain = model(noisy, torch.tensor([10, 10]), reference, audio).epsilon
         cond = torch.zeros_like(noisy)
         cond[:, 0] = 1.0
         conditioned = model(noisy, torch.tensor([10, 10]), reference, audio, cond,
-                            torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]))  # fmt: skip
+                            torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])).epsilon  # fmt: skip
     assert plain.shape == noisy.shape
     assert not torch.allclose(plain, conditioned)  # the condition reaches the network
 
@@ -78,8 +78,8 @@ def test_audio_path_starts_as_identity_then_matters(model):
     noisy, reference, audio = _inputs()
     steps = torch.tensor([100, 100])
     with torch.no_grad():
-        a = model(noisy, steps, reference, audio)
-        b = model(noisy, steps, reference, audio * -3 + 1)
+        a = model(noisy, steps, reference, audio).epsilon
+        b = model(noisy, steps, reference, audio * -3 + 1).epsilon
     torch.testing.assert_close(a, b)  # zero-initialised audio output: audio has no effect yet
     trained = UniVDM(TINY).eval()
     trained.load_state_dict(model.state_dict())
@@ -87,8 +87,8 @@ def test_audio_path_starts_as_identity_then_matters(model):
         if isinstance(module, ReferenceAudioAttnProcessor):
             torch.nn.init.normal_(module.to_out.weight, std=0.5)
     with torch.no_grad():
-        c = trained(noisy, steps, reference, audio)
-        d = trained(noisy, steps, reference, audio * -3 + 1)
+        c = trained(noisy, steps, reference, audio).epsilon
+        d = trained(noisy, steps, reference, audio * -3 + 1).epsilon
     assert (c - d).abs().max() > 1e-4
 
 
@@ -132,8 +132,8 @@ def test_save_and_load_round_trip(model, tmp_path):
     assert again.config == model.config
     noisy, reference, audio = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(again.eval()(noisy, torch.tensor(3), reference, audio),
-                                   model(noisy, torch.tensor(3), reference, audio))  # fmt: skip
+        loaded = again.eval()(noisy, torch.tensor(3), reference, audio).epsilon
+        torch.testing.assert_close(loaded, model(noisy, torch.tensor(3), reference, audio).epsilon)
     with pytest.raises(MissingInputError, match="univdm_config.json missing"):
         UniVDM.load(tmp_path / "nothing")
 
@@ -144,7 +144,7 @@ def test_clip_conditioned_model_needs_embeddings(tmp_path):
     noisy, reference, audio = _inputs()
     with torch.no_grad():
         out = clip_model(noisy, torch.tensor(3), reference, audio, image_embeds=torch.randn(2, 12))
-    assert out.shape == noisy.shape
+    assert out.epsilon.shape == noisy.shape
     with pytest.raises(ValueError, match="image_embeds are required"):
         clip_model(noisy, torch.tensor(3), reference, audio)
 
@@ -183,8 +183,8 @@ def test_v_parametrisation_outputs_v_and_forward_turns_it_into_epsilon():
     noisy, reference, audio = _inputs()
     steps = torch.tensor([10, 999])
     with torch.no_grad():
-        raw = v_model(noisy, steps, reference, audio, output="raw")
-        eps = v_model(noisy, steps, reference, audio)
+        out = v_model(noisy, steps, reference, audio)
+        raw, eps = out.prediction, out.epsilon
         # the UNet sees the DDPM index itself, as with epsilon
         direct = v_model.unet_forward(v_model.build_input(noisy, reference, None, None), steps,
                                       v_model.build_context(audio, None))[:, 1:]  # fmt: skip
@@ -193,12 +193,10 @@ def test_v_parametrisation_outputs_v_and_forward_turns_it_into_epsilon():
     torch.testing.assert_close(eps, abar.sqrt() * raw + (1 - abar).sqrt() * noisy)
     # At the zero-SNR last step the noise is the input itself (up to sqrt(2**-24) * v).
     assert (eps[1] - noisy[1]).abs().max() < 1e-3
-    with pytest.raises(ValueError, match="output"):
-        v_model(noisy, steps, reference, audio, output="x0")
 
 
 def test_epsilon_model_raw_output_is_its_epsilon(model):
     noisy, reference, audio = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(model(noisy, 5, reference, audio, output="raw"),
-                                   model(noisy, 5, reference, audio))  # fmt: skip
+        out = model(noisy, 5, reference, audio)
+    assert isinstance(out, UniVDMOutput) and out.prediction is out.epsilon

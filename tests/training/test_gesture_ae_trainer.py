@@ -58,7 +58,7 @@ def test_window_statistics_and_evaluate_units():
     model.set_statistics(mean, np.full(6, 2.0))
     figures = evaluate(model, windows, velocity_weight=1.0)
     with torch.no_grad():
-        recon, _ = model.eval()(torch.from_numpy(windows))
+        recon = model.eval()(torch.from_numpy(windows)).reconstruction
     plain = float((recon - torch.from_numpy(windows)).abs().mean())
     # Standardised L1 is the plain L1 divided by std = 2.
     assert figures["l1_normalised"] == pytest.approx(plain, rel=1e-6)
