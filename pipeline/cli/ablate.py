@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.orchestration.ablation import (
-    VARIANTS,
-    AblationRunFailed,
-    markdown_tables,
-    run_ablation,
-)
+from pipeline.orchestration.ablation.grid import VARIANTS
+from pipeline.orchestration.ablation.report import markdown_tables
+from pipeline.orchestration.ablation.runner import AblationRunFailed, run_ablation
 
 
 def ablate_command(args: Any) -> int:

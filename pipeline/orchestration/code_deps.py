@@ -27,7 +27,7 @@ PACKAGE_DATA = (
     ("pipeline/curation/report.html.j2", "pipeline/curation/report.py"),
     ("pipeline/evaluation/report.html.j2", "pipeline/evaluation/report.py"),
     ("pipeline/corpus/sample/sentences/*.txt", "pipeline/corpus/sample/render.py"),
-    ("pipeline/orchestration/ablation.html.j2", "pipeline/orchestration/ablation.py"),
+    ("pipeline/orchestration/ablation/report.html.j2", "pipeline/orchestration/ablation/report.py"),
     ("pipeline/web/review.html.j2", "pipeline/web/review.py"),
     ("pipeline/web/examples/*", "pipeline/web/examples.py"),
 )

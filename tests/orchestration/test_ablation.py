@@ -16,17 +16,21 @@ import yaml
 
 from pipeline.cli.main import main
 from pipeline.config import ConfigError, parse_params
-from pipeline.orchestration import ablation
-from pipeline.orchestration.ablation import (
+from pipeline.orchestration.ablation import runner
+from pipeline.orchestration.ablation.grid import (
     SEED_KEYS,
     apply_overrides,
     cell_overrides,
-    judge_directions,
-    markdown_tables,
+    load_cells,
+    machine_fingerprint,
     pending_cells,
-    render_html,
-    run_ablation,
-    run_grid,
+    starts_from,
+)
+from pipeline.orchestration.ablation.report import markdown_tables, render_html, write_outputs
+from pipeline.orchestration.ablation.runner import run_ablation, run_grid
+from pipeline.orchestration.ablation.statistics import (
+    ablation_document,
+    judge_directions,
     summarize,
     verdict,
 )
@@ -183,21 +187,22 @@ def test_cells_pair_only_within_one_machine_and_a_seed_runs_once_per_machine(tmp
 
 
 def test_the_machine_fingerprint_names_the_processor_and_the_simd_paths():
-    fingerprint = ablation.machine_fingerprint()
+    fingerprint = machine_fingerprint()
     cpu, numpy_simd, torch_simd = fingerprint.split("; ")[:3]
     assert cpu and numpy_simd.startswith("numpy ") and torch_simd.startswith("torch ")
-    assert fingerprint == ablation.machine_fingerprint()  # stable within a machine
+    assert fingerprint == machine_fingerprint()  # stable within a machine
 
 
 def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_finished(
     tmp_path,
     monkeypatch,
 ):
-    monkeypatch.setattr(ablation, "machine_fingerprint", lambda: None)  # the cells record none
+    # The cells record no machine (run_ablation reads the fingerprint through the runner).
+    monkeypatch.setattr(runner, "machine_fingerprint", lambda: None)
     out, html = tmp_path / "metrics" / "ablation.json", tmp_path / "ablation.html"
     stale = _cell("no_par", 0, {"psnr_face": 1.0}) | {"overrides": {"train_univdm.seed": 9}}
-    ablation.write_outputs([_cell("full", 0, {"psnr_face": 10.0}), stale], out, html)
-    cells = ablation.load_cells(out)
+    write_outputs([_cell("full", 0, {"psnr_face": 10.0}), stale], out, html)
+    cells = load_cells(out)
     todo = pending_cells(cells, ["no_par", "full"], [0, 1])
     # The stale cell (other overrides) runs again; each seed's full run comes first.
     assert todo == [("no_par", 0), ("full", 1), ("no_par", 1)]
@@ -205,8 +210,8 @@ def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_
     order = pending_cells([], ["no_par_no_guidance", "no_face_guidance", "no_par", "full"], [0])
     assert order == [("full", 0), ("no_face_guidance", 0), ("no_par", 0),
                      ("no_par_no_guidance", 0)]  # fmt: skip
-    assert ablation.starts_from("no_par_no_guidance") == "no_par"
-    assert ablation.starts_from("no_augmentation") == "full" and not ablation.starts_from("full")
+    assert starts_from("no_par_no_guidance") == "no_par"
+    assert starts_from("no_augmentation") == "full" and not starts_from("full")
 
     calls = []
 
@@ -218,9 +223,9 @@ def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_
 
     with pytest.raises(KeyboardInterrupt):
         run_grid(cells, todo, fake_run, out, html)
-    kept = {(c["variant"], c["seed"]) for c in ablation.load_cells(out)}
+    kept = {(c["variant"], c["seed"]) for c in load_cells(out)}
     assert kept == {("full", 0), ("no_par", 0), ("full", 1)}
-    assert pending_cells(ablation.load_cells(out), ["no_par", "full"], [0, 1]) == [("no_par", 1)]
+    assert pending_cells(load_cells(out), ["no_par", "full"], [0, 1]) == [("no_par", 1)]
     # Nothing left to run: no clone is made (the repository need not even exist).
     done = {(v, s) for v, s in kept}
     document = run_ablation(tmp_path / "no-repo", ["full", "no_par"], [0], tmp_path / "w", out)
@@ -229,7 +234,7 @@ def test_a_rerun_skips_the_cells_in_the_file_and_keeps_what_an_interrupted_grid_
 
 
 def test_the_html_and_markdown_tables_show_mean_std_and_verdicts():
-    document = ablation.ablation_document(_grid())
+    document = ablation_document(_grid())
     page = render_html(document)
     assert "11 \u00b1 1 (3)" in page  # full / sg / psnr_face
     assert "PAR on vs off: sg psnr_face higher" in page and "+1.5 \u00b1 0.5 (3)" in page
