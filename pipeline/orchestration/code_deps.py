@@ -8,16 +8,14 @@ load optional backends lazily: a static closure is a superset of what any one co
 runs, which is what DVC needs), plus the package ``__init__.py`` files Python executes on the
 way and the package data files those modules read (templates, sentence lists).
 
-``python -m pipeline.orchestration.code_deps --check`` compares ``dvc.yaml`` with the closures
+``python -m pipeline.cli.code_deps --check`` compares ``dvc.yaml`` with the closures
 and names every stage and file that disagree; ``--write`` rewrites the code part of each
 stage's ``deps`` (data dependencies and comments are kept).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -184,22 +182,3 @@ def write_code_deps(root: str | Path = ".") -> None:
     with tmp.open("w", encoding="utf-8") as handle:
         yaml.dump(document, handle)
     tmp.replace(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=".")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--check", action="store_true", help="list stages whose deps disagree")
-    action.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml")
-    args = parser.parse_args(argv)
-    if args.write:
-        write_code_deps(args.root)
-    problems = mismatches(args.root)
-    for line in problems:
-        print(line, file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_stage_declares_exactly_the_files_its_command_imports():
     problems = mismatches(ROOT)
     assert not problems, "dvc.yaml code deps disagree with the imports (run `python -m " \
-        "pipeline.orchestration.code_deps --write`):\n" + "\n".join(problems)  # fmt: skip
+        "pipeline.cli.code_deps --write`):\n" + "\n".join(problems)  # fmt: skip
 
 
 def test_every_stage_depends_on_the_params_model():
