@@ -15,11 +15,7 @@ from typing import Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.errors import InputError
-
-
-class ConfigError(InputError):
-    """params.yaml is unreadable, has an unknown key or a value of the wrong type."""
+from pipeline.errors import ConfigError
 
 
 class Section(BaseModel):

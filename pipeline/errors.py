@@ -1,4 +1,4 @@
-"""The project's input-error type.
+"""The project's input-error types.
 
 ``InputError`` means the user's input cannot be used: a params file, a table, a media file, an
 overrides file, a model folder. Stage commands and ``paha`` report it in one line naming the file
@@ -15,3 +15,7 @@ class InputError(ValueError):
 
 class MissingInputError(InputError):
     """A file or folder the input names is missing (weights, a model folder, a checkpoint)."""
+
+
+class ConfigError(InputError):
+    """params.yaml is unreadable, has an unknown key or a value of the wrong type."""

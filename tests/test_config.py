@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_params, parse_params
+from pipeline.config import load_params, parse_params
+from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ import importlib
 import json
 import sys
 
-from pipeline.config import ConfigError, load_params
+from pipeline.config import load_params
+from pipeline.errors import ConfigError
 
 STAGES = (
     "corpus",

@@ -26,7 +26,7 @@ import re
 
 import torch
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 
 CUDA = "cuda"  # the one spelling of the accelerator's device type in the project
 CPU = torch.device("cpu")  # the default device of the builders (tests, CPU-only callers)

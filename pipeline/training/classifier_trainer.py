@@ -60,8 +60,9 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 
-from pipeline.config import ClassifierParams, ConfigError
+from pipeline.config import ClassifierParams
 from pipeline.data.face_boxes import apply_region, face_masks
+from pipeline.errors import ConfigError
 from pipeline.metrics.roc import roc_auc
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.device import module_device

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
+from pipeline.errors import ConfigError
 from pipeline.models import device as dev
 
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pipeline.cli.main import main
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import parse_params
+from pipeline.errors import ConfigError
 from pipeline.orchestration.ablation import runner
 from pipeline.orchestration.ablation.grid import (
     SEED_KEYS,

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import ClassifierParams, ConfigError
+from pipeline.config import ClassifierParams
+from pipeline.errors import ConfigError
 from pipeline.models.classifier import SyncClassifier
 from pipeline.models.device import make_accelerator
 from pipeline.models.schedulers import add_noise, noise_scheduler

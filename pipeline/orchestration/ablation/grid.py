@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 
 # The seeds of the method under test (the package docstring names the ones left fixed).
 SEED_KEYS = ("train_univdm.seed", "negatives.seed",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, parse_params
-from pipeline.errors import InputError
+from pipeline.config import parse_params
+from pipeline.errors import ConfigError, InputError
 from pipeline.io.outputs import atomic_directory
 from pipeline.orchestration.ablation.grid import (
     STARTS_FROM,
