@@ -26,8 +26,9 @@ from pathlib import Path
 
 import yaml
 
-COLUMNS = ("pose_rate", "psnr_face", "psnr_hand", "psnr_body", "psnr_drift_db", "sync_corpus_c",
-           "sync_corpus_d", "fgd", "div", "bas", "hkc", "hkv")  # fmt: skip
+COLUMNS = ("lip_sync_r", "lip_sync_r_swapped", "pose_rate", "psnr_face", "psnr_hand", "psnr_body",
+           "psnr_drift_db", "sync_corpus_c", "sync_corpus_d", "fgd", "div", "bas", "hkc",
+           "hkv")  # fmt: skip
 
 
 def set_steps(repo: Path, steps: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.builders.negatives import negatives_settings
 from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.face_boxes import normalised_face_boxes
@@ -58,21 +59,15 @@ log = logging.getLogger("paha.negatives")
 def load_generator(params: Params, args: argparse.Namespace, records,
                    device: torch.device) -> tuple[PairGenerator, dict]:  # fmt: skip
     """The UniVDM at ``negatives.checkpoint_step`` and the VAE on ``device``, and the settings
-    that fingerprint (the precision among them: it changes the numbers; the device does not
-    enter, so shards made on different GPUs merge)."""
+    that fingerprint them (:func:`~pipeline.builders.negatives.negatives_settings`)."""
     univdm_dir, train = Path(args.univdm), params.train_univdm
     model = UniVDM.load(univdm_dir / "final")
     checkpoint = checkpoint_for_step(univdm_dir / "checkpoints", params.negatives.checkpoint_step)
     # The EMA weights when the run kept an EMA: what the run would have deployed at that step.
     load_model_weights(checkpoint, model, use_ema=(checkpoint / "ema.safetensors").exists())
     vae = resolve_vae(args.vae)
-    settings = {"model": weights_digest(model), "vae": weights_digest(vae), "size": train.size,
-                "ddim_steps": params.negatives.ddim_steps, "dtype": params.negatives.dtype,
-                "batch_size": params.negatives.batch_size,
-                "schedule": [train.num_train_timesteps, train.beta_schedule,
-                             train.zero_terminal_snr, train.timestep_spacing],
-                "precision": params.runtime.precision,
-                "code": code_digest("stages.negatives")}  # fmt: skip
+    settings = negatives_settings(params, weights_digest(model), weights_digest(vae),
+                                  code_digest("stages.negatives"))  # fmt: skip
     generator = PairGenerator.build(model, vae, records, train.size, params.negatives.ddim_steps,
                                     training_scheduler(train), train.clip, device,
                                     params.runtime.precision)  # fmt: skip
