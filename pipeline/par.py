@@ -46,13 +46,13 @@ and used as a per-element weight of the diffusion MSE by
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from pipeline.config import ParParams
 from pipeline.keypoints import FACE, LEFT_HAND, N_KEYPOINTS, RIGHT_HAND, validate_pose
 
 # Eq. 2 splits the 133 keypoints into two families: discs around hand/face keypoints and one
@@ -63,8 +63,32 @@ HAND_AREA = slice(LEFT_HAND.start, RIGHT_HAND.stop)
 
 REFERENCE_SIZE = 512  # the resolution at which radius_at_512 and sigma_at_512 are given
 
-# How the scores of the discs covering a pixel combine into S(x) (ParParams.aggregate).
+# How the scores of the discs covering a pixel combine into S(x) (ParMasks.aggregate).
 AGGREGATES = ("sum", "mean", "max")
+
+
+@dataclass(frozen=True)
+class ParMasks:
+    """The knobs of the PAR masks (Eq. 2-3), plain values: the ``train_univdm.par`` section
+    becomes one in :func:`pipeline.builders.par.par_masks` (its ``enabled`` is the loss's,
+    :func:`pipeline.training.losses.par_loss`, and its ``figures`` the stage's).
+
+    Attributes:
+        tau: keypoint score threshold.
+        radius_at_512, sigma_at_512: disc radius ``r`` and smoothing ``sigma`` of ``T(.)`` at
+            512 px, scaled to the frame (:func:`scaled_radius`, :func:`scaled_sigma`).
+        omega1, omega2: weights of the hand/face and body areas.
+        aggregate: how covering disc scores combine into ``S(x)`` (:data:`AGGREGATES`).
+        floor: floor the hand/face weight at ``omega2``.
+    """
+
+    tau: float
+    radius_at_512: float
+    omega1: float
+    omega2: float
+    sigma_at_512: float
+    aggregate: str
+    floor: bool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,19 +369,19 @@ def awareness_mask(
     return mask.astype(np.float32)
 
 
-def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParParams) -> np.ndarray:
+def par_weights(poses: np.ndarray, size: int | tuple[int, int], params: ParMasks) -> np.ndarray:
     """PAR masks for a clip or training window.
 
     Args:
         poses: ``(T, 133, 3)`` keypoints ``(x, y, score)`` in pixels of frames of ``size``.
         size: frame side, or ``(H, W)``; ``r`` and ``sigma`` are scaled to it from the
-            ``*_at_512`` params.
-        params: :class:`~pipeline.config.ParParams`.
+            ``*_at_512`` values.
+        params: the masks' knobs (:class:`ParMasks`).
 
     Returns:
         float32 ``(T, H, W)``: :func:`awareness_mask` per frame (with ``params.aggregate`` and
-        ``params.floor``). ``params.enabled`` is not read here: the loss applies it (the "w/o
-        PAR" ablation is Eq. 1's plain MSE, :func:`pipeline.training.losses.par_loss`).
+        ``params.floor``). Whether PAR is enabled is not decided here: the loss applies it (the
+        "w/o PAR" ablation is Eq. 1's plain MSE, :func:`pipeline.training.losses.par_loss`).
     """
     poses = validate_pose(poses)
     shape = _shape(size)

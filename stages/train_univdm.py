@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.builders.par import par_masks
 from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.windows import WindowDataset, load_clip_records
@@ -45,7 +46,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         image_encoder = ClipImageEncoder(train.clip)
     model = build_univdm(train, params.cut.fps, vae, records[0].audio.shape[1],
                          image_encoder.dim if image_encoder else None)  # fmt: skip
-    dataset = WindowDataset(records, train.size, train.frames, train.audio_context, train.par,
+    dataset = WindowDataset(records, train.size, train.frames, train.audio_context,
+                            par_masks(train.par),
                             train.first_frame_prob, train.seed)  # fmt: skip
     run_id = fingerprint(train, [r.clip_id for r in records],
                          {"vae": weights_digest(vae), "model": model.config.to_json()})  # fmt: skip
@@ -74,7 +76,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         for record in records[: train.par.figures]:
             # At the clip's own resolution, where the areas are computed (paper Fig. 3).
             frame = read_frames(record.path, [0])[0]
-            par_figure(frame, record.poses[0], train.par, tmp / f"par_{record.clip_id}.png")
+            par_figure(frame, record.poses[0], par_masks(train.par),
+                       tmp / f"par_{record.clip_id}.png")  # fmt: skip
         scheduler = training_scheduler(train)
         write_univdm_preview(model, vae, preview_record(args.clips, args.features, train.frames),
                              train.frames, train.size, train.audio_context, scheduler,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from pipeline.builders.par import par_masks
 from pipeline.config import ParParams
 from pipeline.evaluation.par_figure import par_figure
 from pipeline.keypoints import N_KEYPOINTS
@@ -318,7 +319,7 @@ def test_defaults_reproduce_the_literal_reading_exactly():
     params = ParParams(tau=0.8, radius_at_512=20.0, sigma_at_512=12.0)  # r 2.5, sigma 1.5 at 64
     pose32 = poses[0].astype(np.float64)
     assert np.array_equal(
-        par_weights(poses, 64, params)[0],
+        par_weights(poses, 64, par_masks(params))[0],
         awareness_mask(pose32[:, :2], pose32[:, 2], 64, 0.8, 2.5, 10.0, 2.0, 1.5),
     )
 
@@ -333,7 +334,7 @@ def test_par_weights_passes_the_reading_and_params_validate_it():
         expected = awareness_mask(
             pose[:, :2], pose[:, 2], 64, 0.8, 3.0, 10.0, 2.0, 1.0, aggregate=aggregate, floor=True
         )
-        assert np.array_equal(par_weights(poses, 64, params)[0], expected)
+        assert np.array_equal(par_weights(poses, 64, par_masks(params))[0], expected)
     assert ParParams().aggregate == "sum" and ParParams().floor is False
     with pytest.raises(pydantic.ValidationError, match="aggregate"):
         ParParams(aggregate="median")
@@ -391,12 +392,12 @@ def test_par_weights_per_frame_and_disabled_gives_ones():
     poses = np.zeros((3, N_KEYPOINTS, 3), dtype=np.float32)
     poses[1, FACE0] = (32, 32, 0.9)
     params = ParParams(tau=0.8, radius_at_512=40.0, omega1=10.0, omega2=2.0, sigma_at_512=0.0)
-    w = par_weights(poses, 64, params)  # r = 40 * 64 / 512 = 5
+    w = par_weights(poses, 64, par_masks(params))  # r = 40 * 64 / 512 = 5
     assert w.shape == (3, 64, 64) and w.dtype == np.float32
     assert np.all(w[0] == 1.0) and np.all(w[2] == 1.0)
     assert (w[1] == np.float32(9.0)).sum() == 81  # pixel centres within 5 of a pixel centre
     # `enabled` is the loss's to apply (training/losses.py): the masks stay the masks.
-    off = par_weights(poses, 64, params.model_copy(update={"enabled": False}))
+    off = par_weights(poses, 64, par_masks(params.model_copy(update={"enabled": False})))
     assert np.array_equal(off, w)
 
 
@@ -408,7 +409,7 @@ def test_par_figure_writes_a_png(tmp_path):
     pose[FACE0 : FACE0 + 5] = [(28 + 2 * i, 12, 0.95) for i in range(5)]
     pose[LHAND0] = (18, 50, 0.9)
     pose[RHAND0] = (46, 50, 0.1)  # unreliable
-    path = par_figure(frame, pose, ParParams(), tmp_path / "fig" / "par.png")
+    path = par_figure(frame, pose, par_masks(ParParams()), tmp_path / "fig" / "par.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["par.png"]  # no temporary left behind
 
@@ -425,8 +426,8 @@ def test_par_figure_titles_the_reading_of_eq3(tmp_path, monkeypatch):
     frame = np.zeros((32, 32), dtype=np.uint8)
     pose = np.zeros((N_KEYPOINTS, 3), dtype=np.float32)
     pose[FACE0], pose[FACE1] = (14, 16, 0.9), (17, 16, 0.85)
-    par_figure(frame, pose, ParParams(aggregate="max", floor=True), tmp_path / "max.png")
-    par_figure(frame, pose, ParParams(), tmp_path / "sum.png")
+    par_figure(frame, pose, par_masks(ParParams(aggregate="max", floor=True)), tmp_path / "max.png")
+    par_figure(frame, pose, par_masks(ParParams()), tmp_path / "sum.png")
     masks = [t for t in titles if t.startswith("mask M")]
     assert len(masks) == 2
     assert "S = max of covering scores, floor at w2=2" in masks[0]

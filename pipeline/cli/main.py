@@ -196,6 +196,7 @@ def par_figure_command(args: argparse.Namespace) -> int:
     """Write the Fig. 3-style PAR figure of one frame of an extracted clip."""
     import numpy as np
 
+    from pipeline.builders.par import par_masks
     from pipeline.errors import InputError
     from pipeline.evaluation.par_figure import par_figure
     from pipeline.io import tables
@@ -217,7 +218,7 @@ def par_figure_command(args: argparse.Namespace) -> int:
         if len(frame) == 0:
             raise InputError(f"{args.clip_id}: no frame {args.frame}")
         out = args.out or f"par_{args.clip_id}_{args.frame}.png"
-        par_figure(frame[0], keypoints, params.train_univdm.par, out)
+        par_figure(frame[0], keypoints, par_masks(params.train_univdm.par), out)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.config import ParParams
 from pipeline.data.images import frames_to_images
 from pipeline.errors import InputError
 from pipeline.io import tables
 from pipeline.io.media import read_frames
 from pipeline.keypoints import N_KEYPOINTS
-from pipeline.par import par_weights, part_areas, scaled_radius
+from pipeline.par import ParMasks, par_weights, part_areas, scaled_radius
 
 AREAS = ("hand", "face", "body")
 
@@ -126,7 +125,7 @@ class WindowDataset(Dataset):
         size: frame side in pixels after resizing.
         frames: window length ``t``.
         audio_context: ``m`` of the audio windows.
-        par: PAR settings of the masks (``par.enabled`` is the trainer's: it picks the loss).
+        par: the PAR masks' knobs (whether PAR is enabled is the trainer's: it picks the loss).
         first_frame_prob: probability that the item is first-frame conditioned.
         seed: with the item index, determines every random choice.
         length: nominal dataset length (items are drawn, not enumerated).
@@ -134,7 +133,7 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, records: list[ClipRecord], size: int, frames: int, audio_context: int,
-                 par: ParParams, first_frame_prob: float, seed: int, length: int = 10**9,
+                 par: ParMasks, first_frame_prob: float, seed: int, length: int = 10**9,
                  cache_bytes: int = 1 << 30):  # fmt: skip
         usable = [r for r in records if r.n_frames >= frames]
         if not usable:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ParParams
 from pipeline.io.outputs import atomic_file
 from pipeline.keypoints import FACE, validate_pose
 from pipeline.par import (
     BODY_AREA,
     HAND_AREA,
+    ParMasks,
     awareness_mask,
     part_areas,
     reliable_mask,
@@ -28,16 +28,15 @@ _PART_COLOURS = (
 
 
 def par_figure(
-    frame: np.ndarray, poses_frame: np.ndarray, params: ParParams, path: str | os.PathLike
+    frame: np.ndarray, poses_frame: np.ndarray, params: ParMasks, path: str | os.PathLike
 ) -> Path:
     """Write a PNG like the paper's Fig. 3 for one frame and return its path.
 
     Args:
         frame: ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` grey) image.
         poses_frame: ``(133, 3)`` keypoints ``(x, y, score)`` in pixels of ``frame``.
-        params: :class:`~pipeline.config.ParParams` (``tau``, ``radius_at_512``, ``omega*``,
-            ``sigma_at_512``, ``aggregate``, ``floor``; ``enabled`` is ignored: the figure shows
-            what PAR would do).
+        params: the masks' knobs (:class:`~pipeline.par.ParMasks`); the figure shows what PAR
+            would do, enabled or not.
         path: output PNG, written atomically (temporary sibling, then rename).
 
     Panels: the frame with reliable keypoints coloured by part (unreliable ones as grey
