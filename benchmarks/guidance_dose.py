@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.builders.evaluation import metric_settings
 from pipeline.builders.inference import animator_settings
 from pipeline.config import load_params
 from pipeline.data.face_boxes import apply_region, face_mask
@@ -144,6 +145,7 @@ def main() -> None:
     boxes = reference_face_boxes(args.features, records)
     curated = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
     evaluation = params.evaluate
+    metrics = metric_settings(evaluation, params.train_gesture_ae)
     clips = {c.clip_id: c for c in load_test_clips(records, boxes, curated["language"].to_dict(),
                                                   evaluation.size, params.cut.fps)}  # fmt: skip
     read_pose = build_pose_backend(
@@ -190,7 +192,7 @@ def main() -> None:
             lips = lip_sync(pose, clip.wave, clip.sample_rate, clip.fps,
                             evaluation.pose_min_score, clip.control_wave)  # fmt: skip
             quality = region_quality(frames[:n], clip.frames[:n], clip.truth_pose[:n],
-                                     evaluation)  # fmt: skip
+                                     metrics)  # fmt: skip
             is_reference = unguided_arm(arm)
             if is_reference:
                 unguided.setdefault(record.clip_id, frames[:n])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.builders.evaluation import metric_settings
 from pipeline.config import load_params
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.windows import load_clip_records
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     settings = params.evaluate
+    metrics = metric_settings(settings, params.train_gesture_ae)
     records = load_clip_records(args.clips, args.features, "test", min_frames=1)
     curated = tables.read_table(args.clips, tables.CURATED).set_index("clip_id")
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
@@ -39,7 +41,7 @@ def main() -> None:
     clips = load_test_clips(records, boxes, curated["language"].to_dict(), settings.size,
                             params.cut.fps)  # fmt: skip
     rows = [region_quality(np.repeat(c.frames[:1], len(c.frames), axis=0), c.frames,
-                           c.truth_pose, settings) for c in clips]  # fmt: skip
+                           c.truth_pose, metrics) for c in clips]  # fmt: skip
     print(f"still reference, {len(clips)} test clips:")
     for region in REGIONS:
         values = [r[f"psnr_{region}"] for r in rows if r[f"psnr_{region}"] is not None]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.builders.evaluation import fvd_settings
+from pipeline.builders.evaluation import fvd_settings, metric_settings
 from pipeline.config import Params
 from pipeline.evaluation.evaluate import (
     load_metric_models,
@@ -54,29 +54,29 @@ MODES = ("none", "sg", "dg")
 
 
 def main(args: argparse.Namespace, params: Params) -> None:
-    settings = params.evaluate
+    evaluate = params.evaluate
+    settings = metric_settings(evaluate, params.train_gesture_ae)
     started = time.perf_counter()
     indexes = load_generated(args.infer, MODES)
     clips = load_generated_test_clips(args.clips, args.features, set(indexes["none"]["clip_id"]),
-                                      settings.size, params.cut.fps)  # fmt: skip
+                                      evaluate.size, params.cut.fps)  # fmt: skip
     models_dir = Path(args.models)
     models = load_metric_models(models_dir / "gesture_ae" / "final",
-                                models_dir / "syncnet" / "final", settings.pose_backend,
+                                models_dir / "syncnet" / "final", evaluate.pose_backend,
                                 params.train_syncnet.crop_scale, fvd_settings(params),
                                 params.extract.dwpose_dir,
                                 resolve_device(params.runtime.device),
-                                settings.sync_face_track)  # fmt: skip
-    scored = score_modes(clips, indexes, models, settings, params.train_gesture_ae,
-                         params.train_univdm.frames)  # fmt: skip
+                                evaluate.sync_face_track)  # fmt: skip
+    scored = score_modes(clips, indexes, models, settings, params.train_univdm.frames)
     results = scored.results
     groups, reasons = summarise_groups(results, models, settings)
     tc, tc_reasons = tc_groups(results, partial(seconds_per_segment, indexes))
     languages = [g for g in groups if g != "all"]
     summary = {
-        "profile": args.params, "eval_size": settings.size, "pose_backend": models.pose_backend,
+        "profile": args.params, "eval_size": evaluate.size, "pose_backend": models.pose_backend,
         "sync_model": {"metric": models.sync_name, "description": models.sync_description},
         "fvd_model": models.fvd_description, "guidance_rate": params.infer.guidance_rate,
-        "max_drift_db": settings.max_drift_db,
+        "max_drift_db": evaluate.max_drift_db,
         "clips": len(clips), "modes": groups["all"],
         "by_language": {k: groups[k] for k in languages}, "null_reasons": reasons,
     }  # fmt: skip
@@ -90,8 +90,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
         per_clip.to_parquet(tmp / "per_clip.parquet", index=False)
         poses = {(mode, v.row["clip_id"]): v.pose for mode, videos in results.items()
                  for v in videos}  # fmt: skip
-        figures = report_figures(clips, scored.generated, poses, settings,
-                                 params.train_gesture_ae.min_score, curves)  # fmt: skip
+        figures = report_figures(clips, scored.generated, poses, settings, evaluate.report_clips,
+                                 evaluate.report_frames, curves)  # fmt: skip
         notes = [f"{key}: {why}" for key, why in sorted((reasons | tc_reasons).items())
                  if key.startswith("all.")]  # fmt: skip
         write_report(tmp / "report.html", summary, groups, figures, notes, timings["modes"])

@@ -65,7 +65,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.windows import resize_frames
 from pipeline.evaluation.drift import (
     DRIFT_KEYS,
@@ -106,6 +105,59 @@ REGIONS = ("face", "hand", "body")
 # both hands), positions in the gesture autoencoder's joint list; the lips and head are Sync's.
 _BAS_JOINTS = [i for i, joint in enumerate(GESTURE_JOINTS) if joint >= 5]
 LIP_SYNC_KEYS = ("lip_sync_r", "lip_sync_r_swapped")  # pipeline.metrics.lip_sync
+
+
+@dataclass(frozen=True)
+class BeatSettings:
+    """BAS's protocol (:mod:`pipeline.metrics.beats`): Gaussian width ``sigma_s`` and matching
+    ``direction``; keypoint speed smoothing ``smooth_s`` and the merge gap ``min_gap_s`` of the
+    motion beats, seconds."""
+
+    sigma_s: float
+    direction: str
+    smooth_s: float
+    min_gap_s: float
+
+
+@dataclass(frozen=True)
+class GestureWindows:
+    """The gesture autoencoder's pose windows (``train_gesture_ae``): ``window`` frames every
+    ``stride``, keypoints scored at least ``min_score`` (the pose detection rate, BAS's joints
+    and the report's curves read the same threshold)."""
+
+    window: int
+    stride: int
+    min_score: float
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Every knob of the per-video and per-mode metrics, plain values (the ``evaluate`` and
+    ``train_gesture_ae`` sections become one in
+    :func:`pipeline.builders.evaluation.metric_settings`).
+
+    Attributes:
+        size: side the frames are resized to before any metric.
+        pose_min_score: keypoint score of HKV and the lip opening.
+        min_pose_rate: share of frames with a person below which a video is left out of FGD,
+            Div., BAS and HKV.
+        region_tau, region_radius_at_512: keypoint score and disc radius (at 512 px) of the
+            face / hand region masks of the region PSNR / SSIM.
+        beats: BAS's protocol; gesture: the gesture autoencoder's windows (FGD, Div.).
+        div_seed: Div.'s sampling seed; fvd_clip_frames: frames per FVD clip (for the reason
+            given when FVD is null); max_drift_db: the drift bar (:mod:`.drift`).
+    """
+
+    size: int
+    pose_min_score: float
+    min_pose_rate: float
+    region_tau: float
+    region_radius_at_512: float
+    beats: BeatSettings
+    gesture: GestureWindows
+    div_seed: int
+    fvd_clip_frames: int
+    max_drift_db: float
 
 
 @dataclass
@@ -189,7 +241,7 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
 
 
 def region_quality(
-    frames: np.ndarray, truth: np.ndarray, truth_pose: np.ndarray, params: EvaluateParams
+    frames: np.ndarray, truth: np.ndarray, truth_pose: np.ndarray, params: MetricSettings
 ) -> dict[str, float | None]:
     """Mean PSNR / SSIM over frames inside each region of the ground truth's pose.
 
@@ -214,7 +266,7 @@ def region_quality(
 
 
 def beat_alignment(
-    pose: np.ndarray, wave: np.ndarray, sample_rate: int, fps: float, params: EvaluateParams,
+    pose: np.ndarray, wave: np.ndarray, sample_rate: int, fps: float, bas: BeatSettings,
     min_score: float,
 ) -> dict[str, float | None]:  # fmt: skip
     """BAS of one video, speed minima of the arms and hands against the audio's onsets, in both
@@ -224,7 +276,6 @@ def beat_alignment(
     moving = moving[:, np.isfinite(moving).all(axis=(0, 2))]
     if moving.shape[1] == 0:
         return {"bas": None, "bas_bailando": None}
-    bas = params.bas
     motion = motion_beats(moving, fps, bas.smooth_s, bas.min_gap_s)
     audio = audio_beats(wave, sample_rate)
     scores = {"bas": beat_alignment_score(motion, audio, bas.sigma_s, bas.direction)}
@@ -264,8 +315,7 @@ def evaluate_video(
     clip: TestClip,
     frames: np.ndarray,
     models: MetricModels,
-    params: EvaluateParams,
-    gesture: TrainGestureAEParams,
+    params: MetricSettings,
     starts: Sequence[int] | None = None,
 ) -> VideoResult:
     """Every per-video metric of one video of ``mode`` (frames ``(T, S, S, 3)`` uint8).
@@ -279,6 +329,7 @@ def evaluate_video(
     n = min(len(frames), len(clip.frames))
     frames, truth = frames[:n], clip.frames[:n]
     pose = models.pose_reader(frames)
+    gesture = params.gesture
     rate = pose_detection_rate(pose, gesture.min_score)
     row: dict = {"mode": mode, "clip_id": clip.clip_id, "language": clip.language, "n_frames": n,
                  "pose_rate": round(rate, 4), "pose_metrics": True, "note": ""}  # fmt: skip
@@ -297,7 +348,7 @@ def evaluate_video(
         row |= {
             key: _rounded(value)
             for key, value in beat_alignment(
-                pose, clip.wave, clip.sample_rate, clip.fps, params, gesture.min_score
+                pose, clip.wave, clip.sample_rate, clip.fps, params.beats, gesture.min_score
             ).items()
         }
         row["hkv"], row["note"] = hand_variance(pose, params.pose_min_score)
@@ -335,7 +386,7 @@ def summarise(
     videos: Sequence[VideoResult],
     reference: Sequence[VideoResult],
     models: MetricModels,
-    params: EvaluateParams,
+    params: MetricSettings,
 ) -> tuple[dict, dict]:
     """The set metrics of one mode (or one language of it) against the ground truth videos.
 
@@ -384,7 +435,7 @@ def summarise(
     else:
         mine, real = _pooled(videos, "i3d_features"), _pooled(reference, "i3d_features")
         if mine is None or real is None or len(mine) < 2 or len(real) < 2:
-            reasons["fvd"] = f"fewer than 2 clips of {params.fvd.clip_frames} frames on a side"
+            reasons["fvd"] = f"fewer than 2 clips of {params.fvd_clip_frames} frames on a side"
         else:
             metrics["fvd"] = _rounded(frechet_distance_of_features(real, mine), 2)
     for region in REGIONS:
@@ -537,7 +588,7 @@ def _by_group(
 def summarise_groups(
     results: Mapping[str, Sequence[VideoResult]],
     models: MetricModels,
-    params: EvaluateParams,
+    params: MetricSettings,
 ) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
     """:func:`summarise` for every mode, over all clips (group ``all``) and per language.
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.face_boxes import face_box_at, normalised_face_boxes
 from pipeline.data.segments import segment_starts
 from pipeline.data.windows import load_clip_records, resize_frames
@@ -23,6 +22,7 @@ from pipeline.errors import InputError
 from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
     MetricModels,
+    MetricSettings,
     TestClip,
     VideoResult,
     evaluate_video,
@@ -62,7 +62,7 @@ class ScoredModes:
 
 
 def score_modes(clips: Sequence[TestClip], indexes: Mapping[str, pd.DataFrame],
-                models: MetricModels, settings: EvaluateParams, gesture_ae: TrainGestureAEParams,
+                models: MetricModels, settings: MetricSettings,
                 window: int) -> ScoredModes:  # fmt: skip
     """Score the ground truth and every mode's video of every clip; ``window``: the UniVDM
     window (frames per segment). Raises :class:`InputError` naming every video ``infer`` failed
@@ -72,7 +72,7 @@ def score_modes(clips: Sequence[TestClip], indexes: Mapping[str, pd.DataFrame],
     for clip in clips:
         log.info("evaluate: ground truth %s", clip.clip_id)
         results[GROUND_TRUTH].append(evaluate_video(GROUND_TRUTH, clip, clip.frames, models,
-                                                    settings, gesture_ae))  # fmt: skip
+                                                    settings))  # fmt: skip
     failed = []
     for mode, index in indexes.items():
         index = index.set_index("clip_id")
@@ -86,8 +86,7 @@ def score_modes(clips: Sequence[TestClip], indexes: Mapping[str, pd.DataFrame],
             generated[clip.clip_id][mode] = frames
             log.info("evaluate: %s %s", mode, clip.clip_id)
             starts = segment_starts(len(frames), window)
-            results[mode].append(evaluate_video(mode, clip, frames, models, settings, gesture_ae,
-                                                starts))  # fmt: skip
+            results[mode].append(evaluate_video(mode, clip, frames, models, settings, starts))
     if failed:
         raise InputError("evaluate: videos missing: " + "; ".join(failed))
     return ScoredModes(results, generated)

@@ -26,16 +26,19 @@ import io
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import jinja2
 import numpy as np
 
-from pipeline.config import EvaluateParams
 from pipeline.io.audio import frame_rms
 from pipeline.io.outputs import atomic_file
 from pipeline.metrics.lip_sync import lip_sync_correlation
 from pipeline.metrics.regions import region_masks
+
+if TYPE_CHECKING:  # imported where used: evaluate loads torch and the metric networks
+    from pipeline.evaluation.evaluate import MetricSettings
 
 MODE_LABELS = {"ground_truth": "Ground truth", "none": "PAHA w/o guidance",
                "sg": "PAHA-SG", "dg": "PAHA-DG"}  # fmt: skip
@@ -266,12 +269,14 @@ def report_figures(
     clips: Sequence,
     generated: Mapping[str, Mapping[str, np.ndarray]],
     poses: Mapping[tuple[str, str], np.ndarray],
-    params: EvaluateParams,
-    min_score: float,
+    params: MetricSettings,
+    report_clips: int,
+    report_frames: int,
     segment_curves: Mapping[str, Sequence[float | None]] | None = None,
 ) -> list[tuple[str, str, bytes]]:
-    """Frames side by side for the first ``report_clips`` clips, one Fig. 7 plot and, with
-    ``segment_curves``, PSNR against segment index.
+    """Frames side by side (``report_frames`` each) for the first ``report_clips`` clips, one
+    Fig. 7 plot and, with ``segment_curves``, PSNR against segment index; the region masks and
+    keypoint thresholds are the metrics' (``params``).
 
     clips: :class:`~pipeline.evaluation.evaluate.TestClip`; generated: clip id -> mode -> frames;
     poses: (mode, clip id) -> the poses the metrics read; segment_curves: mode -> mean PSNR per
@@ -281,11 +286,12 @@ def report_figures(
     from pipeline.evaluation.evaluate import GROUND_TRUTH, hand_speed, lip_opening
 
     radius = params.region_radius_at_512 * params.size / 512
+    min_score = params.gesture.min_score
     figures = []
-    for clip in clips[: params.report_clips]:
+    for clip in clips[:report_clips]:
         videos = {MODE_LABELS[GROUND_TRUTH]: clip.frames}
         videos |= {MODE_LABELS[m]: f for m, f in generated[clip.clip_id].items()}
-        image = side_by_side(videos, clip.truth_pose, clip.face_box, params.report_frames,
+        image = side_by_side(videos, clip.truth_pose, clip.face_box, report_frames,
                              params.region_tau, radius)  # fmt: skip
         caption = f"Frames {clip.clip_id}: ground truth / none / SG / DG"
         figures.append((f"frames_{clip.clip_id}", caption, png_bytes(image)))

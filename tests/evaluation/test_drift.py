@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.config import EvaluateParams
+from pipeline.builders.evaluation import metric_settings
+from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.data.segments import segment_starts
 from pipeline.evaluation.drift import (
     drift_summary,
@@ -34,6 +35,8 @@ from pipeline.metrics.sync import SyncScores
 N_FRAMES, SIZE = 11, 8
 ERRORS = np.arange(1, N_FRAMES + 1)  # e_t, grey levels
 EXPECTED = 20 * np.log10(255 / ERRORS)  # (11,) PSNR of each frame, dB
+
+SETTINGS = metric_settings(EvaluateParams(), TrainGestureAEParams())
 
 
 def _noisier_video(n_frames: int = N_FRAMES) -> tuple[np.ndarray, np.ndarray]:
@@ -116,26 +119,24 @@ def _clip(truth: np.ndarray) -> ClipUnderTest:
 
 
 def test_evaluate_video_and_summarise_report_the_drift_per_video_and_per_mode():
-    from pipeline.config import TrainGestureAEParams
-
     generated, truth = _noisier_video()
-    params, gesture, models = EvaluateParams(), TrainGestureAEParams(), _models()
+    params, models = SETTINGS, _models()
     clip = _clip(truth)
     starts = segment_starts(N_FRAMES, 4)
-    video = evaluate_video("dg", clip, generated, models, params, gesture, starts)
+    video = evaluate_video("dg", clip, generated, models, params, starts)
     row = video.row
     assert row["psnr_first_quarter"] == pytest.approx(EXPECTED[:2].mean(), abs=1e-4)
     assert row["psnr_drift_db"] == pytest.approx(EXPECTED[:2].mean() - EXPECTED[9:].mean(),
                                                  abs=2e-4)  # fmt: skip
     assert row["psnr_by_segment"] == pytest.approx(segment_psnr(EXPECTED, starts), abs=1e-4)
-    real = evaluate_video(GROUND_TRUTH, clip, truth, models, params, gesture)
+    real = evaluate_video(GROUND_TRUTH, clip, truth, models, params)
     assert real.row["psnr_drift_db"] is None and real.row["psnr_by_segment"] is None
     with pytest.raises(ValueError, match="needs the segment starts"):
-        evaluate_video("dg", clip, generated, models, params, gesture)
+        evaluate_video("dg", clip, generated, models, params)
 
     # A second video that holds: the same error in every frame, no drift.
     steady = truth + np.uint8(4)
-    held = evaluate_video("dg", clip, steady, models, params, gesture, starts)
+    held = evaluate_video("dg", clip, steady, models, params, starts)
     assert held.row["psnr_drift_db"] == 0.0
     metrics, reasons = summarise("dg", [video, held], [real], models, params)
     assert metrics["psnr_drift_db"] == pytest.approx(row["psnr_drift_db"] / 2, abs=1e-4)
@@ -156,9 +157,9 @@ def test_the_report_plots_psnr_against_segment_and_tables_the_drift(tmp_path):
     image = cv2.imdecode(np.frombuffer(psnr_by_segment_plot(curves, "t"), np.uint8),
                          cv2.IMREAD_COLOR)  # fmt: skip
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
-    figures = report_figures([], {}, {}, EvaluateParams(), 0.3, curves)
+    figures = report_figures([], {}, {}, SETTINGS, 3, 4, curves)
     assert [stem for stem, _, _ in figures] == ["psnr_by_segment"]
-    assert report_figures([], {}, {}, EvaluateParams(), 0.3) == []  # without curves, no plot
+    assert report_figures([], {}, {}, SETTINGS, 3, 4) == []  # without curves, no plot
 
     metrics = {"psnr_first_quarter": 30.0, "psnr_last_quarter": 27.5, "psnr_drift_db": 2.5,
                "drift_hold_share": 0.75}  # fmt: skip

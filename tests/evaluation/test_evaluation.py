@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import EvaluateParams
+from pipeline.builders.evaluation import metric_settings
+from pipeline.config import EvaluateParams, TrainGestureAEParams
 from pipeline.evaluation.evaluate import (
     GROUND_TRUTH,
     MetricModels,
@@ -27,7 +28,7 @@ from pipeline.evaluation.report import (
 from pipeline.metrics.frechet import frechet_distance_of_features
 from pipeline.metrics.lip_sync import lip_opening
 
-PARAMS = EvaluateParams()
+PARAMS = metric_settings(EvaluateParams(), TrainGestureAEParams())
 
 
 def _models(i3d=None) -> MetricModels:
