@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.builders.negatives import negatives_settings
+from pipeline.builders.negatives import negatives_settings, pair_plan_settings
 from pipeline.builders.schedules import training_scheduler
 from pipeline.config import Params
 from pipeline.data.face_boxes import normalised_face_boxes
@@ -81,15 +81,15 @@ def main(args: argparse.Namespace, params: Params) -> None:
     records = load_clip_records(args.clips, args.features, "train", min(negatives.lengths),
                                 sources=negatives.positive_sources)  # fmt: skip
     faces = tables.read_table(Path(args.features) / "faces.parquet", tables.FACES)
-    plan = plan_pairs(records, normalised_face_boxes(faces, records), negatives)
+    plan = plan_pairs(records, normalised_face_boxes(faces, records), pair_plan_settings(negatives))
     generator, settings = load_generator(params, args, records,
                                          resolve_device(params.runtime.device))  # fmt: skip
     fingerprint = plan_fingerprint(plan, settings)
 
     def write_shard(shard: int, count: int) -> None:
-        generate_shard(generator, plan, negatives, args.out, shard, count, fingerprint,
-                       progress=lambda it: tqdm(it, desc=f"negatives {shard}/{count}",
-                                                unit="batch"))  # fmt: skip
+        generate_shard(generator, plan, negatives.batch_size, negatives.dtype, args.out, shard,
+                       count, fingerprint, progress=lambda it: tqdm(
+                           it, desc=f"negatives {shard}/{count}", unit="batch"))  # fmt: skip
 
     started = time.perf_counter()
     shards = shards_to_merge(args, write_shard)
@@ -98,7 +98,8 @@ def main(args: argparse.Namespace, params: Params) -> None:
     seconds = time.perf_counter() - started
     index = merge_shards(args.out, shards, fingerprint, len(plan))
     write_preview_strip(index, generator.vae, Path(args.out) / "preview.png")
-    summary = negatives_summary(index, negatives, shards, fingerprint)
+    summary = negatives_summary(index, negatives.checkpoint_step, negatives.ddim_steps, shards,
+                                fingerprint)  # fmt: skip
     write_json(summary, args.metrics)
     # Generation time when this process generated everything (not for a merge of shards).
     write_timings(timings_path(args), seconds_per_pair=None if args.merge else seconds / len(index))

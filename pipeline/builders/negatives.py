@@ -1,11 +1,12 @@
-"""Builder of what fingerprints the PCE negatives (``train_univdm``, ``negatives`` and
-``runtime`` sections)."""
+"""Builders of the PCE negatives' settings: what draws the pairs (``negatives`` section) and what
+fingerprints them (``train_univdm``, ``negatives`` and ``runtime`` sections)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import Params
+from pipeline.config import NegativesParams, Params
+from pipeline.inference.negatives import PairPlanSettings
 
 
 def negatives_settings(params: Params, model_digest: str, vae_digest: str,
@@ -22,3 +23,12 @@ def negatives_settings(params: Params, model_digest: str, vae_digest: str,
             "schedule": [train.num_train_timesteps, train.beta_schedule, train.zero_terminal_snr,
                          train.timestep_spacing],
             "precision": params.runtime.precision, "code": code}  # fmt: skip
+
+
+def pair_plan_settings(negatives: NegativesParams) -> PairPlanSettings:
+    """What draws the pairs: window lengths and stride, the cap, the held-out share, the
+    augmentations and the seed (:func:`pipeline.inference.negatives.plan_pairs`)."""
+    return PairPlanSettings(lengths=tuple(negatives.lengths), stride=negatives.stride,
+                            max_windows=negatives.max_windows,
+                            heldout_fraction=negatives.heldout_fraction,
+                            augment=negatives.augment, seed=negatives.seed)  # fmt: skip

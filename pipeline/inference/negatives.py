@@ -39,7 +39,6 @@ import pandas as pd
 import torch
 from diffusers import DDPMScheduler
 
-from pipeline.config import NegativesParams
 from pipeline.data.face_boxes import face_box_at, window_face_box
 from pipeline.data.images import frames_to_images, images_to_frames
 from pipeline.data.splits import held_out
@@ -62,6 +61,28 @@ PLAN_COLUMNS = ["window_id", "split", "clip_id", "start", "length", "audio_clip_
 
 
 # ---------------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class PairPlanSettings:
+    """What draws the pairs (Section 4.1.3), plain values: the ``negatives`` section becomes one
+    in :func:`pipeline.builders.negatives.pair_plan_settings`.
+
+    Attributes:
+        lengths: window lengths (frames) drawn per window; the first only without ``augment``.
+        stride: frames between window starts (None: back to back).
+        max_windows: keep this many windows at most, drawn at random (None: all).
+        heldout_fraction: share of the training clips held out for the classifiers' evaluation.
+        augment: the paper's two augmentations (varying lengths, a random reference frame).
+        seed: every random choice of the plan.
+    """
+
+    lengths: tuple[int, ...]
+    stride: int | None
+    max_windows: int | None
+    heldout_fraction: float
+    augment: bool
+    seed: int
+
+
 def heldout_clips(clip_ids: list[str], fraction: float, seed: int) -> set[str]:
     """The training clips held out for the classifiers' evaluation (:func:`held_out`)."""
     if len(set(clip_ids)) < 2:
@@ -84,13 +105,13 @@ def clip_windows(clip_id: str, n_frames: int, lengths: list[int], stride: int | 
 
 
 def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
-               params: NegativesParams) -> pd.DataFrame:  # fmt: skip
+               params: PairPlanSettings) -> pd.DataFrame:  # fmt: skip
     """One row per real training window with what draws its negative (no paths yet).
 
     Args:
         records: the training clips (``load_clip_records(..., "train")``).
         face_boxes: clip id -> ``(n_frames, 4)`` normalised face boxes (NaN: no face).
-        params: the ``negatives`` section.
+        params: what draws the pairs (:class:`PairPlanSettings`).
 
     Raises ValueError when a clip has no face in any frame (the masks need one).
     """
@@ -99,7 +120,7 @@ def plan_pairs(records: list[ClipRecord], face_boxes: dict[str, np.ndarray],
     # The paper's two augmentations (Section 4.1.3): varying lengths and a random reference
     # frame. Without them ("w/o augmentation", Table 3) every window has the first length and
     # every negative starts from its reference clip's first frame.
-    lengths = params.lengths if params.augment else params.lengths[:1]
+    lengths = list(params.lengths if params.augment else params.lengths[:1])
     windows = []
     for record in sorted(records, key=lambda r: r.clip_id):
         for start, length in clip_windows(record.clip_id, record.n_frames, lengths,
@@ -249,22 +270,24 @@ class PairGenerator:
         return latents.float()
 
 
-def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: NegativesParams,
+def generate_shard(generator: PairGenerator, plan: pd.DataFrame, batch_size: int, dtype: str,
                    out: str | Path, shard: int, shards: int, fingerprint: str,
                    progress: Callable[[Iterable], Iterable] = iter) -> Path:  # fmt: skip
     """Write shard ``shard`` of ``shards`` (latents + its index); skip it when already complete.
+    ``batch_size`` windows per generator call; latents saved as ``dtype`` (``float16`` or
+    ``float32``).
 
     Returns the shard's directory (:func:`pipeline.io.shards.write_shard`). The shard appears
     only once every window in it is written.
     """
-    dtype = np.float16 if params.dtype == "float16" else np.float32
+    stored = np.float16 if dtype == "float16" else np.float32
     by_id = plan.set_index("window_id", drop=False)
 
     def fill(tmp: Path, folder: Path) -> pd.DataFrame:
         rows_out = []
         generator.model.eval()
         (tmp / "latents").mkdir()
-        for ids in progress(shard_batches(plan, params.batch_size, shard, shards)):
+        for ids in progress(shard_batches(plan, batch_size, shard, shards)):
             rows = by_id.loc[ids]
             with torch.no_grad():
                 positive, negative = generator.positives(rows), generator.negatives(rows)
@@ -272,7 +295,7 @@ def generate_shard(generator: PairGenerator, plan: pd.DataFrame, params: Negativ
                 paths = {}
                 for kind, latents in (("positive", positive), ("negative", negative)):
                     path = tmp / "latents" / f"{row.window_id:07d}.{kind}.npy"
-                    np.save(path, latents[k].float().cpu().numpy().astype(dtype))
+                    np.save(path, latents[k].float().cpu().numpy().astype(stored))
                     paths[f"{kind}_path"] = final_path(path, tmp, folder)
                 rows_out.append(by_id.loc[row.window_id].to_dict() | paths
                                 | {"shard": folder.name})  # fmt: skip
@@ -311,17 +334,18 @@ __all__ = [
 ]  # fmt: skip
 
 
-def negatives_summary(index: pd.DataFrame, params: NegativesParams, shards: int,
+def negatives_summary(index: pd.DataFrame, checkpoint_step: int, ddim_steps: int, shards: int,
                       fingerprint: str) -> dict[str, Any]:  # fmt: skip
-    """The stage's metrics: pairs per split and per length, frames, and what made them."""
+    """The stage's metrics: pairs per split and per length, frames, and what made them (the
+    UniVDM checkpoint and its DDIM steps, the shards, the plan's fingerprint)."""
     return {
         "pairs": len(index),
         "pairs_train": int((index["split"] == "train").sum()),
         "pairs_heldout": int((index["split"] == "heldout").sum()),
         "frames": int(index["length"].sum()),
         "lengths": {str(k): int(v) for k, v in index["length"].value_counts().sort_index().items()},
-        "checkpoint_step": params.checkpoint_step,
-        "ddim_steps": params.ddim_steps,
+        "checkpoint_step": checkpoint_step,
+        "ddim_steps": ddim_steps,
         "shards": shards,
         "fingerprint": fingerprint,
     }

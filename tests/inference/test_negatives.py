@@ -7,6 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from pipeline.builders.negatives import pair_plan_settings
 from pipeline.config import NegativesParams
 from pipeline.data.windows import ClipRecord
 from pipeline.inference import negatives as neg
@@ -60,6 +61,10 @@ PARAMS = NegativesParams(checkpoint_step=1, ddim_steps=2, lengths=[4, 6], heldou
                          batch_size=3, seed=5)  # fmt: skip
 
 
+def _plan(**changes) -> neg.PairPlanSettings:
+    return pair_plan_settings(PARAMS.model_copy(update=changes))
+
+
 def test_clip_windows_fit_and_do_not_overlap():
     windows = neg.clip_windows("a", 20, [4, 6], None, 0)
     assert windows == neg.clip_windows("a", 20, [4, 6], None, 0)  # deterministic
@@ -73,8 +78,8 @@ def test_clip_windows_fit_and_do_not_overlap():
 
 
 def test_plan_draws_negatives_within_the_windows_split(records):
-    plan = neg.plan_pairs(records, _boxes(records), PARAMS)
-    again = neg.plan_pairs(records, _boxes(records), PARAMS)
+    plan = neg.plan_pairs(records, _boxes(records), _plan())
+    again = neg.plan_pairs(records, _boxes(records), _plan())
     pd.testing.assert_frame_equal(
         plan.drop(columns=["positive_face_box", "negative_face_box"]),
         again.drop(columns=["positive_face_box", "negative_face_box"]),
@@ -90,13 +95,13 @@ def test_plan_draws_negatives_within_the_windows_split(records):
         assert 0 <= row.ref_frame < n_frames[row.ref_clip_id]
         assert np.isfinite(row.positive_face_box).all() and np.isfinite(row.negative_face_box).all()
     assert plan["seed"].is_unique and list(plan["window_id"]) == list(range(len(plan)))
-    capped = neg.plan_pairs(records, _boxes(records), PARAMS.model_copy(update={"max_windows": 5}))
+    capped = neg.plan_pairs(records, _boxes(records), _plan(max_windows=5))
     assert len(capped) == 5
 
 
 def test_plan_without_augmentation_has_one_length_and_first_frame_references(records):
-    plain = neg.plan_pairs(records, _boxes(records), PARAMS.model_copy(update={"augment": False}))
-    augmented = neg.plan_pairs(records, _boxes(records), PARAMS)
+    plain = neg.plan_pairs(records, _boxes(records), _plan(augment=False))
+    augmented = neg.plan_pairs(records, _boxes(records), _plan())
     assert set(plain["length"]) == {PARAMS.lengths[0]} and (plain["ref_frame"] == 0).all()
     assert len(set(augmented["length"])) > 1 and (augmented["ref_frame"] > 0).any()
 
@@ -105,11 +110,11 @@ def test_plan_rejects_a_clip_without_any_face(records):
     boxes = _boxes(records)
     boxes["c2"][:] = np.nan
     with pytest.raises(ValueError, match="c2: no face"):
-        neg.plan_pairs(records, boxes, PARAMS)
+        neg.plan_pairs(records, boxes, _plan())
 
 
 def test_shards_partition_equal_length_batches(records):
-    plan = neg.plan_pairs(records, _boxes(records), PARAMS)
+    plan = neg.plan_pairs(records, _boxes(records), _plan())
     lengths = plan.set_index("window_id")["length"]
     all_batches = neg.batches(plan, 3)
     assert sorted(i for b in all_batches for i in b) == list(plan["window_id"])
@@ -121,12 +126,12 @@ def test_shards_partition_equal_length_batches(records):
 def _generate(generator, plan, out, shards):
     fp = neg.plan_fingerprint(plan, {"test": 1})
     for i in range(shards):
-        neg.generate_shard(generator, plan, PARAMS, out, i, shards, fp)
+        neg.generate_shard(generator, plan, PARAMS.batch_size, PARAMS.dtype, out, i, shards, fp)
     return neg.merge_shards(out, shards, fp, len(plan))
 
 
 def test_sharded_negatives_equal_unsharded(generator, records, tmp_path):
-    plan = neg.plan_pairs(records, _boxes(records), PARAMS)
+    plan = neg.plan_pairs(records, _boxes(records), _plan())
     one = _generate(generator, plan, tmp_path / "one", 1)
     two = _generate(generator, plan, tmp_path / "two", 2)
     assert len(one) == len(plan) and set(two["shard"]) == {"shard-000-of-002", "shard-001-of-002"}
@@ -156,7 +161,7 @@ def test_pair_generator_is_built_from_plain_settings(generator, records):
 
 def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, tmp_path,
                                                            monkeypatch):  # fmt: skip
-    plan = neg.plan_pairs(records, _boxes(records), PARAMS)
+    plan = neg.plan_pairs(records, _boxes(records), _plan())
     fp = neg.plan_fingerprint(plan, {"test": 1})
     calls = {"n": 0}
     real = neg.PairGenerator.negatives
@@ -169,16 +174,16 @@ def test_an_interrupted_shard_leaves_nothing_and_is_redone(generator, records, t
 
     monkeypatch.setattr(neg.PairGenerator, "negatives", failing)
     with pytest.raises(KeyboardInterrupt):
-        neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
+        neg.generate_shard(generator, plan, PARAMS.batch_size, PARAMS.dtype, tmp_path, 0, 1, fp)
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
     with pytest.raises(ValueError, match="not complete"):
         neg.merge_shards(tmp_path, 1, fp, len(plan))
     monkeypatch.setattr(neg.PairGenerator, "negatives", real)
-    neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
+    neg.generate_shard(generator, plan, PARAMS.batch_size, PARAMS.dtype, tmp_path, 0, 1, fp)
     # A complete shard of the same plan is kept, not recomputed.
     monkeypatch.setattr(neg.PairGenerator, "negatives", failing)
     calls["n"] = 1
-    neg.generate_shard(generator, plan, PARAMS, tmp_path, 0, 1, fp)
+    neg.generate_shard(generator, plan, PARAMS.batch_size, PARAMS.dtype, tmp_path, 0, 1, fp)
     index = neg.merge_shards(tmp_path, 1, fp, len(plan))
     assert len(index) == len(plan)
     # Another plan (e.g. other weights) is not taken for this one.

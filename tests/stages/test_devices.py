@@ -16,6 +16,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from pipeline.builders.negatives import pair_plan_settings
 from pipeline.config import (
     ClassifierParams,
     NegativesParams,
@@ -112,7 +113,7 @@ def _rows(records):
              for r in records}  # fmt: skip
     params = NegativesParams(checkpoint_step=1, ddim_steps=2, lengths=[6], heldout_fraction=0.4,
                              batch_size=2, seed=5)  # fmt: skip
-    plan = neg.plan_pairs(records, boxes, params)
+    plan = neg.plan_pairs(records, boxes, pair_plan_settings(params))
     return plan.set_index("window_id", drop=False).loc[neg.batches(plan, 2)[0]]
 
 
