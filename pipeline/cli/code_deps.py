@@ -4,19 +4,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from pipeline.cli.check_or_write import check_or_write_arguments
 from pipeline.orchestration.code_deps import mismatches, write_code_deps
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="the code deps of dvc.yaml's stages")
-    parser.add_argument("--root", default=".")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--check", action="store_true", help="list stages whose deps disagree")
-    action.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml")
-    args = parser.parse_args(argv)
+    args = check_or_write_arguments("the code deps of dvc.yaml's stages",
+                                    "list stages whose deps disagree",
+                                    "rewrite the code deps in dvc.yaml", argv)  # fmt: skip
     if args.write:
         write_code_deps(args.root)
     problems = mismatches(args.root)

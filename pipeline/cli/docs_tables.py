@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from pipeline.cli.check_or_write import check_or_write_arguments
 from pipeline.evaluation.docs_tables import DOCS, render, stale_blocks
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="the docs' results tables from data/metrics/")
-    parser.add_argument("--root", default=".")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--check", action="store_true", help="exit 1 if a table is stale")
-    action.add_argument("--write", action="store_true", help="regenerate every table")
-    args = parser.parse_args(argv)
+    args = check_or_write_arguments("the docs' results tables from data/metrics/",
+                                    "exit 1 if a table is stale", "regenerate every table",
+                                    argv)  # fmt: skip
     root = Path(args.root)
     if args.check:
         stale = stale_blocks(root)
