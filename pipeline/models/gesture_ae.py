@@ -214,8 +214,8 @@ class GestureAEOutput(BaseOutput):
         features: ``(B, F)`` the window's feature (what FGD and Div. are computed on).
     """
 
-    reconstruction: torch.Tensor
-    features: torch.Tensor
+    reconstruction: torch.Tensor = None
+    features: torch.Tensor = None
 
 
 class GestureAutoencoder(nn.Module):

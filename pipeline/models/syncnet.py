@@ -169,8 +169,8 @@ class SyncNetOutput(BaseOutput):
     """What :meth:`SyncNet.forward` returns: ``video`` and ``audio`` embeddings, ``(B, embedding)``
     each (their distance is the sync distance)."""
 
-    video: torch.Tensor
-    audio: torch.Tensor
+    video: torch.Tensor = None
+    audio: torch.Tensor = None
 
 
 class SyncNet(nn.Module):

@@ -194,8 +194,10 @@ class UniVDMOutput(BaseOutput):
             tensor as ``epsilon`` for an epsilon model.
     """
 
-    epsilon: torch.Tensor
-    prediction: torch.Tensor
+    # Defaults, as diffusers' outputs have: accelerate's mixed-precision wrapper rebuilds a
+    # mapping output from one dict (``type(out)({...})``), which BaseOutput then unpacks.
+    epsilon: torch.Tensor = None
+    prediction: torch.Tensor = None
 
 
 def _checkpointed_forward(block: nn.Module):

@@ -200,3 +200,16 @@ def test_epsilon_model_raw_output_is_its_epsilon(model):
     with torch.no_grad():
         out = model(noisy, 5, reference, audio)
     assert isinstance(out, UniVDMOutput) and out.prediction is out.epsilon
+
+
+def test_the_output_survives_accelerate_s_fp32_conversion():
+    # accelerate's mixed-precision forward rebuilds mapping outputs from one dict (under DDP
+    # with bf16 this broke the two-process run).
+    from accelerate.utils.operations import convert_to_fp32
+
+    out = UniVDMOutput(epsilon=torch.ones(2, dtype=torch.bfloat16),
+                       prediction=torch.zeros(2, dtype=torch.bfloat16))  # fmt: skip
+    converted = convert_to_fp32(out)
+    assert isinstance(converted, UniVDMOutput) and converted.epsilon.dtype == torch.float32
+    assert torch.equal(converted.epsilon, torch.ones(2))
+    assert torch.equal(converted.prediction, torch.zeros(2))
